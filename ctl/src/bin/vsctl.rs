@@ -1,0 +1,231 @@
+//! `vsctl`: the command-line client of vswitchd.
+//!
+//! Every command is one request/response over the daemon's Unix socket. Read
+//! commands print a human table, or the raw JSON result with `--json`. Any
+//! failure prints one line on stderr and exits 1 (2 for usage errors).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+use vswitch_ctl::{
+    BridgeInfo, FdbEntry, MacAddr, PmdStats, PortStats, PortType, Reply, Request, Response, DEFAULT_SOCKET,
+};
+
+#[derive(Parser)]
+#[command(name = "vsctl", version, about = "Configure and inspect vswitchd")]
+struct Cli {
+    /// vswitchd's control socket.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the result as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a bridge (an isolated L2 network).
+    AddBr {
+        name: String,
+        /// Seconds a learned MAC address lives without traffic.
+        #[arg(long, value_name = "SECS")]
+        aging: Option<u64>,
+        /// Most MAC addresses the bridge learns; frames from further ones are flooded to, not learned.
+        #[arg(long, value_name = "N")]
+        max_macs: Option<usize>,
+    },
+    /// Delete a bridge and all its ports.
+    DelBr { name: String },
+    /// List bridges.
+    ListBr,
+    /// Create a port on a bridge.
+    AddPort {
+        bridge: String,
+        name: String,
+        #[arg(long = "type", value_enum, default_value = "tap")]
+        port_type: CliPortType,
+        /// Network namespace to move the device into (a name under /run/netns, or a path).
+        #[arg(long)]
+        netns: Option<String>,
+        /// Interface name inside the namespace (default: the port name).
+        #[arg(long)]
+        ifname: Option<String>,
+        /// MAC address of the device (default: chosen by the kernel, then kept across restarts).
+        #[arg(long, value_parser = MacAddr::parse_unicast)]
+        mac: Option<MacAddr>,
+    },
+    /// Delete a port.
+    DelPort { bridge: String, name: String },
+    /// List a bridge's ports.
+    ListPorts { bridge: String },
+    /// Show bridges and ports.
+    Show,
+    /// Show a bridge's learned MAC addresses.
+    FdbShow { bridge: String },
+    /// Show per-port counters.
+    PortStats { port: Option<String> },
+    /// Show per-poll-thread counters.
+    PmdStats,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CliPortType {
+    Tap,
+}
+
+impl From<CliPortType> for PortType {
+    fn from(t: CliPortType) -> Self {
+        match t {
+            CliPortType::Tap => PortType::Tap,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("vsctl: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let request = match cli.command {
+        Command::AddBr { name, aging, max_macs } => Request::AddBr {
+            name,
+            aging_secs: aging,
+            max_macs,
+        },
+        Command::DelBr { name } => Request::DelBr { name },
+        Command::ListBr => Request::ListBr,
+        Command::AddPort {
+            bridge,
+            name,
+            port_type,
+            netns,
+            ifname,
+            mac,
+        } => Request::AddPort {
+            bridge,
+            name,
+            port_type: port_type.into(),
+            netns,
+            ifname,
+            mac,
+        },
+        Command::DelPort { bridge, name } => Request::DelPort { bridge, name },
+        Command::ListPorts { bridge } => Request::ListPorts { bridge },
+        Command::Show => Request::Show,
+        Command::FdbShow { bridge } => Request::FdbShow { bridge },
+        Command::PortStats { port } => Request::PortStats { port },
+        Command::PmdStats => Request::PmdStats,
+    };
+    let reply = call(&cli.socket, &request)?;
+    if cli.json {
+        let value = serde_json::to_value(&reply)?;
+        let data = value.get("data").cloned().unwrap_or(serde_json::Value::Null);
+        println!("{}", serde_json::to_string_pretty(&data)?);
+        return Ok(());
+    }
+    print_reply(&reply);
+    Ok(())
+}
+
+/// Sends one request and waits for its response.
+fn call(socket: &PathBuf, request: &Request) -> anyhow::Result<Reply> {
+    let stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot reach vswitchd at {} (is it running?)", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    (&stream)
+        .write_all(line.as_bytes())
+        .context("sending request to vswitchd")?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .context("reading vswitchd's answer")?;
+    if answer.is_empty() {
+        bail!("vswitchd closed the connection without answering");
+    }
+    match serde_json::from_str::<Response>(&answer).context("vswitchd sent an answer vsctl does not understand")? {
+        Response::Ok { result } => Ok(result),
+        Response::Error { message } => Err(anyhow!(message)),
+    }
+}
+
+fn print_reply(reply: &Reply) {
+    match reply {
+        Reply::Done => {}
+        Reply::Bridges(names) | Reply::Ports(names) => {
+            for name in names {
+                println!("{name}");
+            }
+        }
+        Reply::Show(bridges) => print_show(bridges),
+        Reply::Fdb(entries) => print_fdb(entries),
+        Reply::PortStats(stats) => print_port_stats(stats),
+        Reply::PmdStats(stats) => print_pmd_stats(stats),
+    }
+}
+
+fn print_show(bridges: &[BridgeInfo]) {
+    for br in bridges {
+        println!(
+            "bridge {}: aging {}s, macs {}/{}, learn-limit hits {}, mac moves {}",
+            br.name, br.aging_secs, br.learned_macs, br.max_macs, br.learn_limit_hits, br.mac_moves
+        );
+        for p in &br.ports {
+            let netns = p.netns.as_deref().unwrap_or("(host)");
+            let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+            let pmd = p.pmd_core.map(|c| format!("core {c}")).unwrap_or_else(|| "-".into());
+            println!(
+                "    port {}: type {}, netns {}, ifname {}, mac {}, pmd {}, {}",
+                p.name, p.port_type, netns, p.ifname, mac, pmd, p.state
+            );
+        }
+    }
+}
+
+fn print_fdb(entries: &[FdbEntry]) {
+    println!("{:<16} {:<18} {:>8}", "port", "mac", "age(s)");
+    for e in entries {
+        println!("{:<16} {:<18} {:>8}", e.port, e.mac.to_string(), e.age_secs);
+    }
+}
+
+fn print_port_stats(stats: &[PortStats]) {
+    for s in stats {
+        println!("port {} (bridge {}):", s.name, s.bridge);
+        println!(
+            "    rx: {} packets, {} bytes, {} gso",
+            s.rx_packets, s.rx_bytes, s.rx_gso_packets
+        );
+        println!(
+            "    tx: {} packets, {} bytes, {} gso",
+            s.tx_packets, s.tx_bytes, s.tx_gso_packets
+        );
+        let drops: Vec<String> = s.drops.iter().map(|(reason, n)| format!("{reason}={n}")).collect();
+        println!("    drops: {}", drops.join(" "));
+    }
+}
+
+fn print_pmd_stats(stats: &[PmdStats]) {
+    for s in stats {
+        println!("pmd core {}: ports [{}]", s.core, s.ports.join(", "));
+        println!(
+            "    packets {}, busy iterations {}, idle iterations {}, sleeps {}, {:.1} ns/packet",
+            s.packets, s.busy_iterations, s.idle_iterations, s.sleeps, s.avg_ns_per_packet
+        );
+    }
+}

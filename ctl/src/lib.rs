@@ -1,0 +1,15 @@
+//! The control protocol between `vsctl` and `vswitchd`.
+//!
+//! One JSON object per line in each direction over a Unix stream socket: the
+//! client writes a [`Request`], the daemon answers with a [`Response`]. The
+//! types live here so both ends agree by construction; `vswitchd` depends on
+//! this crate, never the other way round.
+
+pub mod mac;
+pub mod proto;
+
+pub use mac::{MacAddr, MacParseError};
+pub use proto::*;
+
+/// Where vswitchd listens and vsctl connects unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

@@ -1,0 +1,155 @@
+//! Requests, replies and the records they carry.
+//!
+//! Wire format: one JSON object per line. A request is tagged by `cmd`
+//! (`{"cmd":"add-br","name":"br0"}`); a response is either
+//! `{"status":"ok","result":{"kind":...,"data":...}}` or
+//! `{"status":"error","message":"..."}`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::MacAddr;
+
+/// The kinds of port vswitchd can create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortType {
+    /// A TAP device opened by vswitchd (IFF_VNET_HDR, offloads on),
+    /// optionally moved into a container's network namespace.
+    Tap,
+}
+
+impl std::fmt::Display for PortType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortType::Tap => "tap",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    AddBr {
+        name: String,
+        /// Seconds a learned MAC lives without being seen again.
+        #[serde(default)]
+        aging_secs: Option<u64>,
+        /// Cap on learned MACs; beyond it new sources are flooded to, not learned.
+        #[serde(default)]
+        max_macs: Option<usize>,
+    },
+    DelBr {
+        name: String,
+    },
+    ListBr,
+    AddPort {
+        bridge: String,
+        name: String,
+        port_type: PortType,
+        #[serde(default)]
+        netns: Option<String>,
+        #[serde(default)]
+        ifname: Option<String>,
+        #[serde(default)]
+        mac: Option<MacAddr>,
+    },
+    DelPort {
+        bridge: String,
+        name: String,
+    },
+    ListPorts {
+        bridge: String,
+    },
+    Show,
+    FdbShow {
+        bridge: String,
+    },
+    PortStats {
+        #[serde(default)]
+        port: Option<String>,
+    },
+    PmdStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Response {
+    Ok { result: Reply },
+    Error { message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "kebab-case")]
+pub enum Reply {
+    Done,
+    Bridges(Vec<String>),
+    Ports(Vec<String>),
+    Show(Vec<BridgeInfo>),
+    Fdb(Vec<FdbEntry>),
+    PortStats(Vec<PortStats>),
+    PmdStats(Vec<PmdStats>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeInfo {
+    pub name: String,
+    pub aging_secs: u64,
+    pub max_macs: usize,
+    pub learned_macs: usize,
+    /// Frames from new source MACs that were not learned because the table was full.
+    pub learn_limit_hits: u64,
+    pub mac_moves: u64,
+    pub ports: Vec<PortInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    pub port_type: PortType,
+    pub netns: Option<String>,
+    pub ifname: String,
+    pub mac: Option<MacAddr>,
+    /// Poll thread (by core) that reads this port, when it is running.
+    pub pmd_core: Option<usize>,
+    /// "up", or why the port is not forwarding.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub mac: MacAddr,
+    pub port: String,
+    pub age_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub name: String,
+    pub bridge: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Frames received as GSO super-frames (larger than the MTU, segmented later by the kernel).
+    pub rx_gso_packets: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_gso_packets: u64,
+    /// Dropped frames by reason; every reason is listed, zero or not.
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PmdStats {
+    pub core: usize,
+    pub ports: Vec<String>,
+    pub packets: u64,
+    /// Loop iterations that moved at least one frame.
+    pub busy_iterations: u64,
+    /// Loop iterations that found nothing to do (while still spinning).
+    pub idle_iterations: u64,
+    /// Times the thread gave up spinning and slept in epoll.
+    pub sleeps: u64,
+    /// Time spent in busy iterations divided by packets moved.
+    pub avg_ns_per_packet: f64,
+}

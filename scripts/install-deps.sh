@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what vswitch needs to build, run its demo and run its tests on
+# Debian 12, and nothing that is already there. Run as root.
+set -euo pipefail
+
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Debian 12's rustc is too old for the crates we use: take rustup's stable.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "installing the Rust toolchain (rustup, stable, minimal profile)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi

@@ -1,0 +1,197 @@
+//! Desired state: what the user configured, persisted on every change and
+//! restored at start-up.
+//!
+//! Saved atomically: written to a temporary file, fsynced, renamed over the
+//! old one, and the directory fsynced, so a crash at any point leaves either
+//! the old or the new state, never a torn one. Live objects (devices, FDB,
+//! counters) are not part of it; vswitchd rebuilds them from it.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vswitch_ctl::{MacAddr, PortType};
+
+pub const STATE_FILE: &str = "state.json";
+const STATE_VERSION: u32 = 1;
+pub const DEFAULT_AGING_SECS: u64 = 300;
+pub const DEFAULT_MAX_MACS: usize = 8192;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub version: u32,
+    pub bridges: Vec<BridgeConfig>,
+}
+
+impl Default for DesiredState {
+    fn default() -> Self {
+        DesiredState {
+            version: STATE_VERSION,
+            bridges: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeConfig {
+    pub name: String,
+    pub aging_secs: u64,
+    pub max_macs: usize,
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub name: String,
+    pub port_type: PortType,
+    pub netns: Option<String>,
+    pub ifname: String,
+    /// Given by the user, or the kernel's choice at creation, kept so that a
+    /// restart gives the container the same address.
+    pub mac: Option<MacAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {path} is not valid (fix or move it away; vswitchd will not guess)")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state file {path} has version {found}; this vswitchd reads version {STATE_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write state file {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl DesiredState {
+    /// Reads the state in `dir`; no file means nothing configured yet.
+    pub fn load(dir: &Path) -> Result<DesiredState, StateError> {
+        let path = dir.join(STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(DesiredState::default()),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let state: DesiredState = serde_json::from_str(&text).map_err(|source| StateError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        if state.version != STATE_VERSION {
+            return Err(StateError::Version {
+                path,
+                found: state.version,
+            });
+        }
+        Ok(state)
+    }
+
+    /// Replaces the state in `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        let path = dir.join(STATE_FILE);
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        let write = || -> io::Result<()> {
+            let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+            text.push(b'\n');
+            let mut file = File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(dir)?.sync_all()
+        };
+        write().map_err(|source| StateError::Write { path, source })
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<&BridgeConfig> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+
+    pub fn bridge_mut(&mut self, name: &str) -> Option<&mut BridgeConfig> {
+        self.bridges.iter_mut().find(|b| b.name == name)
+    }
+
+    /// The port named `name` and the bridge it is on.
+    pub fn port(&self, name: &str) -> Option<(&BridgeConfig, &PortConfig)> {
+        self.bridges
+            .iter()
+            .find_map(|b| b.ports.iter().find(|p| p.name == name).map(|p| (b, p)))
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = (&BridgeConfig, &PortConfig)> {
+        self.bridges.iter().flat_map(|b| b.ports.iter().map(move |p| (b, p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vswitch-config-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sample() -> DesiredState {
+        DesiredState {
+            version: STATE_VERSION,
+            bridges: vec![BridgeConfig {
+                name: "br0".into(),
+                aging_secs: 300,
+                max_macs: 10,
+                ports: vec![PortConfig {
+                    name: "p1".into(),
+                    port_type: PortType::Tap,
+                    netns: Some("c1".into()),
+                    ifname: "eth0".into(),
+                    mac: Some("02:00:00:00:00:01".parse().unwrap()),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = temp_dir("rt");
+        assert_eq!(
+            DesiredState::load(&dir).unwrap(),
+            DesiredState::default(),
+            "no file, nothing configured"
+        );
+        sample().save(&dir).unwrap();
+        assert_eq!(DesiredState::load(&dir).unwrap(), sample());
+        assert!(!dir.join("state.json.tmp").exists());
+        let (br, port) = sample()
+            .port("p1")
+            .map(|(b, p)| (b.name.clone(), p.ifname.clone()))
+            .unwrap();
+        assert_eq!((br.as_str(), port.as_str()), ("br0", "eth0"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_not_an_empty_config() {
+        let dir = temp_dir("bad");
+        fs::write(dir.join(STATE_FILE), "{ not json").unwrap();
+        assert!(matches!(DesiredState::load(&dir), Err(StateError::Parse { .. })));
+        fs::write(dir.join(STATE_FILE), r#"{"version": 99, "bridges": []}"#).unwrap();
+        assert!(matches!(
+            DesiredState::load(&dir),
+            Err(StateError::Version { found: 99, .. })
+        ));
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,162 @@
+//! `vswitchd`: the switch daemon.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{SigSet, Signal};
+use tracing::{info, Level};
+
+use vswitch::clock;
+use vswitch::config::DesiredState;
+use vswitch::control;
+use vswitch::cores::{check_available, parse_core_list};
+use vswitch::manager::Manager;
+use vswitch::pmd::{self, PmdParams};
+use vswitch::snapshot::{Snapshot, SnapshotCell};
+
+/// How often learned MACs are checked for aging.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
+
+#[derive(Parser)]
+#[command(
+    name = "vswitchd",
+    version,
+    about = "Userspace virtual switch for container networking"
+)]
+struct Args {
+    /// Cores to run poll threads on, one thread each: "1", "0,1", "2-3" (default: every core this process may use).
+    #[arg(long)]
+    cores: Option<String>,
+    /// Control socket (root-only).
+    #[arg(long, default_value = vswitch_ctl::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Where the configuration is kept across restarts.
+    #[arg(long, default_value = "/var/lib/vswitch")]
+    state_dir: PathBuf,
+    /// error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: Level,
+    /// Microseconds a poll thread keeps polling after its last frame before it sleeps.
+    #[arg(long, default_value_t = 200)]
+    spin_us: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = run(args) {
+        tracing::error!("{err:#}");
+        eprintln!("vswitchd: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn lock_state_dir(dir: &Path) -> anyhow::Result<Flock<File>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    let lock_path = dir.join("lock");
+    let file = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "state directory {} is in use by another vswitchd ({errno})",
+            dir.display()
+        )
+    })
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    // Sockets and state files are root's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    clock::now_ms();
+
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cores = match &args.cores {
+        Some(list) => parse_core_list(list)?,
+        None => available.clone(),
+    };
+    check_available(&cores, &available)?;
+    if cores.is_empty() {
+        bail!("no cores to run poll threads on");
+    }
+
+    let _lock = lock_state_dir(&args.state_dir)?;
+    let desired = DesiredState::load(&args.state_dir)?;
+
+    // Only the main thread takes these signals; threads inherit the mask.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("cannot block signals")?;
+
+    let cell = Arc::new(SnapshotCell::new(Snapshot {
+        rx_assign: vec![Vec::new(); cores.len()],
+        ..Default::default()
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin = Duration::from_micros(args.spin_us);
+    let mut pmds = Vec::new();
+    let mut threads = Vec::new();
+    for (index, &core) in cores.iter().enumerate() {
+        let params = PmdParams {
+            index,
+            core,
+            spin,
+            cell: cell.clone(),
+            stop: stop.clone(),
+        };
+        let (handle, thread) =
+            pmd::spawn(params).with_context(|| format!("cannot start poll thread on core {core}"))?;
+        pmds.push(handle);
+        threads.push(thread);
+    }
+
+    let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell);
+    manager.restore();
+    let manager = Arc::new(Mutex::new(manager));
+
+    let listener = control::bind(&args.socket)?;
+    {
+        let manager = manager.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control::serve(listener, manager))?;
+    }
+    {
+        let manager = manager.clone();
+        std::thread::Builder::new()
+            .name("housekeeping".into())
+            .spawn(move || loop {
+                std::thread::sleep(HOUSEKEEPING_PERIOD);
+                let fdbs = manager.lock().unwrap_or_else(PoisonError::into_inner).fdbs();
+                let now = clock::now_ms();
+                for fdb in fdbs {
+                    fdb.sweep(now);
+                }
+            })?;
+    }
+    info!(socket = %args.socket.display(), state_dir = %args.state_dir.display(), cores = ?cores, "vswitchd ready");
+
+    let signal = signals.wait().context("waiting for signals")?;
+    info!(?signal, "shutting down");
+    stop.store(true, Ordering::Relaxed);
+    for pmd in &pmds {
+        pmd.wake();
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let _ = std::fs::remove_file(&args.socket);
+    Ok(())
+}

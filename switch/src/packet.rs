@@ -1,0 +1,322 @@
+//! Frame buffers, the per-thread pool they come from, and batches.
+//!
+//! Every poll thread owns one [`PacketPool`] allocated at start-up; rx takes
+//! frames from it, and the runner gives them back once the batch has been
+//! sent. A [`Frame`] is move-only: the batch owns it while it is processed, and
+//! output queues refer to frames by index into the batch, so a flood to N
+//! ports sends the same bytes N times without copying them. A stage that must
+//! change a frame per destination (VXLAN later) copies explicitly.
+//!
+//! Buffers are large enough for a 64 KB GSO super-frame plus its virtio-net
+//! header, with headroom in front for encapsulation. The pages are mapped
+//! lazily, so a pool of small frames costs little resident memory.
+
+use std::fmt;
+
+/// Frames read from one port per burst; the unit of work of every stage.
+pub const BATCH_SIZE: usize = 32;
+/// Bytes kept free in front of the received data for headers pushed later.
+pub const HEADROOM: usize = 128;
+/// Largest frame a port may hand us: virtio-net header, Ethernet header and a
+/// 64 KB IP packet, rounded up.
+pub const MAX_FRAME_LEN: usize = 65_536 + 256;
+/// Frames in each poll thread's pool.
+pub const POOL_FRAMES: usize = 256;
+
+/// Length of the virtio-net header (`struct virtio_net_hdr_v1`, with
+/// `num_buffers`) that TAP ports carry in front of every frame.
+pub const VNET_HDR_LEN: usize = 12;
+
+/// What classify learned about a frame; `None` until it has looked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Offset of the Ethernet header in the frame data.
+    pub eth_offset: Option<u16>,
+    /// Segmentation offload the frame asks for, from its virtio-net header.
+    pub gso: Option<GsoType>,
+}
+
+/// An owned packet buffer with headroom. Not `Clone`: copies are explicit.
+pub struct Frame {
+    buf: Box<[u8]>,
+    start: usize,
+    len: usize,
+    pub meta: Meta,
+}
+
+impl Frame {
+    fn new() -> Frame {
+        Frame {
+            buf: vec![0u8; HEADROOM + MAX_FRAME_LEN].into_boxed_slice(),
+            start: HEADROOM,
+            len: 0,
+            meta: Meta::default(),
+        }
+    }
+
+    /// The frame's bytes, from the first header a port put there.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Resets the frame for a read and returns the space a port may fill.
+    pub fn rx_space(&mut self) -> &mut [u8] {
+        self.start = HEADROOM;
+        self.len = 0;
+        self.meta = Meta::default();
+        &mut self.buf[HEADROOM..]
+    }
+
+    /// Records how many bytes of [`Frame::rx_space`] a port filled.
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.buf.len() - self.start);
+    }
+
+    /// Replaces the frame's content (tests and generators).
+    pub fn fill(&mut self, bytes: &[u8]) {
+        let space = self.rx_space();
+        let n = bytes.len().min(space.len());
+        space[..n].copy_from_slice(&bytes[..n]);
+        self.set_len(n);
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("len", &self.len)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// A fixed set of frames owned by one poll thread. `alloc` and `free` never
+/// touch the heap after construction.
+pub struct PacketPool {
+    free: Vec<Frame>,
+    capacity: usize,
+}
+
+impl PacketPool {
+    pub fn new(capacity: usize) -> PacketPool {
+        PacketPool {
+            free: (0..capacity).map(|_| Frame::new()).collect(),
+            capacity,
+        }
+    }
+
+    pub fn alloc(&mut self) -> Option<Frame> {
+        self.free.pop()
+    }
+
+    pub fn free(&mut self, frame: Frame) {
+        debug_assert!(self.free.len() < self.capacity, "frame freed twice into its pool");
+        self.free.push(frame);
+    }
+
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Up to [`BATCH_SIZE`] frames read from one port.
+pub struct Batch {
+    frames: Vec<Frame>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            frames: Vec::with_capacity(BATCH_SIZE),
+        }
+    }
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.frames.len() >= BATCH_SIZE
+    }
+
+    /// Adds a frame; a full batch hands it back.
+    pub fn push(&mut self, frame: Frame) -> Result<(), Frame> {
+        if self.is_full() {
+            return Err(frame);
+        }
+        self.frames.push(frame);
+        Ok(())
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Frame> {
+        self.frames.get(index)
+    }
+
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    pub fn frames_mut(&mut self) -> &mut [Frame] {
+        &mut self.frames
+    }
+
+    /// Gives every frame back to the pool.
+    pub fn release(&mut self, pool: &mut PacketPool) {
+        for frame in self.frames.drain(..) {
+            pool.free(frame);
+        }
+    }
+}
+
+/// `gso_type` of the virtio-net header. Unknown values are data, not errors:
+/// classify drops them with a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GsoType {
+    TcpV4,
+    Udp,
+    TcpV6,
+    UdpL4,
+    Unknown(u8),
+}
+
+/// A read-only view of the virtio-net header in front of a TAP frame.
+///
+/// No crate we use models this header (it is the kernel's, not a wire
+/// format), so its few fields are read here, bounds-checked once.
+pub struct VnetHdr<'a> {
+    bytes: &'a [u8; VNET_HDR_LEN],
+}
+
+impl<'a> VnetHdr<'a> {
+    pub const F_NEEDS_CSUM: u8 = 1;
+    const GSO_NONE: u8 = 0;
+    const GSO_TCPV4: u8 = 1;
+    const GSO_UDP: u8 = 3;
+    const GSO_TCPV6: u8 = 4;
+    const GSO_UDP_L4: u8 = 5;
+    const GSO_ECN: u8 = 0x80;
+
+    pub fn new_checked(frame: &'a [u8]) -> Option<VnetHdr<'a>> {
+        let bytes = frame.get(..VNET_HDR_LEN)?.try_into().ok()?;
+        Some(VnetHdr { bytes })
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.bytes[0]
+    }
+
+    pub fn gso(&self) -> Option<GsoType> {
+        match self.bytes[1] & !Self::GSO_ECN {
+            Self::GSO_NONE => None,
+            Self::GSO_TCPV4 => Some(GsoType::TcpV4),
+            Self::GSO_UDP => Some(GsoType::Udp),
+            Self::GSO_TCPV6 => Some(GsoType::TcpV6),
+            Self::GSO_UDP_L4 => Some(GsoType::UdpL4),
+            other => Some(GsoType::Unknown(other)),
+        }
+    }
+
+    fn u16_at(&self, at: usize) -> u16 {
+        u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]])
+    }
+
+    pub fn hdr_len(&self) -> u16 {
+        self.u16_at(2)
+    }
+
+    pub fn gso_size(&self) -> u16 {
+        self.u16_at(4)
+    }
+
+    pub fn csum_start(&self) -> u16 {
+        self.u16_at(6)
+    }
+
+    pub fn csum_offset(&self) -> u16 {
+        self.u16_at(8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_hands_out_each_frame_once_and_takes_them_back() {
+        let mut pool = PacketPool::new(4);
+        let frames: Vec<Frame> = (0..4).map(|_| pool.alloc().expect("frame")).collect();
+        assert!(pool.alloc().is_none(), "an empty pool must say so, not allocate");
+        assert_eq!(pool.available(), 0);
+        for f in frames {
+            pool.free(f);
+        }
+        assert_eq!(pool.available(), pool.capacity());
+    }
+
+    #[test]
+    fn batch_is_bounded_and_release_returns_frames() {
+        let mut pool = PacketPool::new(BATCH_SIZE + 1);
+        let mut batch = Batch::default();
+        for _ in 0..BATCH_SIZE {
+            let f = pool.alloc().unwrap();
+            assert!(batch.push(f).is_ok());
+        }
+        assert!(batch.is_full());
+        let extra = pool.alloc().unwrap();
+        let back = batch.push(extra).expect_err("a full batch refuses frames");
+        pool.free(back);
+        batch.release(&mut pool);
+        assert!(batch.is_empty());
+        assert_eq!(pool.available(), BATCH_SIZE + 1);
+    }
+
+    #[test]
+    fn frame_rx_space_keeps_headroom_and_resets_meta() {
+        let mut pool = PacketPool::new(1);
+        let mut f = pool.alloc().unwrap();
+        f.fill(&[1, 2, 3]);
+        f.meta.eth_offset = Some(12);
+        assert_eq!(f.data(), &[1, 2, 3]);
+        let space = f.rx_space().len();
+        assert_eq!(space, MAX_FRAME_LEN);
+        assert_eq!(f.meta, Meta::default());
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn vnet_header_fields_are_little_endian() {
+        let raw = [1u8, 0x81, 54, 0, 0xa8, 0x05, 34, 0, 16, 0, 0, 0, 0xff];
+        let h = VnetHdr::new_checked(&raw).unwrap();
+        assert_eq!(h.flags(), VnetHdr::F_NEEDS_CSUM);
+        assert_eq!(h.gso(), Some(GsoType::TcpV4), "the ECN bit does not change the type");
+        assert_eq!(h.hdr_len(), 54);
+        assert_eq!(h.gso_size(), 1448);
+        assert_eq!(h.csum_start(), 34);
+        assert_eq!(h.csum_offset(), 16);
+        assert!(VnetHdr::new_checked(&raw[..11]).is_none());
+        let odd = [0u8, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(VnetHdr::new_checked(&odd).unwrap().gso(), Some(GsoType::Unknown(9)));
+    }
+}

@@ -1,0 +1,71 @@
+//! Network namespaces named the way `ip netns` names them.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+/// Where `ip netns add NAME` puts its bind mounts.
+const NETNS_RUN_DIR: &str = "/run/netns";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace name '{0}' is not valid (use a name from 'ip netns list' or an absolute path)")]
+    BadName(String),
+    #[error("network namespace '{name}' does not exist ({path})")]
+    NotFound { name: String, path: String },
+    #[error("cannot open network namespace '{name}' ({path})")]
+    Open {
+        name: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The file that stands for namespace `name`: `/run/netns/NAME`, or `name`
+/// itself when it is an absolute path such as `/proc/PID/ns/net`.
+pub fn netns_path(name: &str) -> Result<PathBuf, NetnsError> {
+    if name.starts_with('/') {
+        return Ok(PathBuf::from(name));
+    }
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(NetnsError::BadName(name.to_string()));
+    }
+    Ok(PathBuf::from(NETNS_RUN_DIR).join(name))
+}
+
+/// Opens a namespace so its descriptor can be handed to the kernel.
+pub fn open_netns(name: &str) -> Result<File, NetnsError> {
+    let path = netns_path(name)?;
+    let shown = path.display().to_string();
+    File::open(&path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            NetnsError::NotFound {
+                name: name.to_string(),
+                path: shown,
+            }
+        } else {
+            NetnsError::Open {
+                name: name.to_string(),
+                path: shown,
+                source,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert_eq!(netns_path("c1").unwrap(), PathBuf::from("/run/netns/c1"));
+        assert_eq!(netns_path("/proc/1/ns/net").unwrap(), PathBuf::from("/proc/1/ns/net"));
+        assert!(netns_path("../etc").is_err());
+        assert!(netns_path("").is_err());
+        assert!(matches!(
+            open_netns("vswitch-no-such-ns-ever"),
+            Err(NetnsError::NotFound { .. })
+        ));
+    }
+}

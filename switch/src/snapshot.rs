@@ -1,0 +1,101 @@
+//! The immutable view of the configuration that poll threads forward with.
+//!
+//! The control thread builds a new [`Snapshot`] for every change and
+//! publishes it in a [`SnapshotCell`]; each poll thread compares one atomic
+//! generation number per loop iteration and takes the new snapshot (a mutex
+//! and an `Arc` clone, only when the number moved) between batches. An old
+//! snapshot, and the ports only it still holds, is freed when the last thread
+//! lets go of it: RCU by reference count. The control thread can wait for
+//! that grace period with the threads' `seen_generation` (see `pmd`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::pipeline::fdb::{Fdb, PortHandle};
+use crate::port::LivePort;
+
+pub struct PortSlot {
+    pub port: Arc<LivePort>,
+    /// Index of the port's bridge in [`Snapshot::bridges`].
+    pub bridge: u32,
+    /// The port's frames start with a virtio-net header.
+    pub vnet_hdr: bool,
+}
+
+pub struct BridgeSlot {
+    pub fdb: Arc<Fdb>,
+    /// Slots of the bridge's ports, the flood list.
+    pub ports: Vec<u32>,
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub generation: u64,
+    /// Indexed by port slot; slots of deleted ports are `None` until reused.
+    pub ports: Vec<Option<PortSlot>>,
+    /// Indexed by bridge slot.
+    pub bridges: Vec<Option<BridgeSlot>>,
+    /// For each poll thread, the port slots it reads.
+    pub rx_assign: Vec<Vec<u32>>,
+}
+
+impl Snapshot {
+    #[inline]
+    pub fn port(&self, slot: u32) -> Option<&PortSlot> {
+        self.ports.get(slot as usize)?.as_ref()
+    }
+
+    #[inline]
+    pub fn bridge(&self, slot: u32) -> Option<&BridgeSlot> {
+        self.bridges.get(slot as usize)?.as_ref()
+    }
+
+    /// True when `handle` names a port that exists in this snapshot and has
+    /// not failed: an FDB entry learned on a deleted port (whose slot may now
+    /// belong to another) is not.
+    #[inline]
+    pub fn is_usable(&self, handle: PortHandle) -> bool {
+        self.port(handle.slot)
+            .is_some_and(|p| p.port.uid == handle.uid && p.port.fault().is_none())
+    }
+
+    /// The poll thread that reads `slot`, if any.
+    pub fn reader_of(&self, slot: u32) -> Option<usize> {
+        self.rx_assign.iter().position(|slots| slots.contains(&slot))
+    }
+}
+
+pub struct SnapshotCell {
+    current: Mutex<Arc<Snapshot>>,
+    generation: AtomicU64,
+}
+
+impl SnapshotCell {
+    pub fn new(initial: Snapshot) -> SnapshotCell {
+        let generation = AtomicU64::new(initial.generation);
+        SnapshotCell {
+            current: Mutex::new(Arc::new(initial)),
+            generation,
+        }
+    }
+
+    /// Generation of the newest snapshot: one atomic load.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        let generation = snapshot.generation;
+        let old = {
+            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *current, Arc::new(snapshot))
+        };
+        self.generation.store(generation, Ordering::Release);
+        drop(old);
+    }
+}

@@ -1,0 +1,206 @@
+//! Counters written by poll threads and read by the control thread.
+//!
+//! Each counter cell has exactly one writer, the poll thread it belongs to, so
+//! an increment is a relaxed load and store: no locked instruction, no shared
+//! cache line between threads (cells are 64-byte aligned). Readers sum the
+//! cells of all threads. This is the "plain u64 per thread" of Snabb and
+//! cloud-hypervisor, made visible to other threads without a publish step.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter with a single writer.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning thread may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a frame was dropped. Every reason has a counter and a name that
+/// `vsctl port-stats` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than its headers, or longer than a port may deliver.
+    Malformed,
+    /// The virtio-net header asks for something we cannot honour.
+    BadVnetHdr,
+    /// Source MAC is multicast, broadcast or zero.
+    BadSrcMac,
+    /// Destination is an IEEE 802.1D reserved group (STP, LACP, pause...),
+    /// which a bridge must not forward.
+    ReservedGroup,
+    /// The destination MAC was learned on the port the frame came in on.
+    SameInPort,
+    /// Flooded, but the bridge has no other port.
+    NoDestination,
+    /// The poll thread's pool was empty when the port had frames to read.
+    NoBuffer,
+    /// The output device's queue was full (EAGAIN).
+    TxFull,
+    /// The output device is down (EIO).
+    TxLinkDown,
+    /// Any other error while sending.
+    TxError,
+    /// A read from the device failed.
+    RxError,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 11;
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Malformed,
+        DropReason::BadVnetHdr,
+        DropReason::BadSrcMac,
+        DropReason::ReservedGroup,
+        DropReason::SameInPort,
+        DropReason::NoDestination,
+        DropReason::NoBuffer,
+        DropReason::TxFull,
+        DropReason::TxLinkDown,
+        DropReason::TxError,
+        DropReason::RxError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::BadVnetHdr => "bad-vnet-hdr",
+            DropReason::BadSrcMac => "bad-src-mac",
+            DropReason::ReservedGroup => "reserved-group",
+            DropReason::SameInPort => "same-in-port",
+            DropReason::NoDestination => "no-destination",
+            DropReason::NoBuffer => "no-buffer",
+            DropReason::TxFull => "tx-full",
+            DropReason::TxLinkDown => "tx-link-down",
+            DropReason::TxError => "tx-error",
+            DropReason::RxError => "rx-error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One poll thread's counters for one port.
+#[repr(align(64))]
+#[derive(Default, Debug)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub rx_gso_packets: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub tx_gso_packets: Counter,
+    drops: [Counter; DropReason::COUNT],
+}
+
+impl PortCounters {
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason.index()].add(1);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].get()
+    }
+}
+
+/// A port's counters: one cell per poll thread.
+#[derive(Debug)]
+pub struct PortStatsCells {
+    cells: Box<[PortCounters]>,
+}
+
+/// A port's counters summed over all poll threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_gso_packets: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_gso_packets: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortStatsCells {
+    pub fn new(threads: usize) -> PortStatsCells {
+        PortStatsCells {
+            cells: (0..threads.max(1)).map(|_| PortCounters::default()).collect(),
+        }
+    }
+
+    /// The cell poll thread `thread` writes.
+    #[inline]
+    pub fn cell(&self, thread: usize) -> &PortCounters {
+        &self.cells[thread % self.cells.len()]
+    }
+
+    pub fn totals(&self) -> PortTotals {
+        let mut t = PortTotals::default();
+        for c in self.cells.iter() {
+            t.rx_packets += c.rx_packets.get();
+            t.rx_bytes += c.rx_bytes.get();
+            t.rx_gso_packets += c.rx_gso_packets.get();
+            t.tx_packets += c.tx_packets.get();
+            t.tx_bytes += c.tx_bytes.get();
+            t.tx_gso_packets += c.tx_gso_packets.get();
+            for r in DropReason::ALL {
+                t.drops[r.index()] += c.drops(r);
+            }
+        }
+        t
+    }
+}
+
+impl PortTotals {
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+}
+
+/// A poll thread's own counters.
+#[repr(align(64))]
+#[derive(Default, Debug)]
+pub struct PmdCounters {
+    pub packets: Counter,
+    pub busy_iterations: Counter,
+    pub idle_iterations: Counter,
+    pub sleeps: Counter,
+    pub busy_ns: Counter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_are_listed_once_in_index_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{}", r.name());
+        }
+    }
+
+    #[test]
+    fn totals_sum_every_thread() {
+        let cells = PortStatsCells::new(2);
+        cells.cell(0).rx_packets.add(3);
+        cells.cell(1).rx_packets.add(4);
+        cells.cell(1).drop(DropReason::TxFull);
+        let t = cells.totals();
+        assert_eq!(t.rx_packets, 7);
+        assert_eq!(t.drops(DropReason::TxFull), 1);
+        assert_eq!(t.drops(DropReason::Malformed), 0);
+    }
+}

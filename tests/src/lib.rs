@@ -1,0 +1,352 @@
+//! Helpers for the end-to-end tests: a network namespace per container, a
+//! vswitchd per test (own socket, state dir and log), and vsctl calls.
+//!
+//! Everything a test creates is named uniquely (`vst-TAG-PID-N`) and removed
+//! in `Drop`, so tests run in parallel and clean up when they fail too. A
+//! failing test prints its daemon's log.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A name no other test (or test run) uses.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "vst-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The directory the workspace's binaries were built into (the tests run from
+/// `target/<profile>/deps`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    dir.to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --release)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command; panics with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace standing in for a container.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates the namespace with loopback up and IPv6 off (so no router
+    /// solicitations or DAD muddy counters the tests read).
+    pub fn new(tag: &str) -> Netns {
+        let ns = Netns { name: unique(tag) };
+        run_ok(Command::new("ip").args(["netns", "add", &ns.name]));
+        ns.ip(&["link", "set", "lo", "up"]);
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ] {
+            run_ok(ns.cmd("sysctl").args(["-qw", key]));
+        }
+        ns
+    }
+
+    /// A command that will run inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    pub fn ip(&self, args: &[&str]) -> String {
+        run_ok(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    pub fn add_addr(&self, dev: &str, cidr: &str) {
+        self.ip(&["addr", "add", cidr, "dev", dev]);
+    }
+
+    /// Pings `addr` `count` times; true when every echo came back.
+    pub fn ping(&self, addr: &str, count: u32) -> bool {
+        self.cmd("ping")
+            .args(["-c", &count.to_string(), "-i", "0.05", "-W", "1", "-q", addr])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// MAC address of `dev`, or None when it does not exist.
+    pub fn mac(&self, dev: &str) -> Option<String> {
+        let out = self
+            .cmd("cat")
+            .arg(format!("/sys/class/net/{dev}/address"))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Starts `iperf3 -s -1` and waits until it accepts connections.
+    pub fn iperf3_server(&self, addr: &str) -> Background {
+        let child = self
+            .cmd("iperf3")
+            .args(["-s", "-1", "-B", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let listening = self
+                .cmd("ss")
+                .args(["-Hltn", "sport = :5201"])
+                .output()
+                .map(|o| !o.stdout.is_empty())
+                .unwrap_or(false);
+            if listening {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Background(child)
+    }
+
+    /// Starts tcpdump on `dev` with `filter`, stopping after `count` packets,
+    /// and returns once it is capturing.
+    pub fn tcpdump(&self, dev: &str, count: u32, filter: &str) -> Background {
+        let mut child = self
+            .cmd("tcpdump")
+            .args(["-i", dev, "-nn", "-l", "-c", &count.to_string(), filter])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        let stderr: ChildStderr = child.stderr.take().expect("tcpdump stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("listening on") => break,
+                Some(Ok(_)) => continue,
+                _ => panic!("tcpdump did not start"),
+            }
+        }
+        Background(child)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Background(pub Child);
+
+impl Background {
+    /// Waits at most `limit` for the process to exit by itself; kills it
+    /// otherwise. Returns its stdout.
+    pub fn finish(mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let mut out = String::new();
+        if let Some(stdout) = self.0.stdout.take() {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A vswitchd of this test's own, with its own socket and state directory.
+pub struct Switch {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    cores: String,
+    child: Option<Child>,
+}
+
+impl Switch {
+    pub fn start(tag: &str, cores: &str) -> Switch {
+        let dir = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let mut sw = Switch {
+            socket: dir.join("vswitchd.sock"),
+            state_dir: dir.join("state"),
+            dir,
+            cores: cores.to_string(),
+            child: None,
+        };
+        sw.launch();
+        sw
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("vswitchd.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts the daemon and waits until it answers.
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(bin("vswitchd"))
+            .args(["--cores", &self.cores, "--log-level", "debug"])
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start vswitchd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("vswitchd exited at start ({status}):\n{}", self.log());
+            }
+            if self.vsctl(&["show"]).status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vswitchd did not answer within 10 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn vsctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("vsctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run vsctl")
+    }
+
+    /// Runs vsctl; panics with its stderr if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.vsctl(args);
+        assert!(
+            out.status.success(),
+            "vsctl {args:?} failed: {}\nvswitchd log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a read command with --json and parses the result.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).expect("vsctl --json output")
+    }
+
+    /// One counter of one port, e.g. ("p1", "tx_packets") or ("p1", "drops.tx-full").
+    pub fn port_counter(&self, port: &str, counter: &str) -> u64 {
+        let stats = self.json(&["port-stats", port]);
+        let entry = &stats[0];
+        let value = match counter.split_once('.') {
+            Some((group, key)) => &entry[group][key],
+            None => &entry[counter],
+        };
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {counter} in {entry}"))
+    }
+
+    /// Adds a TAP port moved into `ns` as eth0.
+    pub fn add_port(&self, bridge: &str, port: &str, ns: &Netns) {
+        self.ok(&[
+            "add-port", bridge, port, "--type", "tap", "--netns", &ns.name, "--ifname", "eth0",
+        ]);
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- vswitchd log ({}) ----\n{}", self.log_path().display(), self.log());
+        }
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Fails early with a clear message when the tests cannot work here.
+pub fn require_root() {
+    let uid = run_ok(Command::new("id").arg("-u"));
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "the end-to-end tests create namespaces and TAP devices: run them as root"
+    );
+}
