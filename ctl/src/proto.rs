@@ -18,12 +18,27 @@ pub enum PortType {
     /// A TAP device opened by vswitchd (IFF_VNET_HDR, offloads on),
     /// optionally moved into a container's network namespace.
     Tap,
+    /// An AF_XDP socket on the host end of a veth pair into a container's
+    /// namespace, or on an existing interface.
+    Afxdp,
+}
+
+/// Where an AF_XDP port's XDP program should run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeRequest {
+    /// Native (driver) mode if the driver has it, generic otherwise.
+    #[default]
+    Auto,
+    Native,
+    Generic,
 }
 
 impl std::fmt::Display for PortType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PortType::Tap => "tap",
+            PortType::Afxdp => "afxdp",
         })
     }
 }
@@ -54,6 +69,15 @@ pub enum Request {
         ifname: Option<String>,
         #[serde(default)]
         mac: Option<MacAddr>,
+        /// AF_XDP only: XDP mode.
+        #[serde(default)]
+        mode: Option<XdpModeRequest>,
+        /// AF_XDP only: the interface queue to bind.
+        #[serde(default)]
+        queue: Option<u32>,
+        /// AF_XDP only: bind to this existing interface instead of creating a veth pair.
+        #[serde(default)]
+        iface: Option<String>,
     },
     DelPort {
         bridge: String,
@@ -115,6 +139,9 @@ pub struct PortInfo {
     pub pmd_core: Option<usize>,
     /// "up", or why the port is not forwarding.
     pub state: String,
+    /// How the port is attached (XDP mode, queue...), when it is up.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +164,9 @@ pub struct PortStats {
     pub tx_gso_packets: u64,
     /// Dropped frames by reason; every reason is listed, zero or not.
     pub drops: BTreeMap<String, u64>,
+    /// What the kernel counted for the device (AF_XDP socket statistics).
+    #[serde(default)]
+    pub kernel: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

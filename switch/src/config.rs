@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vswitch_ctl::{MacAddr, PortType};
+use vswitch_ctl::{MacAddr, PortType, XdpModeRequest};
 
 pub const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
@@ -50,6 +50,20 @@ pub struct PortConfig {
     /// Given by the user, or the kernel's choice at creation, kept so that a
     /// restart gives the container the same address.
     pub mac: Option<MacAddr>,
+    /// AF_XDP settings, for `afxdp` ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub afxdp: Option<AfxdpConfig>,
+}
+
+/// How an AF_XDP port attaches. With `iface` set it binds to that existing
+/// interface; otherwise it owns a veth pair whose host end is named after
+/// the port and whose other end is `ifname` in `netns`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfxdpConfig {
+    pub mode: XdpModeRequest,
+    pub queue: u32,
+    #[serde(default)]
+    pub iface: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +172,7 @@ mod tests {
                     netns: Some("c1".into()),
                     ifname: "eth0".into(),
                     mac: Some("02:00:00:00:00:01".parse().unwrap()),
+                    afxdp: None,
                 }],
             }],
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod cores;
 pub mod manager;
+pub mod offload;
 pub mod packet;
 pub mod pipeline;
 pub mod pmd;

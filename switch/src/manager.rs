@@ -14,14 +14,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-use vswitch_ctl::{BridgeInfo, FdbEntry, MacAddr, PmdStats, PortInfo, PortStats, PortType, Reply, Request};
+use vswitch_ctl::{
+    BridgeInfo, FdbEntry, MacAddr, PmdStats, PortInfo, PortStats, PortType, Reply, Request, XdpModeRequest,
+};
 
 use crate::clock;
-use crate::config::{BridgeConfig, DesiredState, PortConfig, StateError, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
+use crate::config::{
+    AfxdpConfig, BridgeConfig, DesiredState, PortConfig, StateError, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS,
+};
 use crate::pipeline::fdb::Fdb;
 use crate::pmd::PmdHandle;
-use crate::port::tap::{TapError, TapPort, TapSpec};
-use crate::port::{valid_ifname, LivePort};
+use crate::port::afxdp::{AfXdpPort, Attachment};
+use crate::port::bpf::XdpMode;
+use crate::port::tap::{TapPort, TapSpec};
+use crate::port::{valid_ifname, LivePort, PortError, PortIo};
 use crate::snapshot::{BridgeSlot, PortSlot, Snapshot, SnapshotCell};
 use crate::stats::DropReason;
 
@@ -30,6 +36,8 @@ const GRACE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_AGING_SECS: u64 = 1_000_000;
 const MAX_MACS_LIMIT: usize = 1 << 20;
 const MAX_BRIDGE_NAME: usize = 32;
+/// Highest interface queue an AF_XDP port may bind.
+const MAX_QUEUE: u32 = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -70,14 +78,68 @@ pub enum ControlError {
     CreatePort {
         port: String,
         #[source]
-        source: TapError,
+        source: PortError,
     },
+    #[error("{0}")]
+    Option(&'static str),
     #[error("cannot save the configuration; nothing was changed")]
     Persist(#[source] StateError),
 }
 
 fn valid_name(name: &str, max_len: usize) -> bool {
     !name.is_empty() && name.len() <= max_len && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The fields of `Request::AddPort`.
+struct AddPort {
+    bridge: String,
+    name: String,
+    port_type: PortType,
+    netns: Option<String>,
+    ifname: Option<String>,
+    mac: Option<MacAddr>,
+    mode: Option<XdpModeRequest>,
+    queue: Option<u32>,
+    iface: Option<String>,
+}
+
+/// Opens the device of a configured port. `restoring`: the port existed
+/// before this start-up, so a veth pair left by the previous run is taken
+/// over instead of refused. Returns the device and its MAC, when it has one
+/// of ours.
+fn open_port_io(port: &PortConfig, restoring: bool) -> Result<(Box<dyn PortIo>, Option<MacAddr>), PortError> {
+    match (&port.port_type, &port.afxdp) {
+        (PortType::Tap, _) => {
+            let spec = TapSpec {
+                ifname: &port.ifname,
+                netns: port.netns.as_deref(),
+                mac: port.mac,
+            };
+            let (tap, mac) = TapPort::create(spec)?;
+            Ok((Box::new(tap), Some(mac)))
+        }
+        (PortType::Afxdp, Some(cfg)) => {
+            let modes: &[XdpMode] = match cfg.mode {
+                XdpModeRequest::Auto => &[XdpMode::Native, XdpMode::Generic],
+                XdpModeRequest::Native => &[XdpMode::Native],
+                XdpModeRequest::Generic => &[XdpMode::Generic],
+            };
+            let at = match (&cfg.iface, &port.netns) {
+                (Some(iface), _) => Attachment::Iface(iface),
+                (None, Some(netns)) => Attachment::Veth {
+                    host: &port.name,
+                    netns,
+                    ifname: &port.ifname,
+                    mac: port.mac,
+                    adopt: restoring,
+                },
+                (None, None) => return Err(PortError::Incomplete(port.name.clone())),
+            };
+            let (xsk, mac) = AfXdpPort::open(at, cfg.queue, modes)?;
+            Ok((Box::new(xsk), mac))
+        }
+        (PortType::Afxdp, None) => Err(PortError::Incomplete(port.name.clone())),
+    }
 }
 
 struct LiveBridge {
@@ -152,7 +214,7 @@ impl Manager {
         for br in &desired.bridges {
             self.start_bridge(br);
             for port in &br.ports {
-                let live = self.start_port(port).map_err(|err| {
+                let live = self.start_port(port, true).map_err(|err| {
                     let msg = error_chain(&err);
                     warn!(port = %port.name, bridge = %br.name, error = %msg, "port not restored");
                     format!("error: {msg}")
@@ -184,24 +246,18 @@ impl Manager {
         self.bridges.insert(br.name.clone(), LiveBridge { slot, fdb });
     }
 
-    fn start_port(&mut self, port: &PortConfig) -> Result<Arc<LivePort>, ControlError> {
-        let spec = TapSpec {
-            ifname: &port.ifname,
-            netns: port.netns.as_deref(),
-            mac: port.mac,
-        };
-        let (tap, _mac) = TapPort::create(spec).map_err(|source| ControlError::CreatePort {
+    fn start_port(&mut self, port: &PortConfig, restoring: bool) -> Result<Arc<LivePort>, ControlError> {
+        let (io, _mac) = open_port_io(port, restoring).map_err(|source| ControlError::CreatePort {
             port: port.name.clone(),
             source,
         })?;
+        Ok(self.make_live(port.name.clone(), io))
+    }
+
+    fn make_live(&mut self, name: String, io: Box<dyn PortIo>) -> Arc<LivePort> {
         let uid = self.next_uid;
         self.next_uid += 1;
-        Ok(Arc::new(LivePort::new(
-            uid,
-            port.name.clone(),
-            Box::new(tap),
-            self.pmds.len(),
-        )))
+        Arc::new(LivePort::new(uid, name, io, self.pmds.len()))
     }
 
     fn next_port_slot(&self) -> u32 {
@@ -230,7 +286,20 @@ impl Manager {
                 netns,
                 ifname,
                 mac,
-            } => self.add_port(bridge, name, port_type, netns, ifname, mac),
+                mode,
+                queue,
+                iface,
+            } => self.add_port(AddPort {
+                bridge,
+                name,
+                port_type,
+                netns,
+                ifname,
+                mac,
+                mode,
+                queue,
+                iface,
+            }),
             Request::DelPort { bridge, name } => self.del_port(&bridge, &name),
             Request::ListPorts { bridge } => {
                 let br = self
@@ -308,15 +377,18 @@ impl Manager {
         Ok(Reply::Done)
     }
 
-    fn add_port(
-        &mut self,
-        bridge: String,
-        name: String,
-        port_type: PortType,
-        netns: Option<String>,
-        ifname: Option<String>,
-        mac: Option<MacAddr>,
-    ) -> Result<Reply, ControlError> {
+    fn add_port(&mut self, request: AddPort) -> Result<Reply, ControlError> {
+        let AddPort {
+            bridge,
+            name,
+            port_type,
+            netns,
+            ifname,
+            mac,
+            mode,
+            queue,
+            iface,
+        } = request;
         if !valid_name(&name, libc::IFNAMSIZ - 1) {
             return Err(ControlError::BadPortName(name));
         }
@@ -329,15 +401,52 @@ impl Manager {
                 bridge: br.name.clone(),
             });
         }
-        let ifname = ifname.unwrap_or_else(|| name.clone());
+        let afxdp = match port_type {
+            PortType::Tap => {
+                if mode.is_some() || queue.is_some() || iface.is_some() {
+                    return Err(ControlError::Option(
+                        "--mode, --queue and --iface apply to afxdp ports only",
+                    ));
+                }
+                None
+            }
+            PortType::Afxdp => {
+                if iface.is_some() && (netns.is_some() || ifname.is_some() || mac.is_some()) {
+                    return Err(ControlError::Option(
+                        "--iface binds to an existing interface; --netns, --ifname and --mac describe a veth pair vswitchd creates",
+                    ));
+                }
+                if iface.is_none() && netns.is_none() {
+                    return Err(ControlError::Option(
+                        "an afxdp port needs --netns NS (vswitchd creates a veth pair into it) or --iface DEV (an existing interface)",
+                    ));
+                }
+                let queue = queue.unwrap_or(0);
+                if queue > MAX_QUEUE {
+                    return Err(ControlError::OutOfRange {
+                        what: "queue",
+                        value: queue.into(),
+                        min: 0,
+                        max: MAX_QUEUE.into(),
+                    });
+                }
+                Some(AfxdpConfig {
+                    mode: mode.unwrap_or_default(),
+                    queue,
+                    iface: iface.clone(),
+                })
+            }
+        };
+        let ifname = iface.or(ifname).unwrap_or_else(|| name.clone());
         if !valid_ifname(&ifname) {
             return Err(ControlError::BadIfname(ifname));
         }
-        if let Some((_, other)) = self
-            .desired
-            .ports()
-            .find(|(_, p)| p.ifname == ifname && p.netns == netns)
-        {
+        let taken = |p: &PortConfig| {
+            // Interfaces of vswitchd's namespace: a veth's host end is named after its port.
+            let host_end = p.afxdp.as_ref().is_some_and(|a| a.iface.is_none()) && p.name == ifname && netns.is_none();
+            (p.ifname == ifname && p.netns == netns) || host_end
+        };
+        if let Some((_, other)) = self.desired.ports().find(|(_, p)| taken(p)) {
             return Err(ControlError::IfnameTaken {
                 ifname,
                 place: place(netns.as_deref()),
@@ -350,17 +459,13 @@ impl Manager {
             netns,
             ifname,
             mac,
+            afxdp,
         };
-        let spec = TapSpec {
-            ifname: &config.ifname,
-            netns: config.netns.as_deref(),
-            mac: config.mac,
-        };
-        let (tap, mac) = TapPort::create(spec).map_err(|source| ControlError::CreatePort {
+        let (io, mac) = open_port_io(&config, false).map_err(|source| ControlError::CreatePort {
             port: name.clone(),
             source,
         })?;
-        config.mac = Some(mac);
+        config.mac = mac;
 
         let mut desired = self.desired.clone();
         if let Some(br) = desired.bridge_mut(&bridge) {
@@ -369,9 +474,7 @@ impl Manager {
         // On failure the device is dropped here, which removes it.
         self.save(&desired)?;
         self.desired = desired;
-        let uid = self.next_uid;
-        self.next_uid += 1;
-        let live = Arc::new(LivePort::new(uid, name.clone(), Box::new(tap), self.pmds.len()));
+        let live = self.make_live(name.clone(), io);
         let slot = self.next_port_slot();
         self.ports.insert(
             name.clone(),
@@ -382,7 +485,7 @@ impl Manager {
             },
         );
         self.publish();
-        info!(port = %name, bridge = %bridge, netns = ?config.netns, ifname = %config.ifname, %mac, "port added");
+        info!(port = %name, bridge = %bridge, kind = %port_type, netns = ?config.netns, ifname = %config.ifname, "port added");
         Ok(Reply::Done)
     }
 
@@ -447,7 +550,7 @@ impl Manager {
             snap.ports[slot] = Some(PortSlot {
                 port: live.clone(),
                 bridge: br.slot,
-                vnet_hdr: true,
+                vnet_hdr: live.io.has_vnet_hdr(),
             });
             if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize) {
                 b.ports.push(entry.slot);
@@ -528,6 +631,7 @@ impl Manager {
                                     .and_then(|i| self.pmds.get(i))
                                     .map(|pmd| pmd.core),
                                 state: entry.map_or_else(|| "unknown".to_string(), Self::port_state),
+                                detail: entry.and_then(|e| e.live.as_ref().ok()).and_then(|l| l.io.describe()),
                             }
                         })
                         .collect(),
@@ -572,12 +676,8 @@ impl Manager {
             .ports()
             .filter(|(_, p)| only.is_none_or(|n| n == p.name))
             .map(|(br, p)| {
-                let totals = self
-                    .ports
-                    .get(&p.name)
-                    .and_then(|e| e.live.as_ref().ok())
-                    .map(|l| l.stats.totals())
-                    .unwrap_or_default();
+                let live = self.ports.get(&p.name).and_then(|e| e.live.as_ref().ok());
+                let totals = live.map(|l| l.stats.totals()).unwrap_or_default();
                 PortStats {
                     name: p.name.clone(),
                     bridge: br.name.clone(),
@@ -591,6 +691,14 @@ impl Manager {
                         .iter()
                         .map(|r| (r.name().to_string(), totals.drops(*r)))
                         .collect(),
+                    kernel: live
+                        .map(|l| {
+                            l.io.kernel_stats()
+                                .into_iter()
+                                .map(|(k, v)| (k.to_string(), v))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect();

@@ -8,6 +8,9 @@
 //! waker, so an idle switch costs about nothing and the next frame (or a new
 //! snapshot) wakes it. Under load it never reaches the sleep.
 //!
+//! A port with work left over (frames queued for a kernel that sends them
+//! only when asked, as AF_XDP copy mode) keeps its thread awake until done.
+//!
 //! mio's epoll is edge-triggered. That is safe here because a thread sleeps
 //! only after a full pass in which every port answered EAGAIN: any frame
 //! queued after that read raises a new edge.
@@ -137,6 +140,7 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
         let started = Instant::now();
         let now_ms = clock::ms_at(started);
         let mut moved = 0u64;
+        let mut pending = false;
         for &slot in snap.rx_assign.get(h.index).map(Vec::as_slice).unwrap_or(&[]) {
             let Some(input) = snap.port(slot) else { continue };
             if input.port.fault().is_some() {
@@ -155,6 +159,7 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
                 pipeline::run_batch(&snap, h.index, slot, &mut batch, &mut scratch, now_ms);
                 batch.release(&mut pool);
             }
+            pending |= input.port.io.service();
         }
 
         if moved > 0 {
@@ -165,7 +170,7 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
             continue;
         }
         h.counters.idle_iterations.add(1);
-        if started.duration_since(last_work) < params.spin {
+        if pending || started.duration_since(last_work) < params.spin {
             std::hint::spin_loop();
             continue;
         }

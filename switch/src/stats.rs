@@ -51,12 +51,17 @@ pub enum DropReason {
     TxLinkDown,
     /// Any other error while sending.
     TxError,
+    /// Larger than the output port can carry (and not segmentable).
+    TxOversize,
+    /// Offload request (GSO, checksum) that could not be carried out for a
+    /// port without offloads.
+    TxSegmentError,
     /// A read from the device failed.
     RxError,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 13;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -68,6 +73,8 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::TxLinkDown,
         DropReason::TxError,
+        DropReason::TxOversize,
+        DropReason::TxSegmentError,
         DropReason::RxError,
     ];
 
@@ -83,6 +90,8 @@ impl DropReason {
             DropReason::TxFull => "tx-full",
             DropReason::TxLinkDown => "tx-link-down",
             DropReason::TxError => "tx-error",
+            DropReason::TxOversize => "tx-oversize",
+            DropReason::TxSegmentError => "tx-segment-error",
             DropReason::RxError => "rx-error",
         }
     }

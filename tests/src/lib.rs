@@ -22,6 +22,18 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// A name that is unique and short enough for an interface of the host
+/// namespace (15 bytes): AF_XDP ports name their veth's host end after the port.
+pub fn short_name(prefix: &str) -> String {
+    let name = format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    assert!(name.len() <= 15, "{name} is too long for an interface name");
+    name
+}
+
 /// The directory the workspace's binaries were built into (the tests run from
 /// `target/<profile>/deps`).
 pub fn bin_dir() -> PathBuf {
@@ -107,6 +119,44 @@ impl Netns {
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Turns on transmit checksum offload on `dev`, as a container's
+    /// interface normally has it.
+    pub fn tx_offload_on(&self, dev: &str) {
+        run_ok(self.cmd("ethtool").args(["-K", dev, "tx", "on"]));
+    }
+
+    /// TCP segments that arrived with a bad checksum (TcpInCsumErrors).
+    pub fn tcp_csum_errors(&self) -> u64 {
+        let snmp = run_ok(self.cmd("cat").arg("/proc/net/snmp"));
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().unwrap_or_default(), tcp.next().unwrap_or_default());
+        let i = names
+            .split_whitespace()
+            .position(|n| n == "InCsumErrors")
+            .expect("InCsumErrors in /proc/net/snmp");
+        values
+            .split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .expect("InCsumErrors value")
+    }
+
+    /// Runs an iperf3 client for `secs` and returns (Gbit/s, bytes received).
+    pub fn iperf3(&self, server: &str, secs: u32, extra: &[&str]) -> (f64, u64) {
+        let out = run_ok(
+            self.cmd("iperf3")
+                .args(["-c", server, "-t", &secs.to_string(), "-J"])
+                .args(extra),
+        );
+        let report: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
+        let sum = &report["end"]["sum_received"];
+        let sum = if sum.is_null() { &report["end"]["sum"] } else { sum };
+        (
+            sum["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9,
+            sum["bytes"].as_u64().unwrap_or(0),
+        )
     }
 
     /// Starts `iperf3 -s -1` and waits until it accepts connections.
@@ -207,11 +257,19 @@ pub struct Switch {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     cores: String,
+    /// Command (and arguments) vswitchd is started under, e.g. prlimit.
+    wrapper: Vec<String>,
     child: Option<Child>,
 }
 
 impl Switch {
     pub fn start(tag: &str, cores: &str) -> Switch {
+        Switch::start_under(tag, cores, &[])
+    }
+
+    /// Starts vswitchd as an argument of `wrapper` (for limits and
+    /// capabilities: `["prlimit", "--memlock=..."]`).
+    pub fn start_under(tag: &str, cores: &str, wrapper: &[&str]) -> Switch {
         let dir = std::env::temp_dir().join(unique(tag));
         std::fs::create_dir_all(&dir).expect("test dir");
         let mut sw = Switch {
@@ -219,6 +277,7 @@ impl Switch {
             state_dir: dir.join("state"),
             dir,
             cores: cores.to_string(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         sw.launch();
@@ -240,7 +299,15 @@ impl Switch {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(bin("vswitchd"))
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("vswitchd"));
+                c
+            }
+            None => Command::new(bin("vswitchd")),
+        };
+        let child = cmd
             .args(["--cores", &self.cores, "--log-level", "debug"])
             .arg("--socket")
             .arg(&self.socket)

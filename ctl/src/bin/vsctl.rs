@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use vswitch_ctl::{
-    BridgeInfo, FdbEntry, MacAddr, PmdStats, PortStats, PortType, Reply, Request, Response, DEFAULT_SOCKET,
+    BridgeInfo, FdbEntry, MacAddr, PmdStats, PortStats, PortType, Reply, Request, Response, XdpModeRequest,
+    DEFAULT_SOCKET,
 };
 
 #[derive(Parser)]
@@ -60,6 +61,15 @@ enum Command {
         /// MAC address of the device (default: chosen by the kernel, then kept across restarts).
         #[arg(long, value_parser = MacAddr::parse_unicast)]
         mac: Option<MacAddr>,
+        /// afxdp: where the XDP program runs (auto tries native, then generic).
+        #[arg(long, value_enum)]
+        mode: Option<CliXdpMode>,
+        /// afxdp: the interface queue to bind (default 0).
+        #[arg(long)]
+        queue: Option<u32>,
+        /// afxdp: bind to this existing interface instead of creating a veth pair.
+        #[arg(long, value_name = "DEV")]
+        iface: Option<String>,
     },
     /// Delete a port.
     DelPort { bridge: String, name: String },
@@ -78,12 +88,31 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum CliPortType {
     Tap,
+    Afxdp,
 }
 
 impl From<CliPortType> for PortType {
     fn from(t: CliPortType) -> Self {
         match t {
             CliPortType::Tap => PortType::Tap,
+            CliPortType::Afxdp => PortType::Afxdp,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CliXdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+impl From<CliXdpMode> for XdpModeRequest {
+    fn from(m: CliXdpMode) -> Self {
+        match m {
+            CliXdpMode::Auto => XdpModeRequest::Auto,
+            CliXdpMode::Native => XdpModeRequest::Native,
+            CliXdpMode::Generic => XdpModeRequest::Generic,
         }
     }
 }
@@ -115,6 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             netns,
             ifname,
             mac,
+            mode,
+            queue,
+            iface,
         } => Request::AddPort {
             bridge,
             name,
@@ -122,6 +154,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             netns,
             ifname,
             mac,
+            mode: mode.map(Into::into),
+            queue,
+            iface,
         },
         Command::DelPort { bridge, name } => Request::DelPort { bridge, name },
         Command::ListPorts { bridge } => Request::ListPorts { bridge },
@@ -193,6 +228,9 @@ fn print_show(bridges: &[BridgeInfo]) {
                 "    port {}: type {}, netns {}, ifname {}, mac {}, pmd {}, {}",
                 p.name, p.port_type, netns, p.ifname, mac, pmd, p.state
             );
+            if let Some(detail) = &p.detail {
+                println!("        {detail}");
+            }
         }
     }
 }
@@ -217,6 +255,10 @@ fn print_port_stats(stats: &[PortStats]) {
         );
         let drops: Vec<String> = s.drops.iter().map(|(reason, n)| format!("{reason}={n}")).collect();
         println!("    drops: {}", drops.join(" "));
+        if !s.kernel.is_empty() {
+            let kernel: Vec<String> = s.kernel.iter().map(|(name, n)| format!("{name}={n}")).collect();
+            println!("    kernel: {}", kernel.join(" "));
+        }
     }
 }
 

@@ -38,6 +38,10 @@ impl PortIo for MemPort {
     fn raw_fd(&self) -> RawFd {
         -1
     }
+
+    fn has_vnet_hdr(&self) -> bool {
+        true
+    }
 }
 
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];

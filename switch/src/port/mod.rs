@@ -10,15 +10,30 @@
 //! reason), or fatal to the port ([`PortFault`]: the port stops being polled
 //! and `vsctl show` says why).
 
+pub mod afxdp;
+pub mod bpf;
 pub mod netlink;
 pub mod netns;
 pub mod tap;
+pub mod veth;
+pub mod xsk;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::packet::{Batch, PacketPool};
 use crate::stats::{PortCounters, PortStatsCells};
+
+/// Why a port's device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error(transparent)]
+    Tap(#[from] tap::TapError),
+    #[error(transparent)]
+    AfXdp(#[from] afxdp::AfXdpError),
+    #[error("port '{0}' is missing its AF_XDP settings in the saved state")]
+    Incomplete(String),
+}
 
 /// The device under a port can no longer be used (errno).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +52,26 @@ pub trait PortIo: Send + Sync {
 
     /// The descriptor a poll thread sleeps on (readable when frames wait).
     fn raw_fd(&self) -> RawFd;
+
+    /// Frames read from this port start with a virtio-net header.
+    fn has_vnet_hdr(&self) -> bool;
+
+    /// Work the owning poll thread does between bursts (pushing out queued
+    /// tx). True while work remains: the thread must not sleep yet.
+    fn service(&self) -> bool {
+        false
+    }
+
+    /// Counters the kernel keeps for the device (drops before we saw the
+    /// frame), by name. Control-plane only.
+    fn kernel_stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// How the port is attached, for `vsctl show`.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A port as the poll threads see it, shared through config snapshots.

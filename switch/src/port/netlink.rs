@@ -1,21 +1,26 @@
-//! Just enough rtnetlink to configure a link: move it into a namespace,
-//! rename it, set its MAC and bring it up, all in one RTM_NEWLINK request.
+//! Just enough rtnetlink for ports: create a veth pair, configure a link
+//! (move it into a namespace, rename it, set its MAC, bring it up, all in
+//! one RTM_NEWLINK), and delete a link.
 //!
-//! One message matters here because the kernel applies it as one change
-//! (`do_setlink`): the device is renamed as it enters the namespace, so its
+//! One message per change matters because the kernel applies it as one
+//! (`do_setlink`): a device is renamed as it enters the namespace, so its
 //! temporary host-side name never clashes with anything there, and an
 //! `EEXIST` means the name is taken inside the container.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-// Attribute types from include/uapi/linux/if_link.h.
+// include/uapi/linux/if_link.h and veth.h
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
+const RTM_DELLINK: u16 = 17;
 
 const NLMSG_HDR_LEN: usize = 16;
-const IFINFOMSG_LEN: usize = 16;
 const RTA_HDR_LEN: usize = 4;
 
 /// What to change on link `index`.
@@ -32,45 +37,95 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = RTA_HDR_LEN + payload.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(payload);
-    buf.resize(align4(buf.len()), 0);
+/// An rtnetlink request being built.
+struct Message {
+    buf: Vec<u8>,
+    nests: Vec<usize>,
 }
 
-/// Builds the RTM_NEWLINK request for `change`.
-fn encode(change: &LinkChange<'_>, seq: u32) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(128);
-    buf.extend_from_slice(&[0u8; NLMSG_HDR_LEN]);
-    // struct ifinfomsg
-    buf.push(libc::AF_UNSPEC as u8);
-    buf.push(0);
-    buf.extend_from_slice(&0u16.to_ne_bytes());
-    buf.extend_from_slice(&change.index.to_ne_bytes());
-    let up = libc::IFF_UP as u32;
-    buf.extend_from_slice(&(if change.up { up } else { 0 }).to_ne_bytes());
-    buf.extend_from_slice(&(if change.up { up } else { 0 }).to_ne_bytes());
-    debug_assert_eq!(buf.len(), NLMSG_HDR_LEN + IFINFOMSG_LEN);
+impl Message {
+    fn new(kind: u16, flags: u16) -> Message {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&[0u8; NLMSG_HDR_LEN]);
+        buf[4..6].copy_from_slice(&kind.to_ne_bytes());
+        buf[6..8].copy_from_slice(&(flags | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+        Message { buf, nests: Vec::new() }
+    }
+
+    /// Appends a `struct ifinfomsg`.
+    fn ifinfo(&mut self, index: i32, up: bool) -> &mut Message {
+        let up_flag = if up { libc::IFF_UP as u32 } else { 0 };
+        self.buf.push(libc::AF_UNSPEC as u8);
+        self.buf.push(0);
+        self.buf.extend_from_slice(&0u16.to_ne_bytes());
+        self.buf.extend_from_slice(&index.to_ne_bytes());
+        self.buf.extend_from_slice(&up_flag.to_ne_bytes());
+        self.buf.extend_from_slice(&up_flag.to_ne_bytes());
+        self
+    }
+
+    fn attr(&mut self, kind: u16, payload: &[u8]) -> &mut Message {
+        let len = RTA_HDR_LEN + payload.len();
+        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(payload);
+        self.buf.resize(align4(self.buf.len()), 0);
+        self
+    }
+
+    fn attr_str(&mut self, kind: u16, text: &str) -> &mut Message {
+        let mut z = text.as_bytes().to_vec();
+        z.push(0);
+        self.attr(kind, &z)
+    }
+
+    fn begin(&mut self, kind: u16) -> &mut Message {
+        self.nests.push(self.buf.len());
+        self.attr(kind, &[])
+    }
+
+    fn end(&mut self) -> &mut Message {
+        if let Some(start) = self.nests.pop() {
+            let len = (self.buf.len() - start) as u16;
+            self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        }
+        self
+    }
+
+    fn finish(&mut self, seq: u32) -> &[u8] {
+        let len = self.buf.len() as u32;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        &self.buf
+    }
+}
+
+fn link_change(change: &LinkChange<'_>) -> Message {
+    let mut msg = Message::new(libc::RTM_NEWLINK, 0);
+    msg.ifinfo(change.index, change.up);
     if let Some(fd) = change.netns_fd {
-        push_attr(&mut buf, IFLA_NET_NS_FD, &(fd as u32).to_ne_bytes());
+        msg.attr(IFLA_NET_NS_FD, &(fd as u32).to_ne_bytes());
     }
     if let Some(name) = change.ifname {
-        let mut z = name.as_bytes().to_vec();
-        z.push(0);
-        push_attr(&mut buf, IFLA_IFNAME, &z);
+        msg.attr_str(IFLA_IFNAME, name);
     }
     if let Some(mac) = change.mac {
-        push_attr(&mut buf, IFLA_ADDRESS, &mac);
+        msg.attr(IFLA_ADDRESS, &mac);
     }
-    let len = buf.len() as u32;
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
-    buf[0..4].copy_from_slice(&len.to_ne_bytes());
-    buf[4..6].copy_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
-    buf[6..8].copy_from_slice(&flags.to_ne_bytes());
-    buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-    buf
+    msg
+}
+
+fn veth_pair(name: &str, peer: &str) -> Message {
+    let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let mut msg = Message::new(libc::RTM_NEWLINK, flags);
+    msg.ifinfo(0, false).attr_str(IFLA_IFNAME, name);
+    msg.begin(IFLA_LINKINFO).attr_str(IFLA_INFO_KIND, "veth");
+    msg.begin(IFLA_INFO_DATA)
+        .begin(VETH_INFO_PEER)
+        .ifinfo(0, false)
+        .attr_str(IFLA_IFNAME, peer);
+    msg.end().end().end();
+    msg
 }
 
 /// Reads the kernel's acknowledgement: Ok, or the errno it reported.
@@ -89,8 +144,8 @@ fn decode_ack(reply: &[u8], seq: u32) -> io::Result<()> {
     }
 }
 
-/// Applies `change` through a fresh NETLINK_ROUTE socket.
-pub fn set_link(change: &LinkChange<'_>) -> io::Result<()> {
+/// Sends one request on a fresh NETLINK_ROUTE socket and waits for its ack.
+fn request(msg: &mut Message) -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the result is checked below.
     let fd = unsafe {
         libc::socket(
@@ -105,16 +160,16 @@ pub fn set_link(change: &LinkChange<'_>) -> io::Result<()> {
     // SAFETY: fd is a freshly created descriptor that nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let seq = 1;
-    let msg = encode(change, seq);
+    let bytes = msg.finish(seq);
     // SAFETY: an all-zero sockaddr_nl addresses the kernel.
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: msg and kernel are valid for the lengths passed.
+    // SAFETY: bytes and kernel are valid for the lengths passed.
     let sent = unsafe {
         libc::sendto(
             sock.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
             0,
             (&kernel as *const libc::sockaddr_nl).cast(),
             std::mem::size_of::<libc::sockaddr_nl>() as u32,
@@ -132,31 +187,74 @@ pub fn set_link(change: &LinkChange<'_>) -> io::Result<()> {
     decode_ack(&reply[..got as usize], seq)
 }
 
+/// Applies `change` to a link.
+pub fn set_link(change: &LinkChange<'_>) -> io::Result<()> {
+    request(&mut link_change(change))
+}
+
+/// Creates a veth pair `name` <-> `peer` in vswitchd's namespace, both down.
+pub fn create_veth(name: &str, peer: &str) -> io::Result<()> {
+    request(&mut veth_pair(name, peer))
+}
+
+/// Deletes link `index` (for a veth, both ends).
+pub fn delete_link(index: u32) -> io::Result<()> {
+    let mut msg = Message::new(RTM_DELLINK, 0);
+    msg.ifinfo(index as i32, false);
+    request(&mut msg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn request_layout() {
-        let msg = encode(
-            &LinkChange {
-                index: 7,
-                netns_fd: Some(5),
-                ifname: Some("eth0"),
-                mac: Some([2, 0, 0, 0, 0, 1]),
-                up: true,
-            },
-            9,
+    fn link_change_layout() {
+        let change = LinkChange {
+            index: 7,
+            netns_fd: Some(5),
+            ifname: Some("eth0"),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            up: true,
+        };
+        let mut msg = link_change(&change);
+        let bytes = msg.finish(9).to_vec();
+        assert_eq!(bytes.len() % 4, 0);
+        assert_eq!(
+            u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize,
+            bytes.len()
         );
-        assert_eq!(msg.len() % 4, 0);
-        assert_eq!(u32::from_ne_bytes(msg[0..4].try_into().unwrap()) as usize, msg.len());
-        assert_eq!(i32::from_ne_bytes(msg[20..24].try_into().unwrap()), 7);
+        assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 9);
+        assert_eq!(i32::from_ne_bytes(bytes[20..24].try_into().unwrap()), 7);
         // netns fd attribute, then "eth0\0" padded to 8, then the MAC padded to 8
-        assert_eq!(&msg[32..36], &[8, 0, 28, 0]);
-        assert_eq!(&msg[40..44], &[9, 0, 3, 0]);
-        assert_eq!(&msg[44..49], b"eth0\0");
-        assert_eq!(&msg[52..56], &[10, 0, 1, 0]);
-        assert_eq!(msg.len(), 64);
+        assert_eq!(&bytes[32..36], &[8, 0, 28, 0]);
+        assert_eq!(&bytes[40..44], &[9, 0, 3, 0]);
+        assert_eq!(&bytes[44..49], b"eth0\0");
+        assert_eq!(&bytes[52..56], &[10, 0, 1, 0]);
+        assert_eq!(bytes.len(), 64);
+    }
+
+    #[test]
+    fn veth_request_nests_the_peer() {
+        let mut msg = veth_pair("vs1", "vsx1");
+        let bytes = msg.finish(1).to_vec();
+        // header, ifinfomsg, IFLA_IFNAME "vs1\0" (8 bytes)
+        let ifinfomsg_len = 16;
+        let linkinfo = NLMSG_HDR_LEN + ifinfomsg_len + 8;
+        let linkinfo_len = u16::from_ne_bytes([bytes[linkinfo], bytes[linkinfo + 1]]) as usize;
+        assert_eq!(
+            u16::from_ne_bytes([bytes[linkinfo + 2], bytes[linkinfo + 3]]),
+            IFLA_LINKINFO
+        );
+        assert_eq!(
+            linkinfo + linkinfo_len,
+            bytes.len(),
+            "the nest spans the rest of the message"
+        );
+        assert_eq!(&bytes[linkinfo + 8..linkinfo + 12], b"veth");
+        // INFO_DATA > PEER > ifinfomsg + IFLA_IFNAME "vsx1\0"
+        let peer_name = bytes.len() - 12;
+        assert_eq!(&bytes[peer_name + 4..peer_name + 8], b"vsx1");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! (DESIGN.md), measured once this loop is.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -30,6 +30,8 @@ use crate::stats::{DropReason, PortCounters};
 /// Offloads we accept from the kernel: frames may carry partial checksums and
 /// be TCP super-frames; we pass the header through to the receiving TAP.
 const TAP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+/// The virtio-net header of a frame that needs nothing done.
+const NO_OFFLOAD_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 /// Host-side name pattern while a device waits to be moved into a namespace.
 const TEMP_NAME_PATTERN: &str = "vstap%d";
 
@@ -230,17 +232,33 @@ impl PortIo for TapPort {
             let Some(frame) = batch.get(usize::from(i)) else {
                 continue;
             };
-            if frame.meta.eth_offset != Some(VNET_HDR_LEN as u16) {
-                // Only frames that carry a virtio-net header can be written here.
-                counters.drop(DropReason::TxError);
-                continue;
-            }
+            // A frame from a port without offloads is complete as it is: an
+            // all-zero virtio-net header ("nothing to do") goes in front.
+            let (written, expected, eth_len) = match frame.meta.eth_offset.map(usize::from) {
+                Some(VNET_HDR_LEN) => (
+                    (&self.file).write(frame.data()),
+                    frame.len(),
+                    frame.len() - VNET_HDR_LEN,
+                ),
+                Some(0) => {
+                    let parts = [IoSlice::new(&NO_OFFLOAD_HDR), IoSlice::new(frame.data())];
+                    (
+                        (&self.file).write_vectored(&parts),
+                        VNET_HDR_LEN + frame.len(),
+                        frame.len(),
+                    )
+                }
+                _ => {
+                    counters.drop(DropReason::TxError);
+                    continue;
+                }
+            };
             // A TAP write takes a whole frame or nothing.
-            match (&self.file).write(frame.data()) {
-                Ok(n) if n != frame.len() => counters.drop(DropReason::TxError),
+            match written {
+                Ok(n) if n != expected => counters.drop(DropReason::TxError),
                 Ok(_) => {
                     counters.tx_packets.add(1);
-                    counters.tx_bytes.add((frame.len() - VNET_HDR_LEN) as u64);
+                    counters.tx_bytes.add(eth_len as u64);
                     if frame.meta.gso.is_some() {
                         counters.tx_gso_packets.add(1);
                     }
@@ -256,5 +274,9 @@ impl PortIo for TapPort {
 
     fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    fn has_vnet_hdr(&self) -> bool {
+        true
     }
 }
