@@ -6,9 +6,11 @@
 //! this crate, never the other way round.
 
 pub mod mac;
+pub mod net;
 pub mod proto;
 
 pub use mac::{MacAddr, MacParseError};
+pub use net::{Ipv4Net, NetParseError};
 pub use proto::*;
 
 /// Where vswitchd listens and vsctl connects unless told otherwise.

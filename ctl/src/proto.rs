@@ -6,10 +6,11 @@
 //! `{"status":"error","message":"..."}`.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::MacAddr;
+use crate::{Ipv4Net, MacAddr};
 
 /// The kinds of port vswitchd can create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,9 @@ pub enum PortType {
     /// An AF_XDP socket on the host end of a veth pair into a container's
     /// namespace, or on an existing interface.
     Afxdp,
+    /// A TAP left in the host namespace carrying the bridge's gateway
+    /// address, so the host reaches the bridge's containers (docker0's role).
+    Internal,
 }
 
 /// Where an AF_XDP port's XDP program should run.
@@ -39,6 +43,7 @@ impl std::fmt::Display for PortType {
         f.write_str(match self {
             PortType::Tap => "tap",
             PortType::Afxdp => "afxdp",
+            PortType::Internal => "internal",
         })
     }
 }
@@ -54,6 +59,12 @@ pub enum Request {
         /// Cap on learned MACs; beyond it new sources are flooded to, not learned.
         #[serde(default)]
         max_macs: Option<usize>,
+        /// The bridge's IPv4 subnet: vswitchd becomes its gateway and hands out addresses.
+        #[serde(default)]
+        subnet: Option<Ipv4Net>,
+        /// The gateway address (default: the subnet's first host address).
+        #[serde(default)]
+        gateway: Option<Ipv4Addr>,
     },
     DelBr {
         name: String,
@@ -95,6 +106,37 @@ pub enum Request {
         port: Option<String>,
     },
     PmdStats,
+    /// Creates a port into namespace `netns`, gives it an address from the
+    /// bridge's subnet and a default route via the gateway.
+    Attach {
+        bridge: String,
+        netns: String,
+        port_type: PortType,
+        /// A specific address; None picks the next free one.
+        #[serde(default)]
+        ip: Option<Ipv4Addr>,
+        #[serde(default)]
+        ifname: Option<String>,
+    },
+    /// Deletes the port attached for `netns` and releases its address.
+    Detach {
+        bridge: String,
+        netns: String,
+    },
+    /// Allows routing between two bridges.
+    LinkBr {
+        a: String,
+        b: String,
+    },
+    UnlinkBr {
+        a: String,
+        b: String,
+    },
+    /// The neighbour (ARP) tables.
+    NeighShow {
+        #[serde(default)]
+        bridge: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +156,31 @@ pub enum Reply {
     Fdb(Vec<FdbEntry>),
     PortStats(Vec<PortStats>),
     PmdStats(Vec<PmdStats>),
+    Attached(AttachInfo),
+    Neigh(Vec<NeighEntry>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachInfo {
+    pub port: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    pub ip: Ipv4Addr,
+    pub netns: String,
+    pub port: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighEntry {
+    pub bridge: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub age_secs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +193,17 @@ pub struct BridgeInfo {
     pub learn_limit_hits: u64,
     pub mac_moves: u64,
     pub ports: Vec<PortInfo>,
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub gateway_mac: Option<MacAddr>,
+    #[serde(default)]
+    pub leases: Vec<LeaseInfo>,
+    /// Bridges this one routes to.
+    #[serde(default)]
+    pub linked: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,10 +8,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vswitch_ctl::{MacAddr, PortType, XdpModeRequest};
+use vswitch_ctl::{Ipv4Net, MacAddr, PortType, XdpModeRequest};
 
 pub const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
@@ -22,6 +23,9 @@ pub const DEFAULT_MAX_MACS: usize = 8192;
 pub struct DesiredState {
     pub version: u32,
     pub bridges: Vec<BridgeConfig>,
+    /// Pairs of bridges routed to each other (`vsctl link-br`).
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 impl Default for DesiredState {
@@ -29,6 +33,7 @@ impl Default for DesiredState {
         DesiredState {
             version: STATE_VERSION,
             bridges: Vec::new(),
+            links: Vec::new(),
         }
     }
 }
@@ -39,6 +44,22 @@ pub struct BridgeConfig {
     pub aging_secs: u64,
     pub max_macs: usize,
     pub ports: Vec<PortConfig>,
+    /// The bridge's IPv4 subnet; vswitchd is its gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Addresses handed out by `vsctl attach`, one per namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Lease>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub netns: String,
+    /// The port attached for this lease.
+    pub port: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +149,11 @@ impl DesiredState {
         write().map_err(|source| StateError::Write { path, source })
     }
 
+    /// True when `a` and `b` may route to each other.
+    pub fn linked(&self, a: &str, b: &str) -> bool {
+        self.links.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a))
+    }
+
     pub fn bridge(&self, name: &str) -> Option<&BridgeConfig> {
         self.bridges.iter().find(|b| b.name == name)
     }
@@ -162,10 +188,18 @@ mod tests {
     fn sample() -> DesiredState {
         DesiredState {
             version: STATE_VERSION,
+            links: vec![("br0".into(), "br1".into())],
             bridges: vec![BridgeConfig {
                 name: "br0".into(),
                 aging_secs: 300,
                 max_macs: 10,
+                subnet: Some("10.20.0.0/24".parse().unwrap()),
+                gateway: Some("10.20.0.1".parse().unwrap()),
+                leases: vec![Lease {
+                    ip: "10.20.0.2".parse().unwrap(),
+                    netns: "c1".into(),
+                    port: "p1".into(),
+                }],
                 ports: vec![PortConfig {
                     name: "p1".into(),
                     port_type: PortType::Tap,

@@ -20,7 +20,7 @@ use vswitch::manager::Manager;
 use vswitch::pmd::{self, PmdParams};
 use vswitch::snapshot::{Snapshot, SnapshotCell};
 
-/// How often learned MACs are checked for aging.
+/// How often learned MACs and neighbours are checked for aging.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Parser)]

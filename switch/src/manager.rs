@@ -13,22 +13,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::net::Ipv4Addr;
 use tracing::{info, warn};
+
 use vswitch_ctl::{
-    BridgeInfo, FdbEntry, MacAddr, PmdStats, PortInfo, PortStats, PortType, Reply, Request, XdpModeRequest,
+    AttachInfo, BridgeInfo, FdbEntry, Ipv4Net, LeaseInfo, MacAddr, NeighEntry, PmdStats, PortInfo, PortStats, PortType,
+    Reply, Request, XdpModeRequest,
 };
 
 use crate::clock;
 use crate::config::{
-    AfxdpConfig, BridgeConfig, DesiredState, PortConfig, StateError, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS,
+    AfxdpConfig, BridgeConfig, DesiredState, Lease, PortConfig, StateError, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS,
 };
 use crate::pipeline::fdb::Fdb;
+use crate::pipeline::neigh::NeighTable;
 use crate::pmd::PmdHandle;
 use crate::port::afxdp::{AfXdpPort, Attachment};
 use crate::port::bpf::XdpMode;
+use crate::port::netlink;
+use crate::port::netns::{self, NetnsError};
 use crate::port::tap::{TapPort, TapSpec};
 use crate::port::{valid_ifname, LivePort, PortError, PortIo};
-use crate::snapshot::{BridgeSlot, PortSlot, Snapshot, SnapshotCell};
+use crate::snapshot::{BridgeL3, BridgeSlot, PortSlot, Snapshot, SnapshotCell};
 use crate::stats::DropReason;
 
 /// How long a change waits for the poll threads to let go of the old snapshot.
@@ -82,6 +88,49 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Option(&'static str),
+    #[error("bridge '{0}' has no subnet (add-br --subnet)")]
+    NoSubnet(String),
+    #[error("gateway {gateway} is not a host address of {subnet}")]
+    BadGateway { gateway: Ipv4Addr, subnet: Ipv4Net },
+    #[error("{ip} is not a free host address of {subnet} (the gateway is {gateway})")]
+    BadAddress {
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
+        gateway: Ipv4Addr,
+    },
+    #[error("{ip} is already leased to network namespace '{netns}'")]
+    AddressTaken { ip: Ipv4Addr, netns: String },
+    #[error("network namespace '{netns}' holds {ip} on bridge '{bridge}'; detach it first to change address")]
+    LeaseMismatch {
+        netns: String,
+        ip: Ipv4Addr,
+        bridge: String,
+    },
+    #[error("no free address left in {0}")]
+    SubnetFull(Ipv4Net),
+    #[error("network namespace '{netns}' is already attached to bridge '{bridge}' (port '{port}')")]
+    AlreadyAttached {
+        netns: String,
+        bridge: String,
+        port: String,
+    },
+    #[error("network namespace '{netns}' is not attached to bridge '{bridge}'")]
+    NotAttached { netns: String, bridge: String },
+    #[error("subnet {new} of bridge '{bridge}' overlaps {existing} of bridge '{other}'")]
+    SubnetOverlap {
+        bridge: String,
+        new: Ipv4Net,
+        other: String,
+        existing: Ipv4Net,
+    },
+    #[error("cannot give the internal port the gateway address")]
+    InternalAddress(#[source] std::io::Error),
+    #[error("bridge '{bridge}' already has an internal port ('{port}')")]
+    InternalExists { bridge: String, port: String },
+    #[error("a bridge cannot be linked to itself")]
+    SelfLink,
+    #[error("cannot give the attached interface its address")]
+    Address(#[source] NetnsError),
     #[error("cannot save the configuration; nothing was changed")]
     Persist(#[source] StateError),
 }
@@ -139,12 +188,51 @@ fn open_port_io(port: &PortConfig, restoring: bool) -> Result<(Box<dyn PortIo>, 
             Ok((Box::new(xsk), mac))
         }
         (PortType::Afxdp, None) => Err(PortError::Incomplete(port.name.clone())),
+        (PortType::Internal, _) => {
+            let spec = TapSpec {
+                ifname: &port.ifname,
+                netns: None,
+                mac: port.mac,
+            };
+            let (tap, mac) = TapPort::create(spec)?;
+            Ok((Box::new(tap), Some(mac)))
+        }
     }
+}
+
+/// Gives an internal port the gateway address in the host namespace.
+fn configure_internal(ifname: &str, gateway: Ipv4Addr, prefix: u8) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+    netlink::add_address(index, gateway, prefix)
 }
 
 struct LiveBridge {
     slot: u32,
     fdb: Arc<Fdb>,
+    neigh: Arc<NeighTable>,
+}
+
+/// A stable, locally administered MAC for the gateway of bridge `name`:
+/// 02:76:73 ("vs") and three bytes of an FNV-1a hash of the name.
+fn gateway_mac(name: &str) -> [u8; 6] {
+    let h = fnv1a(name.as_bytes());
+    [0x02, 0x76, 0x73, (h >> 16) as u8, (h >> 8) as u8, h as u8]
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// Puts `ip/prefix` on `ifname` in `netns`, with a default route via
+/// `gateway`, through netlink from inside the namespace.
+fn configure_address(netns: &str, ifname: &str, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<(), NetnsError> {
+    netns::run_in(netns, || {
+        let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+        netlink::add_address(index, ip, prefix)?;
+        netlink::set_default_route(index, gateway)
+    })
 }
 
 /// A configured port: live, or not, with the reason.
@@ -230,6 +318,34 @@ impl Manager {
                 );
             }
         }
+        for br in &desired.bridges {
+            let (Some(subnet), Some(gateway)) = (br.subnet, br.gateway) else {
+                continue;
+            };
+            for port in br.ports.iter().filter(|p| p.port_type == PortType::Internal) {
+                if self.ports.get(&port.name).is_some_and(|p| p.live.is_ok()) {
+                    if let Err(err) = configure_internal(&port.ifname, gateway, subnet.prefix()) {
+                        warn!(port = %port.name, %err, "gateway address not restored on the internal port");
+                    }
+                }
+            }
+        }
+        // Attached containers get their addresses back (a TAP device is new
+        // after a restart; a veth kept them, and adding them again is harmless).
+        for br in &desired.bridges {
+            let (Some(subnet), Some(gateway)) = (br.subnet, br.gateway) else {
+                continue;
+            };
+            for lease in &br.leases {
+                let live = self.ports.get(&lease.port).is_some_and(|p| p.live.is_ok());
+                let Some(port) = br.ports.iter().find(|p| p.name == lease.port).filter(|_| live) else {
+                    continue;
+                };
+                if let Err(err) = configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix(), gateway) {
+                    warn!(netns = %lease.netns, ip = %lease.ip, error = %error_chain(&err), "address not restored");
+                }
+            }
+        }
         let up = self.ports.values().filter(|p| p.live.is_ok()).count();
         info!(
             bridges = desired.bridges.len(),
@@ -243,7 +359,8 @@ impl Manager {
     fn start_bridge(&mut self, br: &BridgeConfig) {
         let slot = free_slot(self.bridges.values().map(|b| b.slot));
         let fdb = Arc::new(Fdb::new(br.max_macs, br.aging_secs));
-        self.bridges.insert(br.name.clone(), LiveBridge { slot, fdb });
+        let neigh = Arc::new(NeighTable::default());
+        self.bridges.insert(br.name.clone(), LiveBridge { slot, fdb, neigh });
     }
 
     fn start_port(&mut self, port: &PortConfig, restoring: bool) -> Result<Arc<LivePort>, ControlError> {
@@ -274,7 +391,9 @@ impl Manager {
                 name,
                 aging_secs,
                 max_macs,
-            } => self.add_br(name, aging_secs, max_macs),
+                subnet,
+                gateway,
+            } => self.add_br(name, aging_secs, max_macs, subnet, gateway),
             Request::DelBr { name } => self.del_br(&name),
             Request::ListBr => Ok(Reply::Bridges(
                 self.desired.bridges.iter().map(|b| b.name.clone()).collect(),
@@ -312,6 +431,23 @@ impl Manager {
             Request::FdbShow { bridge } => self.fdb_show(&bridge),
             Request::PortStats { port } => self.port_stats(port.as_deref()),
             Request::PmdStats => Ok(Reply::PmdStats(self.pmd_stats())),
+            Request::Attach {
+                bridge,
+                netns,
+                port_type,
+                ip,
+                ifname,
+            } => self.attach(
+                bridge,
+                netns,
+                port_type,
+                ip,
+                ifname.unwrap_or_else(|| "eth0".to_string()),
+            ),
+            Request::Detach { bridge, netns } => self.detach(&bridge, &netns),
+            Request::LinkBr { a, b } => self.link_br(&a, &b, true),
+            Request::UnlinkBr { a, b } => self.link_br(&a, &b, false),
+            Request::NeighShow { bridge } => self.neigh_show(bridge.as_deref()),
         }
     }
 
@@ -320,7 +456,12 @@ impl Manager {
         name: String,
         aging_secs: Option<u64>,
         max_macs: Option<usize>,
+        subnet: Option<Ipv4Net>,
+        gateway: Option<Ipv4Addr>,
     ) -> Result<Reply, ControlError> {
+        if gateway.is_some() && subnet.is_none() {
+            return Err(ControlError::Option("--gateway needs --subnet"));
+        }
         if !valid_name(&name, MAX_BRIDGE_NAME) {
             return Err(ControlError::BadBridgeName(name));
         }
@@ -345,11 +486,40 @@ impl Manager {
                 max: MAX_MACS_LIMIT as u64,
             });
         }
+        let gateway = match subnet {
+            Some(net) => {
+                let gw = gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(net.addr()) + 1));
+                if !net.is_host(gw) {
+                    return Err(ControlError::BadGateway {
+                        gateway: gw,
+                        subnet: net,
+                    });
+                }
+                if let Some((other, existing)) = self
+                    .desired
+                    .bridges
+                    .iter()
+                    .find_map(|b| b.subnet.filter(|s| overlaps(s, &net)).map(|s| (b, s)))
+                {
+                    return Err(ControlError::SubnetOverlap {
+                        bridge: name,
+                        new: net,
+                        other: other.name.clone(),
+                        existing,
+                    });
+                }
+                Some(gw)
+            }
+            None => None,
+        };
         let config = BridgeConfig {
             name: name.clone(),
             aging_secs,
             max_macs,
             ports: Vec::new(),
+            subnet,
+            gateway,
+            leases: Vec::new(),
         };
         let mut desired = self.desired.clone();
         desired.bridges.push(config.clone());
@@ -367,6 +537,7 @@ impl Manager {
         };
         let mut desired = self.desired.clone();
         desired.bridges.retain(|b| b.name != name);
+        desired.links.retain(|(a, b)| a != name && b != name);
         self.save(&desired)?;
         self.desired = desired;
         let removed: Vec<PortEntry> = config.ports.iter().filter_map(|p| self.ports.remove(&p.name)).collect();
@@ -402,6 +573,30 @@ impl Manager {
             });
         }
         let afxdp = match port_type {
+            PortType::Internal => {
+                let br = self.desired.bridge(&bridge).filter(|b| b.subnet.is_some());
+                let Some(br) = br else {
+                    return Err(ControlError::NoSubnet(bridge));
+                };
+                if let Some(other) = br.ports.iter().find(|p| p.port_type == PortType::Internal) {
+                    return Err(ControlError::InternalExists {
+                        bridge: bridge.clone(),
+                        port: other.name.clone(),
+                    });
+                }
+                if netns.is_some()
+                    || ifname.is_some()
+                    || mac.is_some()
+                    || mode.is_some()
+                    || queue.is_some()
+                    || iface.is_some()
+                {
+                    return Err(ControlError::Option(
+                        "an internal port lives in the host namespace under its own name, with the gateway's MAC: it takes no options",
+                    ));
+                }
+                None
+            }
             PortType::Tap => {
                 if mode.is_some() || queue.is_some() || iface.is_some() {
                     return Err(ControlError::Option(
@@ -453,6 +648,11 @@ impl Manager {
                 port: other.name.clone(),
             });
         }
+        // An internal port answers for the gateway: it wears the gateway's MAC.
+        let mac = match port_type {
+            PortType::Internal => Some(MacAddr(gateway_mac(&bridge))),
+            _ => mac,
+        };
         let mut config = PortConfig {
             name: name.clone(),
             port_type,
@@ -466,6 +666,12 @@ impl Manager {
             source,
         })?;
         config.mac = mac;
+        if port_type == PortType::Internal {
+            let br = self.desired.bridge(&bridge);
+            if let Some((subnet, gateway)) = br.and_then(|b| Some((b.subnet?, b.gateway?))) {
+                configure_internal(&config.ifname, gateway, subnet.prefix()).map_err(ControlError::InternalAddress)?;
+            }
+        }
 
         let mut desired = self.desired.clone();
         if let Some(br) = desired.bridge_mut(&bridge) {
@@ -528,7 +734,7 @@ impl Manager {
             generation: self.generation,
             ..Default::default()
         };
-        for br in self.bridges.values() {
+        for (name, br) in &self.bridges {
             let slot = br.slot as usize;
             if snap.bridges.len() <= slot {
                 snap.bridges.resize_with(slot + 1, || None);
@@ -536,6 +742,7 @@ impl Manager {
             snap.bridges[slot] = Some(BridgeSlot {
                 fdb: br.fdb.clone(),
                 ports: Vec::new(),
+                l3: self.bridge_l3(name),
             });
         }
         let mut live_slots = Vec::new();
@@ -614,6 +821,25 @@ impl Manager {
                     learned_macs: fdb.as_ref().map_or(0, |f| f.records(clock::now_ms()).len()),
                     learn_limit_hits: fdb.as_ref().map_or(0, |f| f.limit_hits()),
                     mac_moves: fdb.as_ref().map_or(0, |f| f.moves()),
+                    subnet: br.subnet,
+                    gateway: br.gateway,
+                    gateway_mac: br.subnet.map(|_| MacAddr(gateway_mac(&br.name))),
+                    leases: br
+                        .leases
+                        .iter()
+                        .map(|l| LeaseInfo {
+                            ip: l.ip,
+                            netns: l.netns.clone(),
+                            port: l.port.clone(),
+                        })
+                        .collect(),
+                    linked: self
+                        .desired
+                        .bridges
+                        .iter()
+                        .filter(|o| o.name != br.name && self.desired.linked(&br.name, &o.name))
+                        .map(|o| o.name.clone())
+                        .collect(),
                     ports: br
                         .ports
                         .iter()
@@ -740,10 +966,236 @@ impl Manager {
             .collect()
     }
 
+    /// The gateway view of bridge `name` for the snapshot.
+    fn bridge_l3(&self, name: &str) -> Option<BridgeL3> {
+        let config = self.desired.bridge(name)?;
+        let (subnet, gateway) = (config.subnet?, config.gateway?);
+        let live = self.bridges.get(name)?;
+        let mut routes_to = vec![live.slot];
+        for other in &self.desired.bridges {
+            let linked = other.name != name && other.subnet.is_some() && self.desired.linked(name, &other.name);
+            if let Some(b) = self.bridges.get(&other.name).filter(|_| linked) {
+                routes_to.push(b.slot);
+            }
+        }
+        let internal = config
+            .ports
+            .iter()
+            .filter(|p| p.port_type == PortType::Internal)
+            .find_map(|p| self.ports.get(&p.name).filter(|e| e.live.is_ok()).map(|e| e.slot));
+        Some(BridgeL3 {
+            subnet,
+            gateway,
+            gateway_mac: gateway_mac(name),
+            routes_to,
+            neigh: live.neigh.clone(),
+            internal,
+        })
+    }
+
+    fn attach(
+        &mut self,
+        bridge: String,
+        netns: String,
+        port_type: PortType,
+        ip: Option<Ipv4Addr>,
+        ifname: String,
+    ) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(&bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.clone()))?;
+        let (Some(subnet), Some(gateway)) = (br.subnet, br.gateway) else {
+            return Err(ControlError::NoSubnet(bridge));
+        };
+        netns::open_netns(&netns).map_err(ControlError::Address)?;
+        let lease = br.leases.iter().find(|l| l.netns == netns).cloned();
+        if let Some(lease) = &lease {
+            if br.ports.iter().any(|p| p.name == lease.port) {
+                return Err(ControlError::AlreadyAttached {
+                    netns,
+                    bridge,
+                    port: lease.port.clone(),
+                });
+            }
+        }
+        let ip = match (ip, &lease) {
+            (Some(ip), Some(l)) if ip != l.ip => {
+                return Err(ControlError::LeaseMismatch {
+                    netns,
+                    ip: l.ip,
+                    bridge,
+                })
+            }
+            (_, Some(l)) => l.ip,
+            (Some(ip), None) => {
+                if !subnet.is_host(ip) || ip == gateway {
+                    return Err(ControlError::BadAddress { ip, subnet, gateway });
+                }
+                if let Some(other) = br.leases.iter().find(|l| l.ip == ip) {
+                    return Err(ControlError::AddressTaken {
+                        ip,
+                        netns: other.netns.clone(),
+                    });
+                }
+                ip
+            }
+            (None, None) => subnet
+                .hosts()
+                .find(|h| *h != gateway && !br.leases.iter().any(|l| l.ip == *h))
+                .ok_or(ControlError::SubnetFull(subnet))?,
+        };
+        let port = match &lease {
+            Some(l) => l.port.clone(),
+            None => self.attach_port_name(&bridge, &netns),
+        };
+        let request = AddPort {
+            bridge: bridge.clone(),
+            name: port.clone(),
+            port_type,
+            netns: Some(netns.clone()),
+            ifname: Some(ifname.clone()),
+            mac: None,
+            mode: None,
+            queue: None,
+            iface: None,
+        };
+        self.add_port(request)?;
+        if let Err(err) = configure_address(&netns, &ifname, ip, subnet.prefix(), gateway) {
+            let _ = self.del_port(&bridge, &port);
+            return Err(ControlError::Address(err));
+        }
+        if lease.is_none() {
+            let mut desired = self.desired.clone();
+            if let Some(b) = desired.bridge_mut(&bridge) {
+                b.leases.push(Lease {
+                    ip,
+                    netns: netns.clone(),
+                    port: port.clone(),
+                });
+            }
+            if let Err(err) = self.save(&desired) {
+                let _ = self.del_port(&bridge, &port);
+                return Err(err);
+            }
+            self.desired = desired;
+        }
+        info!(bridge = %bridge, netns = %netns, %ip, port = %port, "namespace attached");
+        Ok(Reply::Attached(AttachInfo {
+            port,
+            ip,
+            prefix: subnet.prefix(),
+            gateway,
+        }))
+    }
+
+    /// A port name for an attached namespace: short enough for an interface
+    /// of the host namespace (AF_XDP names its veth after it), unique.
+    fn attach_port_name(&self, bridge: &str, netns: &str) -> String {
+        let base = fnv1a(format!("{bridge}/{netns}").as_bytes());
+        (0u32..)
+            .map(|n| format!("vsa{:08x}", base.wrapping_add(n)))
+            .find(|name| {
+                self.desired.port(name).is_none()
+                    && !self
+                        .desired
+                        .bridges
+                        .iter()
+                        .any(|b| b.leases.iter().any(|l| &l.port == name))
+            })
+            .unwrap_or_else(|| format!("vsa{base:08x}"))
+    }
+
+    fn detach(&mut self, bridge: &str, netns: &str) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
+        let Some(lease) = br.leases.iter().find(|l| l.netns == netns).cloned() else {
+            return Err(ControlError::NotAttached {
+                netns: netns.to_string(),
+                bridge: bridge.to_string(),
+            });
+        };
+        if br.ports.iter().any(|p| p.name == lease.port) {
+            self.del_port(bridge, &lease.port)?;
+        }
+        let mut desired = self.desired.clone();
+        if let Some(b) = desired.bridge_mut(bridge) {
+            b.leases.retain(|l| l.netns != netns);
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        info!(bridge = %bridge, netns = %netns, ip = %lease.ip, "namespace detached");
+        Ok(Reply::Done)
+    }
+
+    fn link_br(&mut self, a: &str, b: &str, link: bool) -> Result<Reply, ControlError> {
+        for name in [a, b] {
+            let br = self
+                .desired
+                .bridge(name)
+                .ok_or_else(|| ControlError::NoBridge(name.to_string()))?;
+            if br.subnet.is_none() {
+                return Err(ControlError::NoSubnet(name.to_string()));
+            }
+        }
+        if a == b {
+            return Err(ControlError::SelfLink);
+        }
+        if self.desired.linked(a, b) == link {
+            return Ok(Reply::Done);
+        }
+        let mut desired = self.desired.clone();
+        if link {
+            desired.links.push((a.to_string(), b.to_string()));
+        } else {
+            desired
+                .links
+                .retain(|(x, y)| !((x == a && y == b) || (x == b && y == a)));
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        self.publish();
+        info!(a, b, link, "bridge link changed");
+        Ok(Reply::Done)
+    }
+
+    fn neigh_show(&self, only: Option<&str>) -> Result<Reply, ControlError> {
+        if let Some(name) = only {
+            self.desired
+                .bridge(name)
+                .ok_or_else(|| ControlError::NoBridge(name.to_string()))?;
+        }
+        let now = clock::now_ms();
+        let entries = self
+            .bridges
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+            .flat_map(|(name, b)| {
+                b.neigh.records(now).into_iter().map(move |(ip, mac, age)| NeighEntry {
+                    bridge: name.clone(),
+                    ip,
+                    mac: MacAddr(mac),
+                    age_secs: age / 1000,
+                })
+            })
+            .collect();
+        Ok(Reply::Neigh(entries))
+    }
+
     /// The tables housekeeping ages.
     pub fn fdbs(&self) -> Vec<Arc<Fdb>> {
         self.bridges.values().map(|b| b.fdb.clone()).collect()
     }
+
+    pub fn neigh_tables(&self) -> Vec<Arc<NeighTable>> {
+        self.bridges.values().map(|b| b.neigh.clone()).collect()
+    }
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(b.addr()) || b.contains(a.addr())
 }
 
 /// An error and its causes on one line: "cannot create port 'p1': interface

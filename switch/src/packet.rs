@@ -15,6 +15,9 @@ use std::fmt;
 
 /// Frames read from one port per burst; the unit of work of every stage.
 pub const BATCH_SIZE: usize = 32;
+/// Room in a batch: rx fills [`BATCH_SIZE`], stages may add frames they
+/// generate (ARP requests) up to this.
+pub const BATCH_CAPACITY: usize = 2 * BATCH_SIZE;
 /// Bytes kept free in front of the received data for headers pushed later.
 pub const HEADROOM: usize = 128;
 /// Largest frame a port may hand us: virtio-net header, Ethernet header and a
@@ -84,6 +87,13 @@ impl Frame {
         self.len = len.min(self.buf.len() - self.start);
     }
 
+    /// Drops `n` bytes from the front (a header the next port does not take).
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.start += n;
+        self.len -= n;
+    }
+
     /// Replaces the frame's content (tests and generators).
     pub fn fill(&mut self, bytes: &[u8]) {
         let space = self.rx_space();
@@ -143,7 +153,7 @@ pub struct Batch {
 impl Default for Batch {
     fn default() -> Self {
         Batch {
-            frames: Vec::with_capacity(BATCH_SIZE),
+            frames: Vec::with_capacity(BATCH_CAPACITY),
         }
     }
 }
@@ -161,13 +171,27 @@ impl Batch {
         self.frames.len() >= BATCH_SIZE
     }
 
-    /// Adds a frame; a full batch hands it back.
+    /// Adds a received frame; a batch holding [`BATCH_SIZE`] hands it back.
     pub fn push(&mut self, frame: Frame) -> Result<(), Frame> {
         if self.is_full() {
             return Err(frame);
         }
         self.frames.push(frame);
         Ok(())
+    }
+
+    /// Adds a frame a stage generated; refused at [`BATCH_CAPACITY`].
+    pub fn push_generated(&mut self, frame: Frame) -> Result<(), Frame> {
+        if self.frames.len() >= BATCH_CAPACITY {
+            return Err(frame);
+        }
+        self.frames.push(frame);
+        Ok(())
+    }
+
+    /// Swaps frame `index` for `other` and returns the one taken out.
+    pub fn replace(&mut self, index: usize, other: Frame) -> Frame {
+        std::mem::replace(&mut self.frames[index], other)
     }
 
     pub fn get(&self, index: usize) -> Option<&Frame> {

@@ -156,10 +156,13 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
             }
             if !batch.is_empty() {
                 moved += batch.len() as u64;
-                pipeline::run_batch(&snap, h.index, slot, &mut batch, &mut scratch, now_ms);
+                pipeline::run_batch(&snap, h.index, slot, &mut batch, &mut pool, &mut scratch, now_ms);
                 batch.release(&mut pool);
             }
             pending |= input.port.io.service();
+        }
+        if scratch.held() > 0 {
+            pending |= pipeline::run_held(&snap, h.index, &mut batch, &mut pool, &mut scratch, now_ms);
         }
 
         if moved > 0 {

@@ -8,10 +8,14 @@
 //! lets go of it: RCU by reference count. The control thread can wait for
 //! that grace period with the threads' `seen_generation` (see `pmd`).
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use vswitch_ctl::Ipv4Net;
+
 use crate::pipeline::fdb::{Fdb, PortHandle};
+use crate::pipeline::neigh::NeighTable;
 use crate::port::LivePort;
 
 pub struct PortSlot {
@@ -26,6 +30,21 @@ pub struct BridgeSlot {
     pub fdb: Arc<Fdb>,
     /// Slots of the bridge's ports, the flood list.
     pub ports: Vec<u32>,
+    /// The gateway, for a bridge with a subnet.
+    pub l3: Option<BridgeL3>,
+}
+
+/// A routed bridge: vswitchd is the gateway of its subnet.
+pub struct BridgeL3 {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: [u8; 6],
+    /// Bridges (slots) this one routes to, itself first.
+    pub routes_to: Vec<u32>,
+    pub neigh: Arc<NeighTable>,
+    /// Slot of the bridge's internal port: the host, which owns the gateway
+    /// address and is the next hop for destinations no bridge holds.
+    pub internal: Option<u32>,
 }
 
 #[derive(Default)]

@@ -58,10 +58,23 @@ pub enum DropReason {
     TxSegmentError,
     /// A read from the device failed.
     RxError,
+    /// For the gateway, but neither IPv4 nor ARP, or a broadcast/multicast
+    /// IP destination.
+    NotRoutable,
+    /// IPv4 header checksum wrong.
+    BadIpChecksum,
+    /// No bridge reachable from here holds the destination (ICMP unreachable sent).
+    NoRoute,
+    /// TTL ran out (ICMP time exceeded sent).
+    TtlExceeded,
+    /// To the gateway's own address, but not a ping.
+    ToGateway,
+    /// The next hop did not answer ARP in time, or too many frames waited.
+    NeighUnresolved,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 19;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -76,6 +89,12 @@ impl DropReason {
         DropReason::TxOversize,
         DropReason::TxSegmentError,
         DropReason::RxError,
+        DropReason::NotRoutable,
+        DropReason::BadIpChecksum,
+        DropReason::NoRoute,
+        DropReason::TtlExceeded,
+        DropReason::ToGateway,
+        DropReason::NeighUnresolved,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +112,12 @@ impl DropReason {
             DropReason::TxOversize => "tx-oversize",
             DropReason::TxSegmentError => "tx-segment-error",
             DropReason::RxError => "rx-error",
+            DropReason::NotRoutable => "not-routable",
+            DropReason::BadIpChecksum => "bad-ip-checksum",
+            DropReason::NoRoute => "no-route",
+            DropReason::TtlExceeded => "ttl-exceeded",
+            DropReason::ToGateway => "to-gateway",
+            DropReason::NeighUnresolved => "neigh-unresolved",
         }
     }
 

@@ -5,6 +5,7 @@
 //! failure prints one line on stderr and exits 1 (2 for usage errors).
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use vswitch_ctl::{
-    BridgeInfo, FdbEntry, MacAddr, PmdStats, PortStats, PortType, Reply, Request, Response, XdpModeRequest,
-    DEFAULT_SOCKET,
+    BridgeInfo, FdbEntry, Ipv4Net, MacAddr, NeighEntry, PmdStats, PortStats, PortType, Reply, Request, Response,
+    XdpModeRequest, DEFAULT_SOCKET,
 };
 
 #[derive(Parser)]
@@ -41,6 +42,12 @@ enum Command {
         /// Most MAC addresses the bridge learns; frames from further ones are flooded to, not learned.
         #[arg(long, value_name = "N")]
         max_macs: Option<usize>,
+        /// IPv4 subnet of the bridge (e.g. 10.20.0.0/24): vswitchd is its gateway and hands out addresses.
+        #[arg(long)]
+        subnet: Option<Ipv4Net>,
+        /// Gateway address (default: the subnet's first host address).
+        #[arg(long, requires = "subnet")]
+        gateway: Option<Ipv4Addr>,
     },
     /// Delete a bridge and all its ports.
     DelBr { name: String },
@@ -83,12 +90,49 @@ enum Command {
     PortStats { port: Option<String> },
     /// Show per-poll-thread counters.
     PmdStats,
+    /// Attach a namespace: create its port, give it an address and a default route.
+    Attach {
+        bridge: String,
+        netns: String,
+        #[arg(long = "type", value_enum, default_value = "tap")]
+        port_type: CliPortType,
+        /// "auto" (the next free address) or a specific one.
+        #[arg(long, default_value = "auto", value_parser = parse_ip_choice)]
+        ip: IpChoice,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+    },
+    /// Detach a namespace: delete its port and release its address.
+    Detach { bridge: String, netns: String },
+    /// Allow routing between two bridges (off by default).
+    LinkBr { a: String, b: String },
+    /// Stop routing between two bridges.
+    UnlinkBr { a: String, b: String },
+    /// Show the gateways' neighbour (ARP) tables.
+    NeighShow { bridge: Option<String> },
+}
+
+#[derive(Clone, Copy)]
+enum IpChoice {
+    Auto,
+    Fixed(Ipv4Addr),
+}
+
+fn parse_ip_choice(text: &str) -> Result<IpChoice, String> {
+    if text == "auto" {
+        return Ok(IpChoice::Auto);
+    }
+    text.parse()
+        .map(IpChoice::Fixed)
+        .map_err(|_| format!("'{text}' is neither 'auto' nor an IPv4 address"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum CliPortType {
     Tap,
     Afxdp,
+    Internal,
 }
 
 impl From<CliPortType> for PortType {
@@ -96,6 +140,7 @@ impl From<CliPortType> for PortType {
         match t {
             CliPortType::Tap => PortType::Tap,
             CliPortType::Afxdp => PortType::Afxdp,
+            CliPortType::Internal => PortType::Internal,
         }
     }
 }
@@ -130,10 +175,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let request = match cli.command {
-        Command::AddBr { name, aging, max_macs } => Request::AddBr {
+        Command::AddBr {
+            name,
+            aging,
+            max_macs,
+            subnet,
+            gateway,
+        } => Request::AddBr {
             name,
             aging_secs: aging,
             max_macs,
+            subnet,
+            gateway,
         },
         Command::DelBr { name } => Request::DelBr { name },
         Command::ListBr => Request::ListBr,
@@ -164,6 +217,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FdbShow { bridge } => Request::FdbShow { bridge },
         Command::PortStats { port } => Request::PortStats { port },
         Command::PmdStats => Request::PmdStats,
+        Command::Attach {
+            bridge,
+            netns,
+            port_type,
+            ip,
+            ifname,
+        } => Request::Attach {
+            bridge,
+            netns,
+            port_type: port_type.into(),
+            ip: match ip {
+                IpChoice::Auto => None,
+                IpChoice::Fixed(ip) => Some(ip),
+            },
+            ifname: Some(ifname),
+        },
+        Command::Detach { bridge, netns } => Request::Detach { bridge, netns },
+        Command::LinkBr { a, b } => Request::LinkBr { a, b },
+        Command::UnlinkBr { a, b } => Request::UnlinkBr { a, b },
+        Command::NeighShow { bridge } => Request::NeighShow { bridge },
     };
     let reply = call(&cli.socket, &request)?;
     if cli.json {
@@ -211,6 +284,8 @@ fn print_reply(reply: &Reply) {
         Reply::Fdb(entries) => print_fdb(entries),
         Reply::PortStats(stats) => print_port_stats(stats),
         Reply::PmdStats(stats) => print_pmd_stats(stats),
+        Reply::Attached(a) => println!("{} {}/{} gateway {}", a.port, a.ip, a.prefix, a.gateway),
+        Reply::Neigh(entries) => print_neigh(entries),
     }
 }
 
@@ -220,6 +295,17 @@ fn print_show(bridges: &[BridgeInfo]) {
             "bridge {}: aging {}s, macs {}/{}, learn-limit hits {}, mac moves {}",
             br.name, br.aging_secs, br.learned_macs, br.max_macs, br.learn_limit_hits, br.mac_moves
         );
+        if let (Some(subnet), Some(gw), Some(mac)) = (br.subnet, br.gateway, br.gateway_mac) {
+            let linked = if br.linked.is_empty() {
+                "none".to_string()
+            } else {
+                br.linked.join(", ")
+            };
+            println!("    subnet {subnet}, gateway {gw} ({mac}), routes to: {linked}");
+            for lease in &br.leases {
+                println!("    lease {} -> netns {} (port {})", lease.ip, lease.netns, lease.port);
+            }
+        }
         for p in &br.ports {
             let netns = p.netns.as_deref().unwrap_or("(host)");
             let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
@@ -232,6 +318,19 @@ fn print_show(bridges: &[BridgeInfo]) {
                 println!("        {detail}");
             }
         }
+    }
+}
+
+fn print_neigh(entries: &[NeighEntry]) {
+    println!("{:<16} {:<16} {:<18} {:>8}", "bridge", "ip", "mac", "age(s)");
+    for e in entries {
+        println!(
+            "{:<16} {:<16} {:<18} {:>8}",
+            e.bridge,
+            e.ip.to_string(),
+            e.mac.to_string(),
+            e.age_secs
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 //! on every valid frame, including the ones flooded or dropped for their
 //! destination, as a bridge does.
 
-use smoltcp::wire::{EthernetAddress, EthernetFrame};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
 use super::fdb::PortHandle;
 use super::Verdict;
@@ -19,7 +19,16 @@ fn is_reserved_group(mac: &EthernetAddress) -> bool {
     b[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && b[5] & 0xf0 == 0
 }
 
-pub fn decide(snap: &Snapshot, bridge: &BridgeSlot, in_port: PortHandle, frame: &Frame, now_ms: u64) -> Verdict {
+/// Learns the source and decides where the frame goes. On a routed bridge,
+/// frames for the gateway MAC and broadcast ARP go to L3.
+pub fn decide(
+    snap: &Snapshot,
+    bridge_slot: u32,
+    bridge: &BridgeSlot,
+    in_port: PortHandle,
+    frame: &Frame,
+    now_ms: u64,
+) -> Verdict {
     let Some(offset) = frame.meta.eth_offset else {
         return Verdict::Drop(DropReason::Malformed);
     };
@@ -32,16 +41,26 @@ pub fn decide(snap: &Snapshot, bridge: &BridgeSlot, in_port: PortHandle, frame: 
         return Verdict::Drop(DropReason::BadSrcMac);
     }
     bridge.fdb.learn(src.0, in_port, now_ms);
+    if let Some(l3) = &bridge.l3 {
+        let arp_broadcast = dst.is_broadcast() && eth.ethertype() == EthernetProtocol::Arp;
+        if dst.0 == l3.gateway_mac || arp_broadcast {
+            return Verdict::L3;
+        }
+    }
+    let flood = Verdict::Flood {
+        bridge: bridge_slot,
+        except: Some(in_port.slot),
+    };
     if dst.is_multicast() {
         if is_reserved_group(&dst) {
             return Verdict::Drop(DropReason::ReservedGroup);
         }
-        return Verdict::Flood;
+        return flood;
     }
     match bridge.fdb.lookup(dst.0, now_ms) {
         Some(out) if out.slot == in_port.slot && out.uid == in_port.uid => Verdict::Drop(DropReason::SameInPort),
         Some(out) if snap.is_usable(out) => Verdict::Forward(out.slot),
-        _ => Verdict::Flood,
+        _ => flood,
     }
 }
 

@@ -8,40 +8,73 @@
 //! copy, and nothing here allocates: the queues are sized when a snapshot
 //! arrives, not per frame.
 
+pub mod aging;
 pub mod classify;
 pub mod fdb;
 pub mod l2;
+pub mod l3;
+pub mod neigh;
 
-use crate::packet::{Batch, BATCH_SIZE};
+use std::net::Ipv4Addr;
+
+use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY, BATCH_SIZE};
 use crate::snapshot::Snapshot;
-use crate::stats::DropReason;
+use crate::stats::{DropReason, PortCounters};
 use fdb::PortHandle;
+
+/// Frames one poll thread holds while the gateway resolves their next hop.
+pub const PENDING_MAX: usize = 64;
+/// How long a held frame waits for an ARP answer.
+pub const PENDING_TIMEOUT_MS: u64 = 1_000;
 
 /// Where a frame goes next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Drop(DropReason),
-    /// To one port, by slot.
+    /// To one port, by slot (the ingress port too, for replies).
     Forward(u32),
-    /// To every other port of the bridge.
-    Flood,
+    /// To every port of `bridge` but `except`.
+    Flood {
+        bridge: u32,
+        except: Option<u32>,
+    },
+    /// To the L3 stage (the gateway).
+    L3,
+    /// Handled here; nothing to send (an ARP answer to the gateway).
+    Consumed,
+    /// Routed to `bridge`, waiting for the MAC of `ip`.
+    Hold {
+        bridge: u32,
+        ip: Ipv4Addr,
+    },
+}
+
+/// A routed frame waiting for its next hop's MAC.
+struct Held {
+    frame: Frame,
+    bridge: u32,
+    ip: Ipv4Addr,
+    in_slot: u32,
+    deadline_ms: u64,
 }
 
 /// Per-thread working space of the runner, reused for every batch.
 pub struct Scratch {
-    verdicts: [Verdict; BATCH_SIZE],
+    verdicts: [Verdict; BATCH_CAPACITY],
     /// Per output port slot: indices of the batch's frames to send there.
     tx: Vec<Vec<u16>>,
     /// Slots whose queue is not empty, in the order first used.
     touched: Vec<u32>,
+    held: Vec<Held>,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            verdicts: [Verdict::Flood; BATCH_SIZE],
+            verdicts: [Verdict::Consumed; BATCH_CAPACITY],
             tx: Vec::new(),
             touched: Vec::new(),
+            held: Vec::with_capacity(PENDING_MAX),
         }
     }
 }
@@ -50,7 +83,7 @@ impl Scratch {
     /// Makes room for `slots` output ports. Called when a snapshot arrives.
     pub fn fit(&mut self, slots: usize) {
         if self.tx.len() < slots {
-            self.tx.resize_with(slots, || Vec::with_capacity(BATCH_SIZE));
+            self.tx.resize_with(slots, || Vec::with_capacity(BATCH_CAPACITY));
         }
         self.touched.reserve(slots.saturating_sub(self.touched.capacity()));
     }
@@ -65,11 +98,24 @@ impl Scratch {
         queue.push(frame as u16);
         true
     }
+
+    /// Frames held for ARP resolution.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
 }
 
 /// Runs one batch read from port `in_slot` through the pipeline and sends it.
 /// The caller gives the frames back to its pool afterwards.
-pub fn run_batch(snap: &Snapshot, thread: usize, in_slot: u32, batch: &mut Batch, scratch: &mut Scratch, now_ms: u64) {
+pub fn run_batch(
+    snap: &Snapshot,
+    thread: usize,
+    in_slot: u32,
+    batch: &mut Batch,
+    pool: &mut PacketPool,
+    scratch: &mut Scratch,
+    now_ms: u64,
+) {
     let Some(input) = snap.port(in_slot) else { return };
     let counters = input.port.stats.cell(thread);
     let Some(bridge) = snap.bridge(input.bridge) else {
@@ -79,37 +125,153 @@ pub fn run_batch(snap: &Snapshot, thread: usize, in_slot: u32, batch: &mut Batch
         slot: in_slot,
         uid: input.port.uid,
     };
+    let ingress = l3::Ingress {
+        snap,
+        bridge: input.bridge,
+        in_slot,
+        counters,
+        now_ms,
+    };
 
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
-        scratch.verdicts[i] = match classify::classify(frame, input.vnet_hdr) {
+        let verdict = match classify::classify(frame, input.vnet_hdr) {
             Err(reason) => Verdict::Drop(reason),
             Ok(()) => {
                 if frame.meta.gso.is_some() {
                     counters.rx_gso_packets.add(1);
                 }
-                l2::decide(snap, bridge, in_handle, frame, now_ms)
+                l2::decide(snap, input.bridge, bridge, in_handle, frame, now_ms)
             }
         };
+        scratch.verdicts[i] = match verdict {
+            Verdict::L3 => l3::process(frame, &ingress),
+            other => other,
+        };
     }
+    hold_unresolved(snap, in_slot, counters, batch, pool, scratch, now_ms);
+    dispatch(snap, thread, Some(counters), batch, scratch);
+}
 
+/// Moves the frames waiting for a next hop out of the batch into the held
+/// queue, and asks for each next hop once.
+fn hold_unresolved(
+    snap: &Snapshot,
+    in_slot: u32,
+    counters: &PortCounters,
+    batch: &mut Batch,
+    pool: &mut PacketPool,
+    scratch: &mut Scratch,
+    now_ms: u64,
+) {
+    for i in 0..batch.len() {
+        let Verdict::Hold { bridge, ip } = scratch.verdicts[i] else {
+            continue;
+        };
+        let asked = scratch.held.iter().any(|h| h.bridge == bridge && h.ip == ip);
+        let l3 = snap.bridge(bridge).and_then(|b| b.l3.as_ref());
+        let (Some(l3), true) = (l3, scratch.held.len() < PENDING_MAX) else {
+            scratch.verdicts[i] = Verdict::Drop(DropReason::NeighUnresolved);
+            continue;
+        };
+        // The held frame leaves the batch; a fresh one takes its slot.
+        let Some(spare) = pool.alloc() else {
+            scratch.verdicts[i] = Verdict::Drop(DropReason::NoBuffer);
+            continue;
+        };
+        let frame = batch.replace(i, spare);
+        scratch.verdicts[i] = Verdict::Consumed;
+        scratch.held.push(Held {
+            frame,
+            bridge,
+            ip,
+            in_slot,
+            deadline_ms: now_ms + PENDING_TIMEOUT_MS,
+        });
+        if asked {
+            continue;
+        }
+        let Some(mut request) = pool.alloc() else {
+            counters.drop(DropReason::NoBuffer);
+            continue;
+        };
+        l3::arp_request(&mut request, l3, ip);
+        match batch.push_generated(request) {
+            Ok(()) => scratch.verdicts[batch.len() - 1] = Verdict::Flood { bridge, except: None },
+            Err(request) => pool.free(request),
+        }
+    }
+}
+
+/// Sends the frames still held whose next hop has answered, and drops those
+/// that waited too long. Returns true while frames remain held (the poll
+/// thread must not sleep on them).
+pub fn run_held(
+    snap: &Snapshot,
+    thread: usize,
+    batch: &mut Batch,
+    pool: &mut PacketPool,
+    scratch: &mut Scratch,
+    now_ms: u64,
+) -> bool {
+    let mut i = 0;
+    while i < scratch.held.len() && batch.len() < BATCH_SIZE {
+        let h = &scratch.held[i];
+        let l3 = snap.bridge(h.bridge).and_then(|b| b.l3.as_ref());
+        let resolved = l3.and_then(|l3| l3.neigh.lookup(h.ip, now_ms).map(|mac| (mac, l3.gateway_mac)));
+        if resolved.is_none() && now_ms <= h.deadline_ms && l3.is_some() {
+            i += 1;
+            continue;
+        }
+        let mut held = scratch.held.swap_remove(i);
+        let Some((mac, gateway_mac)) = resolved else {
+            if let Some(p) = snap.port(held.in_slot) {
+                p.port.stats.cell(thread).drop(DropReason::NeighUnresolved);
+            }
+            pool.free(held.frame);
+            continue;
+        };
+        let offset = held.frame.meta.eth_offset.map_or(0, usize::from);
+        l3::set_macs(&mut held.frame, offset, mac, gateway_mac);
+        let verdict = l3::deliver(snap, held.bridge, mac, now_ms);
+        match batch.push_generated(held.frame) {
+            Ok(()) => scratch.verdicts[batch.len() - 1] = verdict,
+            Err(frame) => pool.free(frame),
+        }
+    }
+    if !batch.is_empty() {
+        dispatch(snap, thread, None, batch, scratch);
+        batch.release(pool);
+    }
+    !scratch.held.is_empty()
+}
+
+/// Puts every frame on the queue of each port its verdict names, counts the
+/// drops (on `counters`, the ingress port's), and flushes each port once.
+fn dispatch(snap: &Snapshot, thread: usize, counters: Option<&PortCounters>, batch: &Batch, scratch: &mut Scratch) {
+    let count = |reason| {
+        if let Some(c) = counters {
+            c.drop(reason);
+        }
+    };
     for i in 0..batch.len() {
         match scratch.verdicts[i] {
-            Verdict::Drop(reason) => counters.drop(reason),
+            Verdict::Drop(reason) => count(reason),
+            Verdict::Consumed | Verdict::L3 | Verdict::Hold { .. } => {}
             Verdict::Forward(slot) => {
                 if !scratch.enqueue(slot, i) {
-                    counters.drop(DropReason::NoDestination);
+                    count(DropReason::NoDestination);
                 }
             }
-            Verdict::Flood => {
+            Verdict::Flood { bridge, except } => {
                 let mut sent = false;
-                for &slot in &bridge.ports {
+                for &slot in snap.bridge(bridge).map(|b| b.ports.as_slice()).unwrap_or(&[]) {
                     let usable = snap.port(slot).is_some_and(|p| p.port.fault().is_none());
-                    if slot != in_slot && usable {
+                    if Some(slot) != except && usable {
                         sent |= scratch.enqueue(slot, i);
                     }
                 }
                 if !sent {
-                    counters.drop(DropReason::NoDestination);
+                    count(DropReason::NoDestination);
                 }
             }
         }

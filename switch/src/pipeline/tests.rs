@@ -13,7 +13,7 @@ use crate::port::{LivePort, PortFault, PortIo};
 use crate::snapshot::{BridgeSlot, PortSlot};
 use crate::stats::PortCounters;
 
-/// A port whose output is a list of frames (Ethernet bytes, vnet header cut).
+/// A port whose output is a list of frames (from the Ethernet header on).
 type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
 
 #[derive(Default)]
@@ -30,7 +30,8 @@ impl PortIo for MemPort {
         let mut sent = self.sent.lock().unwrap();
         for &i in which {
             let f = batch.get(usize::from(i)).unwrap();
-            sent.push(f.data()[VNET_HDR_LEN..].to_vec());
+            let eth = f.meta.eth_offset.map_or(VNET_HDR_LEN, usize::from);
+            sent.push(f.data()[eth..].to_vec());
             counters.tx_packets.add(1);
         }
     }
@@ -44,6 +45,7 @@ impl PortIo for MemPort {
     }
 }
 
+const NOW: u64 = 1_000;
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 const BCAST: [u8; 6] = [0xff; 6];
@@ -79,7 +81,7 @@ impl World {
             members[bridge as usize].push(slot);
         }
         for (fdb, ports) in fdbs.into_iter().zip(members) {
-            snap.bridges.push(Some(BridgeSlot { fdb, ports }));
+            snap.bridges.push(Some(BridgeSlot { fdb, ports, l3: None }));
         }
         let mut scratch = Scratch::default();
         scratch.fit(snap.ports.len());
@@ -101,7 +103,7 @@ impl World {
             f.fill(&with_hdr);
             batch.push(f).unwrap();
         }
-        run_batch(&self.snap, 0, slot, &mut batch, &mut self.scratch, 1_000);
+        run_batch(&self.snap, 0, slot, &mut batch, &mut self.pool, &mut self.scratch, NOW);
         batch.release(&mut self.pool);
     }
 
@@ -232,4 +234,187 @@ fn a_batch_returns_every_frame_to_the_pool() {
         BATCH_SIZE,
         "the flood sends the same buffers, in order"
     );
+}
+
+// --- L3: two routed bridges, 10.1.0.0/24 (ports 0, 1) and 10.2.0.0/24 (port 2).
+
+const GW_A: [u8; 6] = [2, 0x76, 0x73, 0, 0, 1];
+const GW_B: [u8; 6] = [2, 0x76, 0x73, 0, 0, 2];
+const MAC_C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+
+impl World {
+    fn routed() -> World {
+        let mut w = World::new(3, 2, 100);
+        for (slot, (net, gw, mac)) in [
+            ("10.1.0.0/24", [10, 1, 0, 1], GW_A),
+            ("10.2.0.0/24", [10, 2, 0, 1], GW_B),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let b = w.snap.bridges[slot].as_mut().unwrap();
+            b.l3 = Some(crate::snapshot::BridgeL3 {
+                subnet: net.parse().unwrap(),
+                gateway: gw.into(),
+                gateway_mac: mac,
+                routes_to: vec![slot as u32, 1 - slot as u32],
+                neigh: Arc::new(super::neigh::NeighTable::default()),
+                internal: None,
+            });
+        }
+        w
+    }
+
+    fn held(&mut self) {
+        let mut batch = Batch::default();
+        run_held(&self.snap, 0, &mut batch, &mut self.pool, &mut self.scratch, NOW);
+    }
+}
+
+fn ipv4_udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, ttl)
+        .udp(1000, 2000);
+    let mut out = Vec::new();
+    builder.write(&mut out, b"routed").unwrap();
+    out
+}
+
+fn arp(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], dst_mac: [u8; 6], target_ip: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(if op == 1 { &[0xff; 6] } else { &dst_mac });
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, op as u8]);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&src_ip);
+    f.extend_from_slice(if op == 1 { &[0; 6] } else { &dst_mac });
+    f.extend_from_slice(&target_ip);
+    f
+}
+
+/// Parses a frame with etherparse: (src MAC, dst MAC, IPv4 header, IP payload).
+fn parsed_ipv4(frame: &[u8]) -> ([u8; 6], [u8; 6], etherparse::Ipv4Header, Vec<u8>) {
+    let p = etherparse::PacketHeaders::from_ethernet_slice(frame).expect("parses");
+    let Some(etherparse::LinkHeader::Ethernet2(eth)) = p.link else {
+        panic!("ethernet")
+    };
+    let Some(etherparse::NetHeaders::Ipv4(ip, _)) = p.net else {
+        panic!("ipv4")
+    };
+    assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4 header checksum");
+    let ip_payload = frame[14 + ip.header_len()..].to_vec();
+    (eth.source, eth.destination, ip, ip_payload)
+}
+
+#[test]
+fn the_gateway_answers_arp_for_itself_only() {
+    let mut w = World::routed();
+    w.send(0, &[arp(1, MAC_A, [10, 1, 0, 2], [0; 6], [10, 1, 0, 1])]);
+    let reply = w.sent(0);
+    assert_eq!(reply.len(), 1, "answered to the asker");
+    assert_eq!(&reply[0][0..6], &MAC_A);
+    assert_eq!(&reply[0][6..12], &GW_A);
+    assert_eq!(&reply[0][20..22], &[0, 2], "an ARP reply");
+    assert_eq!(&reply[0][22..28], &GW_A, "with the gateway's MAC");
+    assert!(w.sent(1).is_empty(), "not flooded");
+    w.send(0, &[arp(1, MAC_A, [10, 1, 0, 2], [0; 6], [10, 1, 0, 9])]);
+    assert_eq!(w.sent(1).len(), 1, "ARP for another host is flooded as on any bridge");
+}
+
+#[test]
+fn a_ping_to_the_gateway_is_answered() {
+    let mut w = World::routed();
+    let ping = {
+        let b = PacketBuilder::ethernet2(MAC_A, GW_A)
+            .ipv4([10, 1, 0, 2], [10, 1, 0, 1], 64)
+            .icmpv4_echo_request(7, 1);
+        let mut out = Vec::new();
+        b.write(&mut out, b"hello").unwrap();
+        out
+    };
+    w.send(0, &[ping]);
+    let reply = w.sent(0);
+    assert_eq!(reply.len(), 1);
+    let (src, dst, ip, payload) = parsed_ipv4(&reply[0]);
+    assert_eq!((src, dst), (GW_A, MAC_A));
+    assert_eq!((ip.source, ip.destination), ([10, 1, 0, 1], [10, 1, 0, 2]));
+    let icmp = etherparse::Icmpv4Slice::from_slice(&payload).unwrap();
+    assert_eq!(icmp.type_u8(), 0, "echo reply");
+    let header = icmp.header();
+    assert_eq!(
+        header.checksum,
+        header.icmp_type.calc_checksum(icmp.payload()),
+        "ICMP checksum"
+    );
+}
+
+#[test]
+fn a_routed_frame_waits_for_arp_then_leaves_with_ttl_minus_one() {
+    let mut w = World::routed();
+    w.send(0, &[ipv4_udp(MAC_A, GW_A, [10, 1, 0, 2], [10, 2, 0, 5], 64)]);
+    let asked = w.sent(2);
+    assert_eq!(
+        asked.len(),
+        1,
+        "the frame is held and the gateway asks on the other bridge"
+    );
+    assert_eq!(&asked[0][12..14], &[0x08, 0x06]);
+    assert_eq!(&asked[0][38..42], &[10, 2, 0, 5], "who has 10.2.0.5?");
+    assert_eq!(w.scratch.held(), 1);
+
+    w.send(2, &[arp(2, MAC_C, [10, 2, 0, 5], GW_B, [10, 2, 0, 1])]);
+    assert!(
+        w.sent(0).is_empty() && w.sent(1).is_empty(),
+        "the answer to the gateway goes nowhere else"
+    );
+    w.held();
+    let out = w.sent(2);
+    assert_eq!(out.len(), 1, "released once the neighbour is known");
+    let (src, dst, ip, _) = parsed_ipv4(&out[0]);
+    assert_eq!(
+        (src, dst),
+        (GW_B, MAC_C),
+        "from the out bridge's gateway to the neighbour"
+    );
+    assert_eq!(ip.time_to_live, 63);
+    assert_eq!(w.scratch.held(), 0);
+
+    // Now known: the next frame goes straight out, learned port and all.
+    w.send(0, &[ipv4_udp(MAC_A, GW_A, [10, 1, 0, 2], [10, 2, 0, 5], 9)]);
+    let out = w.sent(2);
+    assert_eq!(parsed_ipv4(&out[0]).2.time_to_live, 8);
+}
+
+#[test]
+fn ttl_one_gets_time_exceeded_and_unknown_networks_unreachable() {
+    let mut w = World::routed();
+    let original = ipv4_udp(MAC_A, GW_A, [10, 1, 0, 2], [10, 2, 0, 5], 1);
+    w.send(0, std::slice::from_ref(&original));
+    let back = w.sent(0);
+    assert_eq!(back.len(), 1);
+    let (_, dst, ip, payload) = parsed_ipv4(&back[0]);
+    assert_eq!((dst, ip.source, ip.destination), (MAC_A, [10, 1, 0, 1], [10, 1, 0, 2]));
+    assert_eq!(&payload[..2], &[11, 0], "time exceeded, in transit");
+    assert_eq!(
+        &payload[8..8 + 28],
+        &original[14..14 + 28],
+        "quoting the IP header and 8 bytes"
+    );
+    assert_eq!(w.drops(0, DropReason::TtlExceeded), 1);
+
+    w.send(0, &[ipv4_udp(MAC_A, GW_A, [10, 1, 0, 2], [192, 0, 2, 1], 64)]);
+    let (_, _, _, payload) = parsed_ipv4(&w.sent(0)[0]);
+    assert_eq!(&payload[..2], &[3, 0], "destination net unreachable");
+    assert_eq!(w.drops(0, DropReason::NoRoute), 1);
+}
+
+#[test]
+fn ttl_decrement_matches_a_full_checksum() {
+    for ttl in [2u8, 64, 128, 255] {
+        let mut frame = ipv4_udp(MAC_A, GW_A, [10, 1, 0, 2], [10, 2, 0, 5], ttl);
+        let mut ip = smoltcp::wire::Ipv4Packet::new_unchecked(&mut frame[14..]);
+        super::l3::decrement_ttl(&mut ip);
+        assert!(ip.verify_checksum(), "incremental update for ttl {ttl}");
+        assert_eq!(ip.hop_limit(), ttl - 1);
+    }
 }

@@ -8,6 +8,7 @@
 //! `EEXIST` means the name is taken inside the container.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 // include/uapi/linux/if_link.h and veth.h
@@ -19,6 +20,12 @@ const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 const RTM_DELLINK: u16 = 17;
+// include/uapi/linux/if_addr.h and rtnetlink.h
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const NLM_F_REPLACE: libc::c_int = 0x100;
 
 const NLMSG_HDR_LEN: usize = 16;
 const RTA_HDR_LEN: usize = 4;
@@ -195,6 +202,43 @@ pub fn set_link(change: &LinkChange<'_>) -> io::Result<()> {
 /// Creates a veth pair `name` <-> `peer` in vswitchd's namespace, both down.
 pub fn create_veth(name: &str, peer: &str) -> io::Result<()> {
     request(&mut veth_pair(name, peer))
+}
+
+/// Adds `ip/prefix` to link `index` (of the namespace this thread is in).
+/// An address already there is not an error.
+pub fn add_address(index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let mut msg = Message::new(libc::RTM_NEWADDR, flags);
+    // struct ifaddrmsg { family, prefixlen, flags, scope, index }
+    msg.buf.extend_from_slice(&[libc::AF_INET as u8, prefix, 0, 0]);
+    msg.buf.extend_from_slice(&index.to_ne_bytes());
+    msg.attr(IFA_LOCAL, &ip.octets()).attr(IFA_ADDRESS, &ip.octets());
+    match request(&mut msg) {
+        Err(err) if err.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+/// Sets the default route via `gateway` out of link `index` (of the
+/// namespace this thread is in), replacing any other default route.
+pub fn set_default_route(index: u32, gateway: Ipv4Addr) -> io::Result<()> {
+    let flags = (libc::NLM_F_CREATE | NLM_F_REPLACE) as u16;
+    let mut msg = Message::new(libc::RTM_NEWROUTE, flags);
+    // struct rtmsg { family, dst_len, src_len, tos, table, protocol, scope, type, flags }
+    msg.buf.extend_from_slice(&[
+        libc::AF_INET as u8,
+        0,
+        0,
+        0,
+        libc::RT_TABLE_MAIN,
+        libc::RTPROT_STATIC,
+        libc::RT_SCOPE_UNIVERSE,
+        libc::RTN_UNICAST,
+    ]);
+    msg.buf.extend_from_slice(&0u32.to_ne_bytes());
+    msg.attr(RTA_GATEWAY, &gateway.octets())
+        .attr(RTA_OIF, &index.to_ne_bytes());
+    request(&mut msg)
 }
 
 /// Deletes link `index` (for a veth, both ends).

@@ -8,6 +8,12 @@ const NETNS_RUN_DIR: &str = "/run/netns";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
+    #[error("cannot configure network namespace '{name}'")]
+    Enter {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("network namespace name '{0}' is not valid (use a name from 'ip netns list' or an absolute path)")]
     BadName(String),
     #[error("network namespace '{name}' does not exist ({path})")]
@@ -50,6 +56,26 @@ pub fn open_netns(name: &str) -> Result<File, NetnsError> {
                 source,
             }
         }
+    })
+}
+
+/// Runs `f` on a short-lived thread that has entered namespace `name`:
+/// sockets it opens (netlink, ioctl) act on that namespace. vswitchd's own
+/// threads never leave theirs.
+pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> std::io::Result<T> + Send) -> Result<T, NetnsError> {
+    let file = open_netns(name)?;
+    let err = |source| NetnsError::Enter {
+        name: name.to_string(),
+        source,
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| err(e.into()))?;
+                f().map_err(err)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(err(std::io::Error::other("the namespace helper thread panicked"))))
     })
 }
 

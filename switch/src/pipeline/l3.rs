@@ -1,0 +1,332 @@
+//! L3: the gateway of a bridge with a subnet.
+//!
+//! Frames reach this stage when they are addressed to the gateway MAC, or
+//! are broadcast ARP on a routed bridge. The gateway answers ARP for its
+//! address, answers pings to it, and routes between bridges that are linked
+//! (Docker isolates networks: routing is off unless asked for). A routed
+//! frame gets the out bridge's gateway MAC as source and the neighbour's MAC
+//! as destination, its TTL decremented with an incremental checksum update
+//! (RFC 1624), and goes through the out bridge's FDB like any other frame.
+//! A frame whose neighbour is unknown is held while the gateway asks (see
+//! `pipeline::Pending`).
+//!
+//! Replies (ARP, echo, ICMP errors) are written over the frame that asked,
+//! in place: no allocation, and the virtio-net header is dropped from the
+//! front since the reply's checksums are complete.
+
+use std::net::Ipv4Addr;
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet,
+    IpProtocol, Ipv4Packet, Ipv4Repr,
+};
+
+use super::Verdict;
+use crate::packet::Frame;
+use crate::snapshot::{BridgeL3, Snapshot};
+use crate::stats::{DropReason, PortCounters};
+
+const ETH_HDR_LEN: usize = 14;
+const IPV4_HDR_LEN: usize = 20;
+const ICMP_HDR_LEN: usize = 8;
+/// What an ICMP error quotes of the offending packet: its IP header (up to
+/// 60 bytes) and the first 8 bytes of its payload (RFC 792).
+const ICMP_QUOTE_MAX: usize = 60 + 8;
+const REPLY_TTL: u8 = 64;
+/// ICMP codes (RFC 792).
+const CODE_NET_UNREACHABLE: u8 = 0;
+const CODE_TTL_EXCEEDED: u8 = 0;
+
+/// Where the frame came from.
+pub struct Ingress<'a> {
+    pub snap: &'a Snapshot,
+    pub bridge: u32,
+    pub in_slot: u32,
+    pub counters: &'a PortCounters,
+    pub now_ms: u64,
+}
+
+/// Handles a frame l2 sent here.
+pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
+    let Some(l3) = at.snap.bridge(at.bridge).and_then(|b| b.l3.as_ref()) else {
+        return Verdict::Drop(DropReason::NotRoutable);
+    };
+    let Some(offset) = frame.meta.eth_offset.map(usize::from) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    let Ok(eth) = EthernetFrame::new_checked(&frame.data()[offset..]) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    match eth.ethertype() {
+        EthernetProtocol::Arp => arp(frame, offset, l3, at),
+        EthernetProtocol::Ipv4 => route(frame, offset, l3, at),
+        _ => Verdict::Drop(DropReason::NotRoutable),
+    }
+}
+
+/// Makes the frame start at its Ethernet header, for a reply we write.
+fn strip_to_ethernet(frame: &mut Frame, offset: usize) {
+    frame.advance(offset);
+    frame.meta.eth_offset = Some(0);
+    frame.meta.gso = None;
+}
+
+fn arp(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
+    let data = &frame.data()[offset + ETH_HDR_LEN..];
+    let Ok(packet) = ArpPacket::new_checked(data) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    let Ok(ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr,
+        source_protocol_addr,
+        target_protocol_addr,
+        ..
+    }) = ArpRepr::parse(&packet)
+    else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    if l3.subnet.is_host(source_protocol_addr)
+        && source_protocol_addr != l3.gateway
+        && source_hardware_addr.is_unicast()
+    {
+        l3.neigh.learn(source_protocol_addr, source_hardware_addr.0, at.now_ms);
+    }
+    let to_gateway = EthernetFrame::new_unchecked(&frame.data()[offset..]).dst_addr().0 == l3.gateway_mac;
+    match operation {
+        ArpOperation::Request if target_protocol_addr == l3.gateway => {
+            strip_to_ethernet(frame, offset);
+            let reply = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: EthernetAddress(l3.gateway_mac),
+                source_protocol_addr: l3.gateway,
+                target_hardware_addr: source_hardware_addr,
+                target_protocol_addr: source_protocol_addr,
+            };
+            let mut eth = EthernetFrame::new_unchecked(frame.data_mut());
+            eth.set_dst_addr(source_hardware_addr);
+            eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+            reply.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+            Verdict::Forward(at.in_slot)
+        }
+        // Answers to the gateway's MAC: learned above. The host behind an
+        // internal port shares that MAC and may have asked too: it gets them.
+        _ if to_gateway => l3.internal.map_or(Verdict::Consumed, Verdict::Forward),
+        // ARP between containers, and gratuitous ARP: a bridge floods it.
+        _ => Verdict::Flood {
+            bridge: at.bridge,
+            except: Some(at.in_slot),
+        },
+    }
+}
+
+fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
+    let ip_at = offset + ETH_HDR_LEN;
+    let (dst, src, ttl, is_echo_request) = {
+        let Ok(ip) = Ipv4Packet::new_checked(&frame.data()[ip_at..]) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        // new_checked compares lengths with the buffer only: an IHL below 5
+        // passes it and must be refused here.
+        if ip.version() != 4 || usize::from(ip.header_len()) < IPV4_HDR_LEN {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::BadIpChecksum);
+        }
+        let echo = ip.next_header() == IpProtocol::Icmp
+            && Icmpv4Packet::new_checked(ip.payload()).is_ok_and(|icmp| icmp.msg_type() == Icmpv4Message::EchoRequest);
+        (ip.dst_addr(), ip.src_addr(), ip.hop_limit(), echo)
+    };
+    if dst.is_broadcast() || dst.is_multicast() || dst == l3.subnet.broadcast() || src.is_unspecified() {
+        return Verdict::Drop(DropReason::NotRoutable);
+    }
+
+    // The out bridge: this one or one linked to it, whose subnet holds dst.
+    let out = l3.routes_to.iter().find_map(|&slot| {
+        let b = at.snap.bridge(slot)?;
+        let out_l3 = b.l3.as_ref()?;
+        out_l3.subnet.contains(dst).then_some((slot, out_l3))
+    });
+    let Some((out_slot, out_l3)) = out else {
+        if let Some(host) = l3.internal {
+            // The host routes what no bridge holds, as the docker0 host does.
+            return Verdict::Forward(host);
+        }
+        at.counters.drop(DropReason::NoRoute);
+        return icmp_error(
+            frame,
+            offset,
+            l3,
+            Icmpv4Message::DstUnreachable,
+            CODE_NET_UNREACHABLE,
+            at,
+        );
+    };
+    if dst == out_l3.gateway {
+        if let (Some(host), true) = (l3.internal, out_slot == at.bridge) {
+            // The host owns the gateway address: its stack answers.
+            return Verdict::Forward(host);
+        }
+        if is_echo_request {
+            return echo_reply(frame, offset, l3, at);
+        }
+        return Verdict::Drop(DropReason::ToGateway);
+    }
+    if ttl <= 1 {
+        at.counters.drop(DropReason::TtlExceeded);
+        return icmp_error(frame, offset, l3, Icmpv4Message::TimeExceeded, CODE_TTL_EXCEEDED, at);
+    }
+    decrement_ttl(&mut Ipv4Packet::new_unchecked(&mut frame.data_mut()[ip_at..]));
+    match out_l3.neigh.lookup(dst, at.now_ms) {
+        Some(mac) => {
+            set_macs(frame, offset, mac, out_l3.gateway_mac);
+            deliver(at.snap, out_slot, mac, at.now_ms)
+        }
+        None => Verdict::Hold {
+            bridge: out_slot,
+            ip: dst,
+        },
+    }
+}
+
+/// Rewrites the Ethernet addresses of a routed frame.
+pub fn set_macs(frame: &mut Frame, offset: usize, dst: [u8; 6], src: [u8; 6]) {
+    let mut eth = EthernetFrame::new_unchecked(&mut frame.data_mut()[offset..]);
+    eth.set_dst_addr(EthernetAddress(dst));
+    eth.set_src_addr(EthernetAddress(src));
+}
+
+/// Where a frame for `mac` goes on bridge `bridge`: its learned port, or
+/// every port of the bridge.
+pub fn deliver(snap: &Snapshot, bridge: u32, mac: [u8; 6], now_ms: u64) -> Verdict {
+    let learned = snap.bridge(bridge).and_then(|b| b.fdb.lookup(mac, now_ms));
+    match learned {
+        Some(port) if snap.is_usable(port) => Verdict::Forward(port.slot),
+        _ => Verdict::Flood { bridge, except: None },
+    }
+}
+
+/// TTL - 1, with the header checksum updated for the one 16-bit word that
+/// changed (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')).
+pub fn decrement_ttl(ip: &mut Ipv4Packet<&mut [u8]>) {
+    let ttl = ip.hop_limit();
+    let proto = u8::from(ip.next_header());
+    let old_word = u16::from_be_bytes([ttl, proto]);
+    let new_word = u16::from_be_bytes([ttl - 1, proto]);
+    let mut sum = u32::from(!ip.checksum()) + u32::from(!old_word) + u32::from(new_word);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip.set_hop_limit(ttl - 1);
+    ip.set_checksum(!(sum as u16));
+}
+
+fn echo_reply(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
+    strip_to_ethernet(frame, offset);
+    let data = frame.data_mut();
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut *data);
+        let sender = eth.src_addr();
+        eth.set_dst_addr(sender);
+        eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+    }
+    let (header_len, total) = {
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[ETH_HDR_LEN..]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_hop_limit(REPLY_TTL);
+        ip.fill_checksum();
+        (usize::from(ip.header_len()), usize::from(ip.total_len()))
+    };
+    let ip_bytes = &mut data[ETH_HDR_LEN..];
+    let end = total.min(ip_bytes.len());
+    let mut icmp = Icmpv4Packet::new_unchecked(&mut ip_bytes[header_len..end]);
+    icmp.set_msg_type(Icmpv4Message::EchoReply);
+    icmp.fill_checksum();
+    Verdict::Forward(at.in_slot)
+}
+
+/// Turns the frame into an ICMP error about itself, sent back to its
+/// sender. Not for ICMP errors, fragments after the first, or senders that
+/// are no single host (RFC 1812, 4.3.2.7): those are only dropped.
+fn icmp_error(
+    frame: &mut Frame,
+    offset: usize,
+    l3: &BridgeL3,
+    message: Icmpv4Message,
+    code: u8,
+    at: &Ingress<'_>,
+) -> Verdict {
+    let data = &frame.data()[offset..];
+    let sender_mac = EthernetFrame::new_unchecked(data).src_addr();
+    let ip = Ipv4Packet::new_unchecked(&data[ETH_HDR_LEN..]);
+    let sender = ip.src_addr();
+    let is_error = ip.next_header() == IpProtocol::Icmp
+        && Icmpv4Packet::new_checked(ip.payload())
+            .is_ok_and(|i| !matches!(i.msg_type(), Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply));
+    let no_single_host =
+        sender.is_unspecified() || sender.is_broadcast() || sender.is_multicast() || sender.is_loopback();
+    if is_error || ip.frag_offset() != 0 || no_single_host {
+        return Verdict::Drop(DropReason::NotRoutable);
+    }
+    let ip_bytes = &data[ETH_HDR_LEN..];
+    let quote_len = (usize::from(ip.header_len()) + 8)
+        .min(usize::from(ip.total_len()))
+        .min(ip_bytes.len())
+        .min(ICMP_QUOTE_MAX);
+    let mut out = [0u8; ETH_HDR_LEN + IPV4_HDR_LEN + ICMP_HDR_LEN + ICMP_QUOTE_MAX];
+    let len = ETH_HDR_LEN + IPV4_HDR_LEN + ICMP_HDR_LEN + quote_len;
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut out[..]);
+        eth.set_dst_addr(sender_mac);
+        eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+        eth.set_ethertype(EthernetProtocol::Ipv4);
+    }
+    let repr = Ipv4Repr {
+        src_addr: l3.gateway,
+        dst_addr: sender,
+        next_header: IpProtocol::Icmp,
+        payload_len: ICMP_HDR_LEN + quote_len,
+        hop_limit: REPLY_TTL,
+    };
+    repr.emit(
+        &mut Ipv4Packet::new_unchecked(&mut out[ETH_HDR_LEN..]),
+        &ChecksumCapabilities::default(),
+    );
+    {
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut out[ETH_HDR_LEN + IPV4_HDR_LEN..len]);
+        icmp.set_msg_type(message);
+        icmp.set_msg_code(code);
+        icmp.set_echo_ident(0); // the "unused" word of error messages
+        icmp.set_echo_seq_no(0);
+        icmp.data_mut()[..quote_len].copy_from_slice(&ip_bytes[..quote_len]);
+        icmp.fill_checksum();
+    }
+    frame.fill(&out[..len]);
+    frame.meta.eth_offset = Some(0);
+    Verdict::Forward(at.in_slot)
+}
+
+/// Writes an ARP request from the gateway of `l3` for `target` into `frame`.
+pub fn arp_request(frame: &mut Frame, l3: &BridgeL3, target: Ipv4Addr) {
+    let mut out = [0u8; ETH_HDR_LEN + 28];
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut out[..]);
+        eth.set_dst_addr(EthernetAddress::BROADCAST);
+        eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+        eth.set_ethertype(EthernetProtocol::Arp);
+        let request = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(l3.gateway_mac),
+            source_protocol_addr: l3.gateway,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        request.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+    }
+    frame.fill(&out);
+    frame.meta.eth_offset = Some(0);
+}

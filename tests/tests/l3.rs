@@ -1,0 +1,279 @@
+//! The L3 gateway: addresses from vsctl attach, routing between linked
+//! bridges, host access through an internal port, and bad frames.
+
+use std::process::Command;
+
+use vswitch_tests::{require_root, run_ok, short_name, Netns, Switch};
+
+fn attach(sw: &Switch, bridge: &str, ns: &Netns, extra: &[&str]) -> String {
+    let mut args = vec!["attach", bridge, ns.name.as_str()];
+    args.extend_from_slice(extra);
+    let reply = sw.json(&args);
+    reply["ip"]
+        .as_str()
+        .expect("attach reply carries the address")
+        .to_string()
+}
+
+fn bridge_info(sw: &Switch, name: &str) -> serde_json::Value {
+    let show = sw.json(&["show"]);
+    show.as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} in {show}"))
+}
+
+fn expect_error(sw: &Switch, args: &[&str], needle: &str) {
+    let out = sw.vsctl(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: expected '{needle}' in {stderr}");
+}
+
+#[test]
+fn attach_hands_out_addresses_and_routes_that_survive_a_restart() {
+    require_root();
+    let mut sw = Switch::start("ipam", "0,1");
+    let (ns1, ns2, ns3, ns4) = (
+        Netns::new("ip1"),
+        Netns::new("ip2"),
+        Netns::new("ip3"),
+        Netns::new("ip4"),
+    );
+    sw.ok(&["add-br", "br0", "--subnet", "10.101.0.0/24"]);
+    sw.ok(&["add-br", "plain"]);
+    let a1 = attach(&sw, "br0", &ns1, &[]);
+    let a2 = attach(&sw, "br0", &ns2, &["--type", "afxdp"]);
+    let a3 = attach(&sw, "br0", &ns3, &["--ip", "10.101.0.77"]);
+    assert_eq!(
+        (a1.as_str(), a2.as_str(), a3.as_str()),
+        ("10.101.0.2", "10.101.0.3", "10.101.0.77")
+    );
+    for (ns, ip) in [(&ns1, &a1), (&ns2, &a2), (&ns3, &a3)] {
+        assert!(
+            ns.ip(&["-br", "addr", "show", "eth0"]).contains(&format!("{ip}/24")),
+            "{} has {ip}",
+            ns.name
+        );
+        assert!(
+            ns.ip(&["route", "show", "default"]).contains("via 10.101.0.1"),
+            "{} routes via the gateway",
+            ns.name
+        );
+        assert!(ns.ping("10.101.0.1", 2), "{} pings the gateway", ns.name);
+    }
+    assert!(
+        ns1.ping(&a2, 2) && ns1.ping(&a3, 2) && ns2.ping(&a3, 2),
+        "attached namespaces reach each other"
+    );
+
+    expect_error(
+        &sw,
+        &["attach", "br0", &ns1.name],
+        "is already attached to bridge 'br0'",
+    );
+    expect_error(
+        &sw,
+        &["attach", "br0", &ns4.name, "--ip", "10.101.0.77"],
+        "already leased",
+    );
+    expect_error(
+        &sw,
+        &["attach", "br0", &ns4.name, "--ip", "10.102.0.5"],
+        "is not a free host address of 10.101.0.0/24",
+    );
+    expect_error(
+        &sw,
+        &["attach", "br0", &ns4.name, "--ip", "10.101.0.1"],
+        "is not a free host address",
+    );
+    expect_error(&sw, &["attach", "plain", &ns4.name], "bridge 'plain' has no subnet");
+    expect_error(&sw, &["attach", "br0", "vst-no-such-ns"], "does not exist");
+
+    sw.kill9();
+    sw.launch();
+    for (ns, ip) in [(&ns1, &a1), (&ns2, &a2), (&ns3, &a3)] {
+        assert!(
+            ns.ip(&["-br", "addr", "show", "eth0"]).contains(&format!("{ip}/24")),
+            "{} keeps {ip} after a restart",
+            ns.name
+        );
+    }
+    assert!(ns1.ping(&a3, 2), "and forwarding works after the restart");
+
+    sw.ok(&["detach", "br0", &ns2.name]);
+    assert_eq!(ns2.mac("eth0"), None, "detach removed the interface");
+    let leases = bridge_info(&sw, "br0")["leases"].clone();
+    assert_eq!(leases.as_array().unwrap().len(), 2, "{leases}");
+    let a4 = attach(&sw, "br0", &ns4, &[]);
+    assert_eq!(a4, a2, "a released address is handed out again");
+    expect_error(&sw, &["detach", "br0", &ns2.name], "is not attached");
+}
+
+#[test]
+fn bridges_are_isolated_until_linked_and_routing_decrements_ttl() {
+    require_root();
+    let sw = Switch::start("route", "0,1");
+    let (a, b) = (Netns::new("rta"), Netns::new("rtb"));
+    sw.ok(&["add-br", "ba", "--subnet", "10.102.0.0/24"]);
+    sw.ok(&["add-br", "bb", "--subnet", "10.103.0.0/24", "--gateway", "10.103.0.254"]);
+    let ip_a = attach(&sw, "ba", &a, &[]);
+    assert_eq!(ip_a, "10.102.0.2", "the first host address after the gateway");
+    let ip_b = attach(&sw, "bb", &b, &["--type", "afxdp"]);
+    assert!(b.ip(&["route", "show", "default"]).contains("via 10.103.0.254"));
+
+    let isolated = run_ok(a.cmd("sh").args(["-c", &format!("ping -c 1 -W 1 {ip_b} || true")]));
+    assert!(
+        isolated.contains("Unreachable") || isolated.contains("100% packet loss"),
+        "{isolated}"
+    );
+    assert!(
+        sw.port_counter(&port_of(&sw, "ba"), "drops.no-route") >= 1,
+        "counted as no-route"
+    );
+
+    sw.ok(&["link-br", "ba", "bb"]);
+    let ping = run_ok(a.cmd("ping").args(["-c", "2", "-i", "0.2", &ip_b]));
+    assert!(ping.contains("ttl=63"), "one router on the way, both ways:\n{ping}");
+    let _server = b.iperf3_server(&ip_b);
+    let (gbps, bytes) = a.iperf3(&ip_b, 2, &[]);
+    println!("routed TCP (TAP on one bridge -> AF_XDP on another): {gbps:.2} Gbit/s");
+    assert!(bytes > 1_000_000);
+
+    let ttl1 = run_ok(a.cmd("sh").args(["-c", &format!("ping -c 1 -t 1 -W 1 {ip_b} || true")]));
+    assert!(
+        ttl1.contains("Time to live exceeded") && ttl1.contains("From 10.102.0.1"),
+        "{ttl1}"
+    );
+    let neigh = sw.json(&["neigh-show", "bb"]);
+    assert!(
+        neigh.as_array().unwrap().iter().any(|n| n["ip"] == ip_b.as_str()),
+        "the gateway resolved {ip_b}: {neigh}"
+    );
+    assert!(bridge_info(&sw, "ba")["linked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == "bb"));
+
+    sw.ok(&["unlink-br", "ba", "bb"]);
+    assert!(!a.ping(&ip_b, 1), "isolated again after unlink-br");
+    assert!(a.ping("10.102.0.1", 1), "the own gateway still answers");
+    expect_error(&sw, &["link-br", "ba", "ba"], "cannot be linked to itself");
+    sw.ok(&["add-br", "nosub"]);
+    expect_error(&sw, &["link-br", "ba", "nosub"], "has no subnet");
+    expect_error(
+        &sw,
+        &["add-br", "overlap", "--subnet", "10.102.0.0/16"],
+        "overlaps 10.102.0.0/24",
+    );
+    expect_error(
+        &sw,
+        &["add-br", "badgw", "--subnet", "10.109.0.0/24", "--gateway", "10.1.1.1"],
+        "is not a host address",
+    );
+}
+
+fn port_of(sw: &Switch, bridge: &str) -> String {
+    bridge_info(sw, bridge)["ports"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_host_reaches_containers_through_an_internal_port() {
+    require_root();
+    let sw = Switch::start("host", "0,1");
+    let ns = Netns::new("hst");
+    let internal = short_name("vi");
+    sw.ok(&["add-br", "br0", "--subnet", "10.104.0.0/24"]);
+    sw.ok(&["add-port", "br0", &internal, "--type", "internal"]);
+    let ip = attach(&sw, "br0", &ns, &[]);
+    let link = run_ok(Command::new("ip").args(["-br", "addr", "show", "dev", &internal]));
+    assert!(
+        link.contains("10.104.0.1/24"),
+        "the internal port carries the gateway address: {link}"
+    );
+
+    let ping = run_ok(Command::new("ping").args(["-c", "2", "-i", "0.2", &ip]));
+    assert!(ping.contains("2 received"), "host -> container:\n{ping}");
+    assert!(
+        ns.ping("10.104.0.1", 2),
+        "container -> host (the gateway address is the host's)"
+    );
+
+    let _server = ns.iperf3_server(&ip);
+    let out = run_ok(Command::new("iperf3").args(["-c", &ip, "-t", "1", "-J"]));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 1_000_000,
+        "host -> container TCP"
+    );
+
+    let server = vswitch_tests::Background(
+        Command::new("iperf3")
+            .args(["-s", "-1", "-B", "10.104.0.1", "-p", "5299"])
+            .spawn()
+            .expect("iperf3 on the host"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (_, bytes) = ns.iperf3("10.104.0.1", 1, &["-p", "5299"]);
+    assert!(bytes > 1_000_000, "container -> host TCP: {bytes}");
+    drop(server);
+    let out = sw.vsctl(&["add-port", "br0", "second", "--type", "internal"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already has an internal port"));
+}
+
+#[test]
+fn malformed_arp_and_ip_frames_are_counted_and_harmless() {
+    require_root();
+    let sw = Switch::start("bad", "0");
+    let ns = Netns::new("bad");
+    sw.ok(&["add-br", "br0", "--subnet", "10.105.0.0/24"]);
+    attach(&sw, "br0", &ns, &[]);
+    let port = port_of(&sw, "br0");
+    assert!(ns.ping("10.105.0.1", 1));
+    let gw_mac = bridge_info(&sw, "br0")["gateway_mac"]
+        .as_str()
+        .unwrap()
+        .replace(':', "");
+    let src_mac = ns.mac("eth0").unwrap().replace(':', "");
+    let before = (
+        sw.port_counter(&port, "drops.malformed"),
+        sw.port_counter(&port, "drops.bad-ip-checksum"),
+    );
+
+    // Raw frames from inside the container: a truncated ARP, an IPv4 header
+    // claiming 12 bytes, and an IPv4 header with a wrong checksum.
+    let script = format!(
+        r#"
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+gw, me = bytes.fromhex("{gw_mac}"), bytes.fromhex("{src_mac}")
+s.send(b"\xff" * 6 + me + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04")
+ip_short = bytes([0x43, 0, 0, 40]) + bytes(8) + bytes([10, 105, 0, 2, 10, 105, 0, 9]) + bytes(20)
+s.send(gw + me + b"\x08\x00" + ip_short)
+ip = bytearray([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0xde, 0xad, 10, 105, 0, 2, 10, 105, 0, 9]) + bytes(8)
+s.send(gw + me + b"\x08\x00" + bytes(ip))
+"#
+    );
+    run_ok(ns.cmd("python3").args(["-c", &script]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = (
+        sw.port_counter(&port, "drops.malformed"),
+        sw.port_counter(&port, "drops.bad-ip-checksum"),
+    );
+    assert!(
+        after.0 >= before.0 + 2,
+        "truncated ARP and short IP header counted as malformed: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 > before.1,
+        "the bad checksum was counted: {before:?} -> {after:?}"
+    );
+    assert!(ns.ping("10.105.0.1", 3), "the gateway still answers");
+}
