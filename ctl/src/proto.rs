@@ -132,6 +132,20 @@ pub enum Request {
         a: String,
         b: String,
     },
+    /// Attaches the interface toward the outside world to a bridge's gateway.
+    AddUplink {
+        bridge: String,
+        iface: String,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gw: Ipv4Addr,
+        port_type: PortType,
+        #[serde(default)]
+        mode: Option<XdpModeRequest>,
+    },
+    DelUplink {
+        bridge: String,
+    },
     /// The neighbour (ARP) tables.
     NeighShow {
         #[serde(default)]
@@ -204,6 +218,20 @@ pub struct BridgeInfo {
     /// Bridges this one routes to.
     #[serde(default)]
     pub linked: Vec<String>,
+    #[serde(default)]
+    pub uplink: Option<UplinkInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkInfo {
+    pub iface: String,
+    pub port_type: PortType,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gw: Ipv4Addr,
+    pub mac: Option<MacAddr>,
+    pub state: String,
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,6 +52,24 @@ pub struct BridgeConfig {
     /// Addresses handed out by `vsctl attach`, one per namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<Lease>,
+    /// The interface toward the outside world (`vsctl add-uplink`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkConfig>,
+}
+
+/// The gateway's leg on the outside: a port on `iface` (its name is the
+/// port's name too) with the switch's outside address and next hop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkConfig {
+    pub iface: String,
+    pub port_type: PortType,
+    #[serde(default)]
+    pub mode: XdpModeRequest,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gw: Ipv4Addr,
+    /// The interface's MAC, as found when the uplink was added.
+    pub mac: Option<MacAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +218,15 @@ mod tests {
                     netns: "c1".into(),
                     port: "p1".into(),
                 }],
+                uplink: Some(UplinkConfig {
+                    iface: "up0".into(),
+                    port_type: PortType::Afxdp,
+                    mode: XdpModeRequest::Generic,
+                    ip: "192.0.2.2".parse().unwrap(),
+                    prefix: 24,
+                    gw: "192.0.2.1".parse().unwrap(),
+                    mac: None,
+                }),
                 ports: vec![PortConfig {
                     name: "p1".into(),
                     port_type: PortType::Tap,

@@ -18,12 +18,13 @@ use tracing::{info, warn};
 
 use vswitch_ctl::{
     AttachInfo, BridgeInfo, FdbEntry, Ipv4Net, LeaseInfo, MacAddr, NeighEntry, PmdStats, PortInfo, PortStats, PortType,
-    Reply, Request, XdpModeRequest,
+    Reply, Request, UplinkInfo, XdpModeRequest,
 };
 
 use crate::clock;
 use crate::config::{
-    AfxdpConfig, BridgeConfig, DesiredState, Lease, PortConfig, StateError, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS,
+    AfxdpConfig, BridgeConfig, DesiredState, Lease, PortConfig, StateError, UplinkConfig, DEFAULT_AGING_SECS,
+    DEFAULT_MAX_MACS,
 };
 use crate::pipeline::fdb::Fdb;
 use crate::pipeline::neigh::NeighTable;
@@ -33,8 +34,8 @@ use crate::port::bpf::XdpMode;
 use crate::port::netlink;
 use crate::port::netns::{self, NetnsError};
 use crate::port::tap::{TapPort, TapSpec};
-use crate::port::{valid_ifname, LivePort, PortError, PortIo};
-use crate::snapshot::{BridgeL3, BridgeSlot, PortSlot, Snapshot, SnapshotCell};
+use crate::port::{read_mac, valid_ifname, LivePort, PortError, PortIo};
+use crate::snapshot::{BridgeL3, BridgeSlot, PortSlot, Snapshot, SnapshotCell, UplinkL3};
 use crate::stats::DropReason;
 
 /// How long a change waits for the poll threads to let go of the old snapshot.
@@ -127,6 +128,14 @@ pub enum ControlError {
     InternalAddress(#[source] std::io::Error),
     #[error("bridge '{bridge}' already has an internal port ('{port}')")]
     InternalExists { bridge: String, port: String },
+    #[error("bridge '{bridge}' already has an uplink ({iface})")]
+    UplinkExists { bridge: String, iface: String },
+    #[error("bridge '{0}' has no uplink")]
+    NoUplink(String),
+    #[error("'{0}' is already the name of a port or an uplink")]
+    NameTaken(String),
+    #[error("uplink address {ip}/{prefix} with next hop {gw}: the next hop must be another host of that network")]
+    BadUplinkAddress { ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr },
     #[error("a bridge cannot be linked to itself")]
     SelfLink,
     #[error("cannot give the attached interface its address")]
@@ -200,6 +209,34 @@ fn open_port_io(port: &PortConfig, restoring: bool) -> Result<(Box<dyn PortIo>, 
     }
 }
 
+/// Opens an uplink's device; returns it and the MAC frames to it must carry.
+fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, MacAddr), PortError> {
+    match cfg.port_type {
+        PortType::Afxdp => {
+            let modes: &[XdpMode] = match cfg.mode {
+                XdpModeRequest::Auto => &[XdpMode::Native, XdpMode::Generic],
+                XdpModeRequest::Native => &[XdpMode::Native],
+                XdpModeRequest::Generic => &[XdpMode::Generic],
+            };
+            let (port, _) = AfXdpPort::open(Attachment::Iface(&cfg.iface), 0, modes)?;
+            let mac = read_mac(&cfg.iface).map_err(|source| PortError::Mac {
+                iface: cfg.iface.clone(),
+                source,
+            })?;
+            Ok((Box::new(port), mac))
+        }
+        PortType::Tap => {
+            let (tap, mac) = TapPort::create(TapSpec {
+                ifname: &cfg.iface,
+                netns: None,
+                mac: cfg.mac,
+            })?;
+            Ok((Box::new(tap), mac))
+        }
+        other => Err(PortError::UplinkType(other)),
+    }
+}
+
 /// Gives an internal port the gateway address in the host namespace.
 fn configure_internal(ifname: &str, gateway: Ipv4Addr, prefix: u8) -> std::io::Result<()> {
     let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
@@ -210,6 +247,7 @@ struct LiveBridge {
     slot: u32,
     fdb: Arc<Fdb>,
     neigh: Arc<NeighTable>,
+    uplink_neigh: Arc<NeighTable>,
 }
 
 /// A stable, locally administered MAC for the gateway of bridge `name`:
@@ -240,6 +278,8 @@ struct PortEntry {
     bridge: String,
     slot: u32,
     live: Result<Arc<LivePort>, String>,
+    /// The bridge's uplink (a router leg), not one of its ports.
+    uplink: bool,
 }
 
 pub struct Manager {
@@ -314,9 +354,31 @@ impl Manager {
                         bridge: br.name.clone(),
                         slot,
                         live,
+                        uplink: false,
                     },
                 );
             }
+        }
+        for br in &desired.bridges {
+            let Some(cfg) = &br.uplink else { continue };
+            let live = match open_uplink_io(cfg) {
+                Ok((io, _)) => Ok(self.make_live(cfg.iface.clone(), io)),
+                Err(err) => {
+                    let msg = error_chain(&err);
+                    warn!(uplink = %cfg.iface, bridge = %br.name, error = %msg, "uplink not restored");
+                    Err(format!("error: {msg}"))
+                }
+            };
+            let slot = self.next_port_slot();
+            self.ports.insert(
+                cfg.iface.clone(),
+                PortEntry {
+                    bridge: br.name.clone(),
+                    slot,
+                    live,
+                    uplink: true,
+                },
+            );
         }
         for br in &desired.bridges {
             let (Some(subnet), Some(gateway)) = (br.subnet, br.gateway) else {
@@ -360,7 +422,16 @@ impl Manager {
         let slot = free_slot(self.bridges.values().map(|b| b.slot));
         let fdb = Arc::new(Fdb::new(br.max_macs, br.aging_secs));
         let neigh = Arc::new(NeighTable::default());
-        self.bridges.insert(br.name.clone(), LiveBridge { slot, fdb, neigh });
+        let uplink_neigh = Arc::new(NeighTable::default());
+        self.bridges.insert(
+            br.name.clone(),
+            LiveBridge {
+                slot,
+                fdb,
+                neigh,
+                uplink_neigh,
+            },
+        );
     }
 
     fn start_port(&mut self, port: &PortConfig, restoring: bool) -> Result<Arc<LivePort>, ControlError> {
@@ -448,6 +519,27 @@ impl Manager {
             Request::LinkBr { a, b } => self.link_br(&a, &b, true),
             Request::UnlinkBr { a, b } => self.link_br(&a, &b, false),
             Request::NeighShow { bridge } => self.neigh_show(bridge.as_deref()),
+            Request::AddUplink {
+                bridge,
+                iface,
+                ip,
+                prefix,
+                gw,
+                port_type,
+                mode,
+            } => {
+                let cfg = UplinkConfig {
+                    iface,
+                    port_type,
+                    mode: mode.unwrap_or_default(),
+                    ip,
+                    prefix,
+                    gw,
+                    mac: None,
+                };
+                self.add_uplink(&bridge, cfg)
+            }
+            Request::DelUplink { bridge } => self.del_uplink(&bridge),
         }
     }
 
@@ -520,6 +612,7 @@ impl Manager {
             subnet,
             gateway,
             leases: Vec::new(),
+            uplink: None,
         };
         let mut desired = self.desired.clone();
         desired.bridges.push(config.clone());
@@ -540,7 +633,8 @@ impl Manager {
         desired.links.retain(|(a, b)| a != name && b != name);
         self.save(&desired)?;
         self.desired = desired;
-        let removed: Vec<PortEntry> = config.ports.iter().filter_map(|p| self.ports.remove(&p.name)).collect();
+        let mut removed: Vec<PortEntry> = config.ports.iter().filter_map(|p| self.ports.remove(&p.name)).collect();
+        removed.extend(config.uplink.as_ref().and_then(|u| self.ports.remove(&u.iface)));
         self.bridges.remove(name);
         self.publish();
         drop(removed);
@@ -571,6 +665,9 @@ impl Manager {
                 port: name,
                 bridge: br.name.clone(),
             });
+        }
+        if self.name_in_use(&name) {
+            return Err(ControlError::NameTaken(name));
         }
         let afxdp = match port_type {
             PortType::Internal => {
@@ -688,6 +785,7 @@ impl Manager {
                 bridge: bridge.clone(),
                 slot,
                 live: Ok(live),
+                uplink: false,
             },
         );
         self.publish();
@@ -758,8 +856,9 @@ impl Manager {
                 port: live.clone(),
                 bridge: br.slot,
                 vnet_hdr: live.io.has_vnet_hdr(),
+                uplink: entry.uplink,
             });
-            if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize) {
+            if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize).filter(|_| !entry.uplink) {
                 b.ports.push(entry.slot);
             }
             live_slots.push(entry.slot);
@@ -840,6 +939,19 @@ impl Manager {
                         .filter(|o| o.name != br.name && self.desired.linked(&br.name, &o.name))
                         .map(|o| o.name.clone())
                         .collect(),
+                    uplink: br.uplink.as_ref().map(|u| {
+                        let entry = self.ports.get(&u.iface);
+                        UplinkInfo {
+                            iface: u.iface.clone(),
+                            port_type: u.port_type,
+                            ip: u.ip,
+                            prefix: u.prefix,
+                            gw: u.gw,
+                            mac: u.mac,
+                            state: entry.map_or_else(|| "unknown".to_string(), Self::port_state),
+                            detail: entry.and_then(|e| e.live.as_ref().ok()).and_then(|l| l.io.describe()),
+                        }
+                    }),
                     ports: br
                         .ports
                         .iter()
@@ -892,21 +1004,32 @@ impl Manager {
     }
 
     fn port_stats(&self, only: Option<&str>) -> Result<Reply, ControlError> {
+        // Ports, then uplinks, each with its bridge.
+        let names: Vec<(&str, &str)> = self
+            .desired
+            .ports()
+            .map(|(br, p)| (br.name.as_str(), p.name.as_str()))
+            .chain(
+                self.desired
+                    .bridges
+                    .iter()
+                    .filter_map(|b| Some((b.name.as_str(), b.uplink.as_ref()?.iface.as_str()))),
+            )
+            .collect();
         if let Some(name) = only {
-            if self.desired.port(name).is_none() {
+            if !names.iter().any(|(_, n)| *n == name) {
                 return Err(ControlError::NoPort(name.to_string()));
             }
         }
-        let stats = self
-            .desired
-            .ports()
-            .filter(|(_, p)| only.is_none_or(|n| n == p.name))
-            .map(|(br, p)| {
-                let live = self.ports.get(&p.name).and_then(|e| e.live.as_ref().ok());
+        let stats = names
+            .into_iter()
+            .filter(|(_, name)| only.is_none_or(|n| n == *name))
+            .map(|(bridge, name)| {
+                let live = self.ports.get(name).and_then(|e| e.live.as_ref().ok());
                 let totals = live.map(|l| l.stats.totals()).unwrap_or_default();
                 PortStats {
-                    name: p.name.clone(),
-                    bridge: br.name.clone(),
+                    name: name.to_string(),
+                    bridge: bridge.to_string(),
                     rx_packets: totals.rx_packets,
                     rx_bytes: totals.rx_bytes,
                     rx_gso_packets: totals.rx_gso_packets,
@@ -983,6 +1106,17 @@ impl Manager {
             .iter()
             .filter(|p| p.port_type == PortType::Internal)
             .find_map(|p| self.ports.get(&p.name).filter(|e| e.live.is_ok()).map(|e| e.slot));
+        let uplink = config.uplink.as_ref().and_then(|u| {
+            let entry = self.ports.get(&u.iface).filter(|e| e.uplink && e.live.is_ok())?;
+            Some(UplinkL3 {
+                slot: entry.slot,
+                ip: u.ip,
+                net: Ipv4Net::new(u.ip, u.prefix)?,
+                gw: u.gw,
+                mac: u.mac?.0,
+                neigh: live.uplink_neigh.clone(),
+            })
+        });
         Some(BridgeL3 {
             subnet,
             gateway,
@@ -990,6 +1124,7 @@ impl Manager {
             routes_to,
             neigh: live.neigh.clone(),
             internal,
+            uplink,
         })
     }
 
@@ -1161,6 +1296,107 @@ impl Manager {
         Ok(Reply::Done)
     }
 
+    fn add_uplink(&mut self, bridge: &str, mut cfg: UplinkConfig) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
+        let Some(subnet) = br.subnet else {
+            return Err(ControlError::NoSubnet(bridge.to_string()));
+        };
+        if let Some(u) = &br.uplink {
+            return Err(ControlError::UplinkExists {
+                bridge: bridge.to_string(),
+                iface: u.iface.clone(),
+            });
+        }
+        if !valid_ifname(&cfg.iface) {
+            return Err(ControlError::BadIfname(cfg.iface));
+        }
+        if self.name_in_use(&cfg.iface) {
+            return Err(ControlError::NameTaken(cfg.iface));
+        }
+        let net = Ipv4Net::new(cfg.ip, cfg.prefix);
+        let valid = net.is_some_and(|n| n.is_host(cfg.ip) && n.is_host(cfg.gw) && cfg.ip != cfg.gw);
+        let Some(net) = net.filter(|_| valid) else {
+            return Err(ControlError::BadUplinkAddress {
+                ip: cfg.ip,
+                prefix: cfg.prefix,
+                gw: cfg.gw,
+            });
+        };
+        if let Some(other) = self
+            .desired
+            .bridges
+            .iter()
+            .find(|b| b.subnet.is_some_and(|s| overlaps(&s, &net)))
+        {
+            let existing = other.subnet.unwrap_or(subnet);
+            return Err(ControlError::SubnetOverlap {
+                bridge: cfg.iface,
+                new: net,
+                other: other.name.clone(),
+                existing,
+            });
+        }
+        let (io, mac) = open_uplink_io(&cfg).map_err(|source| ControlError::CreatePort {
+            port: cfg.iface.clone(),
+            source,
+        })?;
+        cfg.mac = Some(mac);
+        let mut desired = self.desired.clone();
+        if let Some(b) = desired.bridge_mut(bridge) {
+            b.uplink = Some(cfg.clone());
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        let live = self.make_live(cfg.iface.clone(), io);
+        let slot = self.next_port_slot();
+        self.ports.insert(
+            cfg.iface.clone(),
+            PortEntry {
+                bridge: bridge.to_string(),
+                slot,
+                live: Ok(live),
+                uplink: true,
+            },
+        );
+        self.publish();
+        info!(bridge, iface = %cfg.iface, ip = %cfg.ip, gw = %cfg.gw, "uplink added");
+        Ok(Reply::Done)
+    }
+
+    fn del_uplink(&mut self, bridge: &str) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
+        let Some(iface) = br.uplink.as_ref().map(|u| u.iface.clone()) else {
+            return Err(ControlError::NoUplink(bridge.to_string()));
+        };
+        let mut desired = self.desired.clone();
+        if let Some(b) = desired.bridge_mut(bridge) {
+            b.uplink = None;
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        let removed = self.ports.remove(&iface);
+        self.publish();
+        drop(removed);
+        info!(bridge, iface = %iface, "uplink deleted");
+        Ok(Reply::Done)
+    }
+
+    /// True when `name` is taken by a port or an uplink.
+    fn name_in_use(&self, name: &str) -> bool {
+        self.desired.port(name).is_some()
+            || self
+                .desired
+                .bridges
+                .iter()
+                .any(|b| b.uplink.as_ref().is_some_and(|u| u.iface == name))
+    }
+
     fn neigh_show(&self, only: Option<&str>) -> Result<Reply, ControlError> {
         if let Some(name) = only {
             self.desired
@@ -1173,8 +1409,15 @@ impl Manager {
             .iter()
             .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
             .flat_map(|(name, b)| {
-                b.neigh.records(now).into_iter().map(move |(ip, mac, age)| NeighEntry {
-                    bridge: name.clone(),
+                let uplink = format!("{name} (uplink)");
+                let inside = b.neigh.records(now).into_iter().map(move |r| (name.clone(), r));
+                let outside = b
+                    .uplink_neigh
+                    .records(now)
+                    .into_iter()
+                    .map(move |r| (uplink.clone(), r));
+                inside.chain(outside).map(|(bridge, (ip, mac, age))| NeighEntry {
+                    bridge,
                     ip,
                     mac: MacAddr(mac),
                     age_secs: age / 1000,
@@ -1190,7 +1433,10 @@ impl Manager {
     }
 
     pub fn neigh_tables(&self) -> Vec<Arc<NeighTable>> {
-        self.bridges.values().map(|b| b.neigh.clone()).collect()
+        self.bridges
+            .values()
+            .flat_map(|b| [b.neigh.clone(), b.uplink_neigh.clone()])
+            .collect()
     }
 }
 

@@ -20,6 +20,8 @@ use crate::port::LivePort;
 
 pub struct PortSlot {
     pub port: Arc<LivePort>,
+    /// The port is its bridge's uplink: a router leg, not a bridge member.
+    pub uplink: bool,
     /// Index of the port's bridge in [`Snapshot::bridges`].
     pub bridge: u32,
     /// The port's frames start with a virtio-net header.
@@ -45,6 +47,17 @@ pub struct BridgeL3 {
     /// Slot of the bridge's internal port: the host, which owns the gateway
     /// address and is the next hop for destinations no bridge holds.
     pub internal: Option<u32>,
+    pub uplink: Option<UplinkL3>,
+}
+
+/// A bridge's leg on the outside.
+pub struct UplinkL3 {
+    pub slot: u32,
+    pub ip: Ipv4Addr,
+    pub net: Ipv4Net,
+    pub gw: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub neigh: Arc<NeighTable>,
 }
 
 #[derive(Default)]

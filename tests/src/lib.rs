@@ -121,10 +121,9 @@ impl Netns {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    /// Turns on transmit checksum offload on `dev`, as a container's
-    /// interface normally has it.
-    pub fn tx_offload_on(&self, dev: &str) {
-        run_ok(self.cmd("ethtool").args(["-K", dev, "tx", "on"]));
+    /// Turns off transmit checksum offload (and TSO with it) on `dev`.
+    pub fn tx_offload_off(&self, dev: &str) {
+        run_ok(self.cmd("ethtool").args(["-K", dev, "tx", "off"]));
     }
 
     /// TCP segments that arrived with a bad checksum (TcpInCsumErrors).
@@ -215,6 +214,28 @@ impl Drop for Netns {
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// An interface of the host namespace, deleted when the test ends.
+pub struct HostLink(pub String);
+
+impl HostLink {
+    /// Creates a veth pair: `host` here, `peer` in `ns` as eth0, both up.
+    pub fn veth_into(host: &str, ns: &Netns) -> HostLink {
+        run_ok(Command::new("ip").args([
+            "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]));
+        let link = HostLink(host.to_string());
+        run_ok(Command::new("ip").args(["link", "set", host, "up"]));
+        ns.ip(&["link", "set", "eth0", "up"]);
+        link
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
     }
 }
 

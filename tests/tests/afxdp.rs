@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use vswitch_tests::{require_root, run_ok, short_name, Netns, Switch};
+use vswitch_tests::{require_root, run_ok, short_name, HostLink, Netns, Switch};
 
 fn add_afxdp(sw: &Switch, bridge: &str, port: &str, ns: &Netns, mode: &str) {
     sw.ok(&[
@@ -170,7 +170,7 @@ fn deleting_or_killing_leaves_no_xdp_program() {
     // it as it found it.
     let (outer, inner) = (short_name("xo"), short_name("xi"));
     run_ok(Command::new("ip").args(["link", "add", &outer, "type", "veth", "peer", "name", &inner]));
-    let _cleanup = DeleteLink(outer.clone());
+    let _cleanup = HostLink(outer.clone());
     run_ok(Command::new("ip").args(["link", "set", &outer, "up"]));
     run_ok(Command::new("ip").args(["link", "set", &inner, "up"]));
     sw.ok(&[
@@ -207,14 +207,6 @@ fn deleting_or_killing_leaves_no_xdp_program() {
         "del-port detached from --iface"
     );
     assert!(host_link(&outer).is_some(), "and left the interface itself alone");
-}
-
-struct DeleteLink(String);
-
-impl Drop for DeleteLink {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
 }
 
 #[test]

@@ -277,3 +277,100 @@ s.send(gw + me + b"\x08\x00" + bytes(ip))
     );
     assert!(ns.ping("10.105.0.1", 3), "the gateway still answers");
 }
+
+#[test]
+fn containers_reach_the_outside_through_the_uplink_and_back() {
+    require_root();
+    let mut sw = Switch::start("uplink", "0,1");
+    let (outside, c1) = (Netns::new("out"), Netns::new("upc"));
+    let host_end = short_name("vu");
+    let _link = vswitch_tests::HostLink::veth_into(&host_end, &outside);
+    outside.add_addr("eth0", "10.106.0.1/24");
+    // The outside's offloads are its own business (README): a real NIC
+    // finishes its checksums; this veth is told to.
+    outside.tx_offload_off("eth0");
+    outside.ip(&["route", "add", "10.107.0.0/24", "via", "10.106.0.2"]);
+
+    sw.ok(&["add-br", "br0", "--subnet", "10.107.0.0/24"]);
+    let ip = attach(&sw, "br0", &c1, &[]);
+    sw.ok(&[
+        "add-uplink",
+        "br0",
+        &host_end,
+        "--ip",
+        "10.106.0.2/24",
+        "--gw",
+        "10.106.0.1",
+        "--mode",
+        "generic",
+    ]);
+    assert_eq!(bridge_info(&sw, "br0")["uplink"]["state"], "up");
+
+    assert!(outside.ping("10.106.0.2", 2), "the outside pings the uplink address");
+    assert!(c1.ping("10.106.0.1", 2), "container -> outside");
+    assert!(
+        outside.ping(&ip, 2),
+        "outside -> container (return route on the outside)"
+    );
+    let _server = outside.iperf3_server("10.106.0.1");
+    let (gbps, bytes) = c1.iperf3("10.106.0.1", 2, &[]);
+    println!("TCP container -> outside through the uplink: {gbps:.2} Gbit/s");
+    assert!(bytes > 1_000_000);
+    let _server = c1.iperf3_server(&ip);
+    let (_, bytes) = outside.iperf3(&ip, 1, &[]);
+    assert!(bytes > 1_000_000, "outside -> container TCP");
+    let neigh = sw.json(&["neigh-show", "br0"]);
+    assert!(
+        neigh.as_array().unwrap().iter().any(|n| n["ip"] == "10.106.0.1"),
+        "next hop resolved: {neigh}"
+    );
+    assert!(
+        sw.json(&["show"])[0]["learned_macs"].as_u64() == Some(1),
+        "the outside's MAC is not in the bridge's FDB"
+    );
+
+    expect_error(
+        &sw,
+        &[
+            "add-uplink",
+            "br0",
+            "other0",
+            "--ip",
+            "10.108.0.2/24",
+            "--gw",
+            "10.108.0.1",
+        ],
+        "already has an uplink",
+    );
+    sw.ok(&["add-br", "br1", "--subnet", "10.109.0.0/24"]);
+    expect_error(
+        &sw,
+        &["add-uplink", "br1", "x0", "--ip", "10.108.0.2/24", "--gw", "10.99.0.1"],
+        "must be another host",
+    );
+    expect_error(
+        &sw,
+        &[
+            "add-uplink",
+            "br1",
+            &host_end,
+            "--ip",
+            "10.108.0.2/24",
+            "--gw",
+            "10.108.0.1",
+        ],
+        "already the name",
+    );
+
+    sw.kill9();
+    sw.launch();
+    assert!(c1.ping("10.106.0.1", 2), "the uplink comes back after a restart");
+
+    sw.ok(&["del-uplink", "br0"]);
+    assert!(!c1.ping("10.106.0.1", 1), "no way out without the uplink");
+    let link = run_ok(Command::new("ip").args(["link", "show", "dev", &host_end]));
+    assert!(
+        !link.contains("prog/xdp"),
+        "del-uplink detached from the interface:\n{link}"
+    );
+}

@@ -111,6 +111,34 @@ enum Command {
     UnlinkBr { a: String, b: String },
     /// Show the gateways' neighbour (ARP) tables.
     NeighShow { bridge: Option<String> },
+    /// Attach the interface toward the outside world to a bridge's gateway.
+    AddUplink {
+        bridge: String,
+        iface: String,
+        /// The switch's address on the outside, A.B.C.D/NN.
+        #[arg(long, value_parser = parse_cidr)]
+        ip: (Ipv4Addr, u8),
+        /// The next hop toward the outside.
+        #[arg(long)]
+        gw: Ipv4Addr,
+        /// afxdp binds to IFACE (an existing interface); tap creates a TAP named IFACE.
+        #[arg(long = "type", value_enum, default_value = "afxdp")]
+        port_type: CliPortType,
+        #[arg(long, value_enum)]
+        mode: Option<CliXdpMode>,
+    },
+    /// Remove a bridge's uplink.
+    DelUplink { bridge: String },
+}
+
+fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("'{text}' is not an address with a prefix length, like 192.0.2.10/24");
+    let (ip, prefix) = text.split_once('/').ok_or_else(bad)?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    if !(1..=30).contains(&prefix) {
+        return Err(bad());
+    }
+    Ok((ip.parse().map_err(|_| bad())?, prefix))
 }
 
 #[derive(Clone, Copy)]
@@ -237,6 +265,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LinkBr { a, b } => Request::LinkBr { a, b },
         Command::UnlinkBr { a, b } => Request::UnlinkBr { a, b },
         Command::NeighShow { bridge } => Request::NeighShow { bridge },
+        Command::AddUplink {
+            bridge,
+            iface,
+            ip: (ip, prefix),
+            gw,
+            port_type,
+            mode,
+        } => Request::AddUplink {
+            bridge,
+            iface,
+            ip,
+            prefix,
+            gw,
+            port_type: port_type.into(),
+            mode: mode.map(Into::into),
+        },
+        Command::DelUplink { bridge } => Request::DelUplink { bridge },
     };
     let reply = call(&cli.socket, &request)?;
     if cli.json {
@@ -302,6 +347,16 @@ fn print_show(bridges: &[BridgeInfo]) {
                 br.linked.join(", ")
             };
             println!("    subnet {subnet}, gateway {gw} ({mac}), routes to: {linked}");
+            if let Some(u) = &br.uplink {
+                let mac = u.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "    uplink {} ({}): {}/{} via {}, mac {}, {}",
+                    u.iface, u.port_type, u.ip, u.prefix, u.gw, mac, u.state
+                );
+                if let Some(detail) = &u.detail {
+                    println!("        {detail}");
+                }
+            }
             for lease in &br.leases {
                 println!("    lease {} -> netns {} (port {})", lease.ip, lease.netns, lease.port);
             }

@@ -8,7 +8,12 @@
 //! as destination, its TTL decremented with an incremental checksum update
 //! (RFC 1624), and goes through the out bridge's FDB like any other frame.
 //! A frame whose neighbour is unknown is held while the gateway asks (see
-//! `pipeline::Pending`).
+//! `pipeline::hold_unresolved`).
+//!
+//! A bridge may have an uplink: a port that is no member of the bridge but
+//! the gateway's leg on the outside, with its own address, MAC, neighbour
+//! table and next hop. What no linked bridge holds goes out there, and what
+//! arrives there for a bridge's subnet is routed in.
 //!
 //! Replies (ARP, echo, ICMP errors) are written over the frame that asked,
 //! in place: no allocation, and the virtio-net header is dropped from the
@@ -21,10 +26,12 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet,
     IpProtocol, Ipv4Packet, Ipv4Repr,
 };
+use vswitch_ctl::Ipv4Net;
 
-use super::Verdict;
+use super::{NextHop, Verdict};
 use crate::packet::Frame;
-use crate::snapshot::{BridgeL3, Snapshot};
+use crate::pipeline::neigh::NeighTable;
+use crate::snapshot::{BridgeL3, Snapshot, UplinkL3};
 use crate::stats::{DropReason, PortCounters};
 
 const ETH_HDR_LEN: usize = 14;
@@ -47,6 +54,72 @@ pub struct Ingress<'a> {
     pub now_ms: u64,
 }
 
+/// Who answers: the gateway, or the uplink's outside address.
+#[derive(Clone, Copy)]
+pub struct Me {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+impl BridgeL3 {
+    pub fn me(&self) -> Me {
+        Me {
+            ip: self.gateway,
+            mac: self.gateway_mac,
+        }
+    }
+}
+
+impl UplinkL3 {
+    pub fn me(&self) -> Me {
+        Me {
+            ip: self.ip,
+            mac: self.mac,
+        }
+    }
+}
+
+/// The side of the router a next hop is on: its neighbour table and the
+/// address frames leave it from.
+pub struct Leg<'a> {
+    pub neigh: &'a NeighTable,
+    pub me: Me,
+}
+
+pub fn leg(snap: &Snapshot, hop: NextHop) -> Option<Leg<'_>> {
+    match hop {
+        NextHop::Bridge(b) => {
+            let l3 = snap.bridge(b)?.l3.as_ref()?;
+            Some(Leg {
+                neigh: &l3.neigh,
+                me: l3.me(),
+            })
+        }
+        NextHop::Uplink(b) => {
+            let up = snap.bridge(b)?.l3.as_ref()?.uplink.as_ref()?;
+            Some(Leg {
+                neigh: &up.neigh,
+                me: up.me(),
+            })
+        }
+    }
+}
+
+/// Where a frame for `mac` goes on the far side of `hop`.
+pub fn deliver_via(snap: &Snapshot, hop: NextHop, mac: [u8; 6], now_ms: u64) -> Verdict {
+    match hop {
+        NextHop::Bridge(b) => deliver(snap, b, mac, now_ms),
+        NextHop::Uplink(b) => match snap
+            .bridge(b)
+            .and_then(|br| br.l3.as_ref())
+            .and_then(|l3| l3.uplink.as_ref())
+        {
+            Some(up) => Verdict::Forward(up.slot),
+            None => Verdict::Drop(DropReason::NoRoute),
+        },
+    }
+}
+
 /// Handles a frame l2 sent here.
 pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
     let Some(l3) = at.snap.bridge(at.bridge).and_then(|b| b.l3.as_ref()) else {
@@ -59,8 +132,40 @@ pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
         return Verdict::Drop(DropReason::Malformed);
     };
     match eth.ethertype() {
-        EthernetProtocol::Arp => arp(frame, offset, l3, at),
+        EthernetProtocol::Arp => match arp(frame, offset, &l3.subnet, &l3.neigh, l3.me(), l3.internal, at) {
+            Ok(verdict) => verdict,
+            // ARP between containers, and gratuitous ARP: a bridge floods it.
+            Err(()) => Verdict::Flood {
+                bridge: at.bridge,
+                except: Some(at.in_slot),
+            },
+        },
         EthernetProtocol::Ipv4 => route(frame, offset, l3, at),
+        _ => Verdict::Drop(DropReason::NotRoutable),
+    }
+}
+
+/// Handles a frame received on a bridge's uplink.
+pub fn from_uplink(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
+    let Some(l3) = at.snap.bridge(at.bridge).and_then(|b| b.l3.as_ref()) else {
+        return Verdict::Drop(DropReason::NotRoutable);
+    };
+    let Some(up) = &l3.uplink else {
+        return Verdict::Drop(DropReason::NotRoutable);
+    };
+    let Some(offset) = frame.meta.eth_offset.map(usize::from) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    let Ok(eth) = EthernetFrame::new_checked(&frame.data()[offset..]) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    if eth.dst_addr().0 != up.mac && !eth.dst_addr().is_broadcast() {
+        return Verdict::Drop(DropReason::NotRoutable);
+    }
+    match eth.ethertype() {
+        // Whatever the outside says to others is not ours to pass on.
+        EthernetProtocol::Arp => arp(frame, offset, &up.net, &up.neigh, up.me(), None, at).unwrap_or(Verdict::Consumed),
+        EthernetProtocol::Ipv4 if eth.dst_addr().0 == up.mac => route_in(frame, offset, l3, up, at),
         _ => Verdict::Drop(DropReason::NotRoutable),
     }
 }
@@ -72,10 +177,22 @@ fn strip_to_ethernet(frame: &mut Frame, offset: usize) {
     frame.meta.gso = None;
 }
 
-fn arp(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
+/// Learns the sender of an ARP packet (if it is a host of `net`), answers a
+/// request for `me`, and takes replies to `me` (passing them to `host`, the
+/// internal port that shares the gateway's MAC, if any). Err: someone
+/// else's ARP.
+fn arp(
+    frame: &mut Frame,
+    offset: usize,
+    net: &Ipv4Net,
+    neigh: &NeighTable,
+    me: Me,
+    host: Option<u32>,
+    at: &Ingress<'_>,
+) -> Result<Verdict, ()> {
     let data = &frame.data()[offset + ETH_HDR_LEN..];
     let Ok(packet) = ArpPacket::new_checked(data) else {
-        return Verdict::Drop(DropReason::Malformed);
+        return Ok(Verdict::Drop(DropReason::Malformed));
     };
     let Ok(ArpRepr::EthernetIpv4 {
         operation,
@@ -85,109 +202,188 @@ fn arp(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Ver
         ..
     }) = ArpRepr::parse(&packet)
     else {
-        return Verdict::Drop(DropReason::Malformed);
+        return Ok(Verdict::Drop(DropReason::Malformed));
     };
-    if l3.subnet.is_host(source_protocol_addr)
-        && source_protocol_addr != l3.gateway
-        && source_hardware_addr.is_unicast()
-    {
-        l3.neigh.learn(source_protocol_addr, source_hardware_addr.0, at.now_ms);
+    if net.is_host(source_protocol_addr) && source_protocol_addr != me.ip && source_hardware_addr.is_unicast() {
+        neigh.learn(source_protocol_addr, source_hardware_addr.0, at.now_ms);
     }
-    let to_gateway = EthernetFrame::new_unchecked(&frame.data()[offset..]).dst_addr().0 == l3.gateway_mac;
+    let to_me = EthernetFrame::new_unchecked(&frame.data()[offset..]).dst_addr().0 == me.mac;
     match operation {
-        ArpOperation::Request if target_protocol_addr == l3.gateway => {
+        ArpOperation::Request if target_protocol_addr == me.ip => {
             strip_to_ethernet(frame, offset);
             let reply = ArpRepr::EthernetIpv4 {
                 operation: ArpOperation::Reply,
-                source_hardware_addr: EthernetAddress(l3.gateway_mac),
-                source_protocol_addr: l3.gateway,
+                source_hardware_addr: EthernetAddress(me.mac),
+                source_protocol_addr: me.ip,
                 target_hardware_addr: source_hardware_addr,
                 target_protocol_addr: source_protocol_addr,
             };
             let mut eth = EthernetFrame::new_unchecked(frame.data_mut());
             eth.set_dst_addr(source_hardware_addr);
-            eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+            eth.set_src_addr(EthernetAddress(me.mac));
             reply.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
-            Verdict::Forward(at.in_slot)
+            Ok(Verdict::Forward(at.in_slot))
         }
-        // Answers to the gateway's MAC: learned above. The host behind an
-        // internal port shares that MAC and may have asked too: it gets them.
-        _ if to_gateway => l3.internal.map_or(Verdict::Consumed, Verdict::Forward),
-        // ARP between containers, and gratuitous ARP: a bridge floods it.
-        _ => Verdict::Flood {
-            bridge: at.bridge,
-            except: Some(at.in_slot),
-        },
+        _ if to_me => Ok(host.map_or(Verdict::Consumed, Verdict::Forward)),
+        _ => Err(()),
     }
 }
 
+/// What route decisions need from an IPv4 header, checked.
+struct Ipv4Facts {
+    dst: Ipv4Addr,
+    ttl: u8,
+    echo_request: bool,
+}
+
+fn ipv4_facts(frame: &Frame, ip_at: usize) -> Result<Ipv4Facts, DropReason> {
+    let ip = Ipv4Packet::new_checked(&frame.data()[ip_at..]).map_err(|_| DropReason::Malformed)?;
+    // new_checked compares lengths with the buffer only: an IHL below 5
+    // passes it and must be refused here.
+    if ip.version() != 4 || usize::from(ip.header_len()) < IPV4_HDR_LEN {
+        return Err(DropReason::Malformed);
+    }
+    if !ip.verify_checksum() {
+        return Err(DropReason::BadIpChecksum);
+    }
+    let (dst, src) = (ip.dst_addr(), ip.src_addr());
+    if dst.is_broadcast() || dst.is_multicast() || src.is_unspecified() || src.is_multicast() {
+        return Err(DropReason::NotRoutable);
+    }
+    let echo_request = ip.next_header() == IpProtocol::Icmp
+        && Icmpv4Packet::new_checked(ip.payload()).is_ok_and(|icmp| icmp.msg_type() == Icmpv4Message::EchoRequest);
+    Ok(Ipv4Facts {
+        dst,
+        ttl: ip.hop_limit(),
+        echo_request,
+    })
+}
+
+/// The bridge reachable from `l3` (itself or linked) whose subnet holds `dst`.
+fn bridge_for<'a>(snap: &'a Snapshot, l3: &BridgeL3, dst: Ipv4Addr) -> Option<(u32, &'a BridgeL3)> {
+    l3.routes_to.iter().find_map(|&slot| {
+        let out = snap.bridge(slot)?.l3.as_ref()?;
+        out.subnet.contains(dst).then_some((slot, out))
+    })
+}
+
+/// Sends a routed frame to `hop_ip` on the far side of `hop`, or holds it
+/// while the address is resolved. The TTL has been checked and decremented.
+fn forward(frame: &mut Frame, offset: usize, hop: NextHop, hop_ip: Ipv4Addr, at: &Ingress<'_>) -> Verdict {
+    let Some(leg) = leg(at.snap, hop) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    match leg.neigh.lookup(hop_ip, at.now_ms) {
+        Some(mac) => {
+            set_macs(frame, offset, mac, leg.me.mac);
+            deliver_via(at.snap, hop, mac, at.now_ms)
+        }
+        None => Verdict::Hold { via: hop, ip: hop_ip },
+    }
+}
+
+/// An IPv4 frame a container sent to its gateway.
 fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
     let ip_at = offset + ETH_HDR_LEN;
-    let (dst, src, ttl, is_echo_request) = {
-        let Ok(ip) = Ipv4Packet::new_checked(&frame.data()[ip_at..]) else {
-            return Verdict::Drop(DropReason::Malformed);
-        };
-        // new_checked compares lengths with the buffer only: an IHL below 5
-        // passes it and must be refused here.
-        if ip.version() != 4 || usize::from(ip.header_len()) < IPV4_HDR_LEN {
-            return Verdict::Drop(DropReason::Malformed);
-        }
-        if !ip.verify_checksum() {
-            return Verdict::Drop(DropReason::BadIpChecksum);
-        }
-        let echo = ip.next_header() == IpProtocol::Icmp
-            && Icmpv4Packet::new_checked(ip.payload()).is_ok_and(|icmp| icmp.msg_type() == Icmpv4Message::EchoRequest);
-        (ip.dst_addr(), ip.src_addr(), ip.hop_limit(), echo)
+    let facts = match ipv4_facts(frame, ip_at) {
+        Ok(f) => f,
+        Err(reason) => return Verdict::Drop(reason),
     };
-    if dst.is_broadcast() || dst.is_multicast() || dst == l3.subnet.broadcast() || src.is_unspecified() {
+    let dst = facts.dst;
+    if dst == l3.subnet.broadcast() {
         return Verdict::Drop(DropReason::NotRoutable);
     }
-
-    // The out bridge: this one or one linked to it, whose subnet holds dst.
-    let out = l3.routes_to.iter().find_map(|&slot| {
-        let b = at.snap.bridge(slot)?;
-        let out_l3 = b.l3.as_ref()?;
-        out_l3.subnet.contains(dst).then_some((slot, out_l3))
-    });
-    let Some((out_slot, out_l3)) = out else {
-        if let Some(host) = l3.internal {
-            // The host routes what no bridge holds, as the docker0 host does.
-            return Verdict::Forward(host);
+    let up = l3.uplink.as_ref();
+    let hop = match bridge_for(at.snap, l3, dst) {
+        Some((out_slot, out)) if dst == out.gateway => {
+            if let (Some(host), true) = (l3.internal, out_slot == at.bridge) {
+                // The host owns the gateway address: its stack answers.
+                return Verdict::Forward(host);
+            }
+            return local(frame, offset, out.me(), facts.echo_request, at);
         }
+        Some((out_slot, _)) => (NextHop::Bridge(out_slot), dst),
+        None => match up {
+            Some(up) if dst == up.ip => return local(frame, offset, up.me(), facts.echo_request, at),
+            Some(up) => (
+                NextHop::Uplink(at.bridge),
+                if up.net.contains(dst) { dst } else { up.gw },
+            ),
+            // The host routes what no bridge holds, as the docker0 host does.
+            None if l3.internal.is_some() => return l3.internal.map_or(Verdict::Consumed, Verdict::Forward),
+            None => {
+                at.counters.drop(DropReason::NoRoute);
+                return icmp_error(
+                    frame,
+                    offset,
+                    l3.me(),
+                    Icmpv4Message::DstUnreachable,
+                    CODE_NET_UNREACHABLE,
+                    at,
+                );
+            }
+        },
+    };
+    if facts.ttl <= 1 {
+        at.counters.drop(DropReason::TtlExceeded);
+        return icmp_error(
+            frame,
+            offset,
+            l3.me(),
+            Icmpv4Message::TimeExceeded,
+            CODE_TTL_EXCEEDED,
+            at,
+        );
+    }
+    decrement_ttl(&mut Ipv4Packet::new_unchecked(&mut frame.data_mut()[ip_at..]));
+    forward(frame, offset, hop.0, hop.1, at)
+}
+
+/// An IPv4 frame from the outside, to the uplink's MAC.
+fn route_in(frame: &mut Frame, offset: usize, l3: &BridgeL3, up: &UplinkL3, at: &Ingress<'_>) -> Verdict {
+    let ip_at = offset + ETH_HDR_LEN;
+    let facts = match ipv4_facts(frame, ip_at) {
+        Ok(f) => f,
+        Err(reason) => return Verdict::Drop(reason),
+    };
+    if facts.dst == up.ip {
+        return local(frame, offset, up.me(), facts.echo_request, at);
+    }
+    let Some((out_slot, out)) = bridge_for(at.snap, l3, facts.dst) else {
         at.counters.drop(DropReason::NoRoute);
         return icmp_error(
             frame,
             offset,
-            l3,
+            up.me(),
             Icmpv4Message::DstUnreachable,
             CODE_NET_UNREACHABLE,
             at,
         );
     };
-    if dst == out_l3.gateway {
-        if let (Some(host), true) = (l3.internal, out_slot == at.bridge) {
-            // The host owns the gateway address: its stack answers.
-            return Verdict::Forward(host);
-        }
-        if is_echo_request {
-            return echo_reply(frame, offset, l3, at);
-        }
+    if facts.dst == out.gateway || facts.dst == out.subnet.broadcast() {
         return Verdict::Drop(DropReason::ToGateway);
     }
-    if ttl <= 1 {
+    if facts.ttl <= 1 {
         at.counters.drop(DropReason::TtlExceeded);
-        return icmp_error(frame, offset, l3, Icmpv4Message::TimeExceeded, CODE_TTL_EXCEEDED, at);
+        return icmp_error(
+            frame,
+            offset,
+            up.me(),
+            Icmpv4Message::TimeExceeded,
+            CODE_TTL_EXCEEDED,
+            at,
+        );
     }
     decrement_ttl(&mut Ipv4Packet::new_unchecked(&mut frame.data_mut()[ip_at..]));
-    match out_l3.neigh.lookup(dst, at.now_ms) {
-        Some(mac) => {
-            set_macs(frame, offset, mac, out_l3.gateway_mac);
-            deliver(at.snap, out_slot, mac, at.now_ms)
-        }
-        None => Verdict::Hold {
-            bridge: out_slot,
-            ip: dst,
-        },
+    forward(frame, offset, NextHop::Bridge(out_slot), facts.dst, at)
+}
+
+/// A packet to one of the router's own addresses: pings are answered.
+fn local(frame: &mut Frame, offset: usize, me: Me, echo_request: bool, at: &Ingress<'_>) -> Verdict {
+    if echo_request {
+        echo_reply(frame, offset, me, at)
+    } else {
+        Verdict::Drop(DropReason::ToGateway)
     }
 }
 
@@ -223,14 +419,14 @@ pub fn decrement_ttl(ip: &mut Ipv4Packet<&mut [u8]>) {
     ip.set_checksum(!(sum as u16));
 }
 
-fn echo_reply(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
+fn echo_reply(frame: &mut Frame, offset: usize, me: Me, at: &Ingress<'_>) -> Verdict {
     strip_to_ethernet(frame, offset);
     let data = frame.data_mut();
     {
         let mut eth = EthernetFrame::new_unchecked(&mut *data);
         let sender = eth.src_addr();
         eth.set_dst_addr(sender);
-        eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+        eth.set_src_addr(EthernetAddress(me.mac));
     }
     let (header_len, total) = {
         let mut ip = Ipv4Packet::new_unchecked(&mut data[ETH_HDR_LEN..]);
@@ -249,17 +445,10 @@ fn echo_reply(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>)
     Verdict::Forward(at.in_slot)
 }
 
-/// Turns the frame into an ICMP error about itself, sent back to its
-/// sender. Not for ICMP errors, fragments after the first, or senders that
-/// are no single host (RFC 1812, 4.3.2.7): those are only dropped.
-fn icmp_error(
-    frame: &mut Frame,
-    offset: usize,
-    l3: &BridgeL3,
-    message: Icmpv4Message,
-    code: u8,
-    at: &Ingress<'_>,
-) -> Verdict {
+/// Turns the frame into an ICMP error about itself, from `me`, sent back to
+/// its sender. Not for ICMP errors, fragments after the first, or senders
+/// that are no single host (RFC 1812, 4.3.2.7): those are only dropped.
+fn icmp_error(frame: &mut Frame, offset: usize, me: Me, message: Icmpv4Message, code: u8, at: &Ingress<'_>) -> Verdict {
     let data = &frame.data()[offset..];
     let sender_mac = EthernetFrame::new_unchecked(data).src_addr();
     let ip = Ipv4Packet::new_unchecked(&data[ETH_HDR_LEN..]);
@@ -282,11 +471,11 @@ fn icmp_error(
     {
         let mut eth = EthernetFrame::new_unchecked(&mut out[..]);
         eth.set_dst_addr(sender_mac);
-        eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+        eth.set_src_addr(EthernetAddress(me.mac));
         eth.set_ethertype(EthernetProtocol::Ipv4);
     }
     let repr = Ipv4Repr {
-        src_addr: l3.gateway,
+        src_addr: me.ip,
         dst_addr: sender,
         next_header: IpProtocol::Icmp,
         payload_len: ICMP_HDR_LEN + quote_len,
@@ -310,18 +499,18 @@ fn icmp_error(
     Verdict::Forward(at.in_slot)
 }
 
-/// Writes an ARP request from the gateway of `l3` for `target` into `frame`.
-pub fn arp_request(frame: &mut Frame, l3: &BridgeL3, target: Ipv4Addr) {
+/// Writes an ARP request from `me` for `target` into `frame`.
+pub fn arp_request(frame: &mut Frame, me: Me, target: Ipv4Addr) {
     let mut out = [0u8; ETH_HDR_LEN + 28];
     {
         let mut eth = EthernetFrame::new_unchecked(&mut out[..]);
         eth.set_dst_addr(EthernetAddress::BROADCAST);
-        eth.set_src_addr(EthernetAddress(l3.gateway_mac));
+        eth.set_src_addr(EthernetAddress(me.mac));
         eth.set_ethertype(EthernetProtocol::Arp);
         let request = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Request,
-            source_hardware_addr: EthernetAddress(l3.gateway_mac),
-            source_protocol_addr: l3.gateway,
+            source_hardware_addr: EthernetAddress(me.mac),
+            source_protocol_addr: me.ip,
             target_hardware_addr: EthernetAddress([0; 6]),
             target_protocol_addr: target,
         };

@@ -42,17 +42,24 @@ pub enum Verdict {
     L3,
     /// Handled here; nothing to send (an ARP answer to the gateway).
     Consumed,
-    /// Routed to `bridge`, waiting for the MAC of `ip`.
+    /// Routed out `via`, waiting for the MAC of next hop `ip`.
     Hold {
-        bridge: u32,
+        via: NextHop,
         ip: Ipv4Addr,
     },
+}
+
+/// The router leg a next hop is on; both name the bridge by slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    Bridge(u32),
+    Uplink(u32),
 }
 
 /// A routed frame waiting for its next hop's MAC.
 struct Held {
     frame: Frame,
-    bridge: u32,
+    via: NextHop,
     ip: Ipv4Addr,
     in_slot: u32,
     deadline_ms: u64,
@@ -136,6 +143,8 @@ pub fn run_batch(
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
         let verdict = match classify::classify(frame, input.vnet_hdr) {
             Err(reason) => Verdict::Drop(reason),
+            // An uplink is a router leg: no learning, no flooding.
+            Ok(()) if input.uplink => l3::from_uplink(frame, &ingress),
             Ok(()) => {
                 if frame.meta.gso.is_some() {
                     counters.rx_gso_packets.add(1);
@@ -164,12 +173,11 @@ fn hold_unresolved(
     now_ms: u64,
 ) {
     for i in 0..batch.len() {
-        let Verdict::Hold { bridge, ip } = scratch.verdicts[i] else {
+        let Verdict::Hold { via, ip } = scratch.verdicts[i] else {
             continue;
         };
-        let asked = scratch.held.iter().any(|h| h.bridge == bridge && h.ip == ip);
-        let l3 = snap.bridge(bridge).and_then(|b| b.l3.as_ref());
-        let (Some(l3), true) = (l3, scratch.held.len() < PENDING_MAX) else {
+        let asked = scratch.held.iter().any(|h| h.via == via && h.ip == ip);
+        let (Some(leg), true) = (l3::leg(snap, via), scratch.held.len() < PENDING_MAX) else {
             scratch.verdicts[i] = Verdict::Drop(DropReason::NeighUnresolved);
             continue;
         };
@@ -182,7 +190,7 @@ fn hold_unresolved(
         scratch.verdicts[i] = Verdict::Consumed;
         scratch.held.push(Held {
             frame,
-            bridge,
+            via,
             ip,
             in_slot,
             deadline_ms: now_ms + PENDING_TIMEOUT_MS,
@@ -194,9 +202,13 @@ fn hold_unresolved(
             counters.drop(DropReason::NoBuffer);
             continue;
         };
-        l3::arp_request(&mut request, l3, ip);
+        l3::arp_request(&mut request, leg.me, ip);
+        let ask = match via {
+            NextHop::Bridge(bridge) => Verdict::Flood { bridge, except: None },
+            NextHop::Uplink(_) => l3::deliver_via(snap, via, [0xff; 6], now_ms),
+        };
         match batch.push_generated(request) {
-            Ok(()) => scratch.verdicts[batch.len() - 1] = Verdict::Flood { bridge, except: None },
+            Ok(()) => scratch.verdicts[batch.len() - 1] = ask,
             Err(request) => pool.free(request),
         }
     }
@@ -216,14 +228,16 @@ pub fn run_held(
     let mut i = 0;
     while i < scratch.held.len() && batch.len() < BATCH_SIZE {
         let h = &scratch.held[i];
-        let l3 = snap.bridge(h.bridge).and_then(|b| b.l3.as_ref());
-        let resolved = l3.and_then(|l3| l3.neigh.lookup(h.ip, now_ms).map(|mac| (mac, l3.gateway_mac)));
-        if resolved.is_none() && now_ms <= h.deadline_ms && l3.is_some() {
+        let leg = l3::leg(snap, h.via);
+        let resolved = leg
+            .as_ref()
+            .and_then(|leg| leg.neigh.lookup(h.ip, now_ms).map(|mac| (mac, leg.me.mac)));
+        if resolved.is_none() && now_ms <= h.deadline_ms && leg.is_some() {
             i += 1;
             continue;
         }
         let mut held = scratch.held.swap_remove(i);
-        let Some((mac, gateway_mac)) = resolved else {
+        let Some((mac, src_mac)) = resolved else {
             if let Some(p) = snap.port(held.in_slot) {
                 p.port.stats.cell(thread).drop(DropReason::NeighUnresolved);
             }
@@ -231,8 +245,8 @@ pub fn run_held(
             continue;
         };
         let offset = held.frame.meta.eth_offset.map_or(0, usize::from);
-        l3::set_macs(&mut held.frame, offset, mac, gateway_mac);
-        let verdict = l3::deliver(snap, held.bridge, mac, now_ms);
+        l3::set_macs(&mut held.frame, offset, mac, src_mac);
+        let verdict = l3::deliver_via(snap, held.via, mac, now_ms);
         match batch.push_generated(held.frame) {
             Ok(()) => scratch.verdicts[batch.len() - 1] = verdict,
             Err(frame) => pool.free(frame),

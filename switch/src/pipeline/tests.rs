@@ -77,6 +77,7 @@ impl World {
                 port: live,
                 bridge,
                 vnet_hdr: true,
+                uplink: false,
             }));
             members[bridge as usize].push(slot);
         }
@@ -215,6 +216,7 @@ fn an_entry_for_a_deleted_port_is_not_used() {
         port: Arc::new(LivePort::new(999, "new".into(), io, 1)),
         bridge: 0,
         vnet_hdr: true,
+        uplink: false,
     });
     w.sent(0);
     w.sent(2);
@@ -260,6 +262,7 @@ impl World {
                 routes_to: vec![slot as u32, 1 - slot as u32],
                 neigh: Arc::new(super::neigh::NeighTable::default()),
                 internal: None,
+                uplink: None,
             });
         }
         w

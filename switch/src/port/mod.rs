@@ -33,6 +33,14 @@ pub enum PortError {
     AfXdp(#[from] afxdp::AfXdpError),
     #[error("port '{0}' is missing its AF_XDP settings in the saved state")]
     Incomplete(String),
+    #[error("cannot read the MAC address of '{iface}'")]
+    Mac {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("an uplink is an afxdp or a tap port, not {0}")]
+    UplinkType(vswitch_ctl::PortType),
 }
 
 /// The device under a port can no longer be used (errno).
@@ -113,6 +121,14 @@ impl LivePort {
             Some(errno) => format!("failed: {}", std::io::Error::from_raw_os_error(errno)),
         }
     }
+}
+
+/// The MAC address of interface `ifname` in vswitchd's namespace.
+pub fn read_mac(ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address"))?;
+    text.trim()
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Interface names the kernel accepts: 1-15 bytes, no '/', ':' or whitespace,

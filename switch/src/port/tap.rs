@@ -23,7 +23,7 @@ use vswitch_ctl::MacAddr;
 
 use super::netlink::{self, LinkChange};
 use super::netns::{self, NetnsError};
-use super::{valid_ifname, PortFault, PortIo};
+use super::{read_mac, valid_ifname, PortFault, PortIo};
 use crate::packet::{Batch, PacketPool, MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
 
@@ -94,13 +94,6 @@ fn ifreq_with_name(name: &str) -> libc::ifreq {
 fn ifreq_name(req: &libc::ifreq) -> String {
     let bytes: Vec<u8> = req.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn read_mac(ifname: &str) -> io::Result<MacAddr> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address"))?;
-    text.trim()
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 impl TapPort {

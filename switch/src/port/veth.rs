@@ -21,6 +21,7 @@ use vswitch_ctl::MacAddr;
 
 use super::netlink::{self, LinkChange};
 use super::netns::{self, NetnsError};
+use super::read_mac;
 
 // ethtool commands from include/uapi/linux/ethtool.h.
 const ETHTOOL_STXCSUM: u32 = 0x17;
@@ -62,13 +63,6 @@ pub struct VethPair {
 
 fn ifindex(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
-}
-
-fn read_mac(ifname: &str) -> io::Result<MacAddr> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address"))?;
-    text.trim()
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// A name for the container end while it is still in our namespace.
