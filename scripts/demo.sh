@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds vswitch and runs it with a small topology: three "containers"
-# (network namespaces), two on bridge br0 and one on bridge br1. Shows them
-# talking, the isolation between bridges, a TCP transfer, and the counters.
+# Builds vswitch and runs it with a small topology: two networks with
+# subnets, three "containers" (network namespaces) attached by vswitchd (one
+# over AF_XDP), routing once the networks are linked, and the host reaching a
+# container through an internal port. Shows the counters at the end.
 # Everything is removed at the end (KEEP=1 leaves it running until Enter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,40 +31,49 @@ step "vswitchd: one poll thread per core, control socket $sock"
 pid=$!
 for _ in $(seq 100); do ./target/release/vsctl --socket "$sock" show >/dev/null 2>&1 && break; sleep 0.05; done
 
-step "three containers (network namespaces)"
+step "three containers (network namespaces), two networks"
 for ns in demo-c1 demo-c2 demo-c3; do
     ip netns add $ns
     ip -n $ns link set lo up
 done
+vsctl add-br front --subnet 10.99.0.0/24
+vsctl add-br back --subnet 10.98.0.0/24
 
-step "two bridges; each container gets a TAP port named eth0 inside it"
-vsctl add-br br0
-vsctl add-br br1
-vsctl add-port br0 c1 --type tap --netns demo-c1 --ifname eth0
-vsctl add-port br0 c2 --type tap --netns demo-c2 --ifname eth0
-vsctl add-port br1 c3 --type tap --netns demo-c3 --ifname eth0
-ip -n demo-c1 addr add 10.99.0.1/24 dev eth0
-ip -n demo-c2 addr add 10.99.0.2/24 dev eth0
-ip -n demo-c3 addr add 10.99.0.3/24 dev eth0
+step "attach: vswitchd creates each port, moves it in as eth0, gives it an address and a default route"
+vsctl attach front demo-c1
+vsctl attach front demo-c2 --type afxdp
+vsctl attach back demo-c3
+ip -n demo-c1 -br addr show eth0
+ip -n demo-c1 route show default
 vsctl show
 
-step "c1 -> c2, same bridge"
-ip netns exec demo-c1 ping -c 3 -i 0.2 10.99.0.2
-
-step "c3 -> c1, other bridge: isolated (this ping must fail)"
-if ip netns exec demo-c3 ping -c 2 -W 1 -q 10.99.0.1; then
-    echo "UNEXPECTED: bridges are not isolated" >&2
-    exit 1
-fi
-echo "isolated, as expected"
+step "c1 -> c2, same network (TAP -> AF_XDP)"
+ip netns exec demo-c1 ping -c 3 -i 0.2 10.99.0.3
 
 step "TCP c1 -> c2 (iperf3, 3 s)"
 ip netns exec demo-c2 iperf3 -s -1 -D
 sleep 0.3
-ip netns exec demo-c1 iperf3 -c 10.99.0.2 -t 3 | tail -4
+ip netns exec demo-c1 iperf3 -c 10.99.0.3 -t 3 | tail -4
+
+step "c1 -> c3, other network: isolated (the gateway says unreachable)"
+if ip netns exec demo-c1 ping -c 2 -W 1 10.98.0.2; then
+    echo "UNEXPECTED: networks are not isolated" >&2
+    exit 1
+fi
+echo "isolated, as expected"
+
+step "link the networks: now routed, one hop (ttl 63)"
+vsctl link-br front back
+ip netns exec demo-c1 ping -c 3 -i 0.2 10.98.0.2
+
+step "the host reaches the front network through an internal port (docker0's role)"
+vsctl add-port front vsdemo0 --type internal
+ip -br addr show dev vsdemo0
+ping -c 2 -i 0.2 10.99.0.2
 
 step "what the switch saw"
-vsctl fdb-show br0
+vsctl fdb-show front
+vsctl neigh-show
 vsctl port-stats
 vsctl pmd-stats
 

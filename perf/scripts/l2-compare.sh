@@ -38,31 +38,14 @@ for tool in iperf3 sockperf ping taskset python3 "$VSWITCHD" "$VSCTL"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh and cargo build --release)" >&2; exit 1; }
 done
 
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d /tmp/vsperf.XXXXXX)
 sock=$tmp/vswitchd.sock
 vsctl() { "$VSCTL" --socket "$sock" "$@"; }
 vs_pid=
-namespaces=()
-
-cleanup() {
-    set +e
-    [ -n "$vs_pid" ] && kill "$vs_pid" 2>/dev/null && wait "$vs_pid" 2>/dev/null
-    for ns in "${namespaces[@]}"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
-        ip netns del "$ns" 2>/dev/null
-    done
-    for dev in vspa1 vspa2 vspm2; do ip link del "$dev" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-new_ns() {
-    ip netns add "$1"
-    namespaces+=("$1")
-    ip -n "$1" link set lo up
-    in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-}
+cleanup_hooks+=('[ -n "$vs_pid" ] && kill "$vs_pid" 2>/dev/null && wait "$vs_pid" 2>/dev/null' 'rm -rf "$tmp"')
+host_links+=(vspa1 vspa2 vspm2)
 
 # --- vswitch -------------------------------------------------------------
 "$VSWITCHD" --cores "$SW_CORES" --spin-us "$SPIN_US" --socket "$sock" --state-dir "$tmp/state" --log-level warn 2>"$tmp/vswitchd.log" &
@@ -108,38 +91,6 @@ for sys in $SYSTEMS; do
     in_ns "${CLIENT[$sys]}" ping -c 2 -q "${ADDR[$sys]}" >/dev/null || { echo "$sys does not ping" >&2; exit 1; }
 done
 
-tcp() {  # client server addr -> Gbit/s
-    in_ns "$2" taskset -c "$SRV_CPU" iperf3 -s -1 -B "$3" >/dev/null 2>&1 &
-    sleep 0.3
-    in_ns "$1" taskset -c "$CLI_CPU" iperf3 -c "$3" -t "$TCP_T" -J |
-        python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
-    wait
-}
-udp64() {  # client server addr -> "sent_kpps delivered_kpps"
-    in_ns "$2" taskset -c "$SRV_CPU" iperf3 -s -1 -B "$3" >/dev/null 2>&1 &
-    sleep 0.3
-    in_ns "$1" taskset -c "$CLI_CPU" iperf3 -c "$3" -u -l 64 -b 0 -t "$UDP_T" -J |
-        python3 -c 'import json,sys
-s = json.load(sys.stdin)["end"]["sum"]; t = s["seconds"]
-print("%.0f %.0f" % (s["packets"] / t / 1e3, (s["packets"] - s["lost_packets"]) / t / 1e3))'
-    wait
-}
-ping_avg() {  # client addr -> avg us
-    in_ns "$1" taskset -c "$CLI_CPU" ping -i 0.002 -c "$PING_N" -q "$2" | awk -F'/' '/^rtt/ { printf "%.1f\n", $5 * 1000 }'
-}
-rr() {  # client server addr -> "trans/s p50 p99" (full round trip, us)
-    in_ns "$2" taskset -c "$SRV_CPU" sockperf sr --tcp -i "$3" -p 11111 >/dev/null 2>&1 &
-    local srv=$!
-    sleep 0.3
-    in_ns "$1" taskset -c "$CLI_CPU" sockperf pp --tcp -i "$3" -p 11111 -t "$RR_T" -m 14 --full-rtt 2>&1 |
-        sed 's/\x1b\[[0-9;]*m//g' | awk '
-            /RunTime=/ { for (i = 1; i <= NF; i++) { if ($i ~ /^RunTime=/) { split($i, a, "="); t = a[2] } if ($i ~ /^ReceivedMessages=/) { split($i, b, "="); n = b[2] } } }
-            /percentile 50.000/ { p50 = $NF } /percentile 99.000/ { p99 = $NF }
-            END { printf "%d %.0f %.0f\n", n / t, p50, p99 }'
-    kill $srv 2>/dev/null; wait $srv 2>/dev/null || true
-}
-
-declare -A R
 for rep in $(seq "$REPS"); do
     for sys in $SYSTEMS; do
         c=${CLIENT[$sys]} s=${SERVER[$sys]} a=${ADDR[$sys]}
@@ -151,27 +102,8 @@ for rep in $(seq "$REPS"); do
     done
 done
 
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$vs_pid/stat"; }
 sleep 1
-t0=$(cpu_ticks); sleep "$IDLE_T"; t1=$(cpu_ticks)
-idle=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v t="$IDLE_T" 'BEGIN { printf "%.2f", 100 * d / hz / t }')
-
-col() { awk -v c="$2" '{ print $c }' <<<"$1"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-value() {  # sys key col -> median over reps
-    local vals=()
-    for rep in $(seq "$REPS"); do vals+=("$(col "${R[$1,$2,$rep]}" "$3")"); done
-    median "${vals[@]}"
-}
-ratio() {  # sys key col -> median over reps of sys/bridge in the same rep
-    local rs=()
-    for rep in $(seq "$REPS"); do
-        rs+=("$(awk -v a="$(col "${R[$1,$2,$rep]}" "$3")" -v b="$(col "${R[bridge,$2,$rep]}" "$3")" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')")
-    done
-    median "${rs[@]}"
-}
-cell() { echo "$(value "$1" "$2" "$3") ($(ratio "$1" "$2" "$3")x)"; }
+idle=$(idle_cpu "$vs_pid" "$IDLE_T")
 
 echo
 echo "L2, two namespaces, $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) cores; medians of $REPS interleaved runs"
@@ -182,7 +114,7 @@ for p in $PAIRS; do header="$header vswitch $p |"; rule="$rule ---: |"; done
 echo "$header"; echo "$rule"
 row() {  # label key col
     local line="| $1 | $(value bridge "$2" "$3") |"
-    for p in $PAIRS; do line="$line $(cell "$p" "$2" "$3") |"; done
+    for p in $PAIRS; do line="$line $(cell "$p" bridge "$2" "$3") |"; done
     echo "$line"
 }
 row "TCP 1 stream, Gbit/s" tcp 1
