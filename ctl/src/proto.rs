@@ -70,26 +70,7 @@ pub enum Request {
         name: String,
     },
     ListBr,
-    AddPort {
-        bridge: String,
-        name: String,
-        port_type: PortType,
-        #[serde(default)]
-        netns: Option<String>,
-        #[serde(default)]
-        ifname: Option<String>,
-        #[serde(default)]
-        mac: Option<MacAddr>,
-        /// AF_XDP only: XDP mode.
-        #[serde(default)]
-        mode: Option<XdpModeRequest>,
-        /// AF_XDP only: the interface queue to bind.
-        #[serde(default)]
-        queue: Option<u32>,
-        /// AF_XDP only: bind to this existing interface instead of creating a veth pair.
-        #[serde(default)]
-        iface: Option<String>,
-    },
+    AddPort(AddPort),
     DelPort {
         bridge: String,
         name: String,
@@ -151,6 +132,29 @@ pub enum Request {
         #[serde(default)]
         bridge: Option<String>,
     },
+}
+
+/// The fields of `Request::AddPort`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddPort {
+    pub bridge: String,
+    pub name: String,
+    pub port_type: PortType,
+    #[serde(default)]
+    pub netns: Option<String>,
+    #[serde(default)]
+    pub ifname: Option<String>,
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// AF_XDP only: XDP mode.
+    #[serde(default)]
+    pub mode: Option<XdpModeRequest>,
+    /// AF_XDP only: the interface queue to bind.
+    #[serde(default)]
+    pub queue: Option<u32>,
+    /// AF_XDP only: bind to this existing interface instead of creating a veth pair.
+    #[serde(default)]
+    pub iface: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -17,8 +17,8 @@ use std::net::Ipv4Addr;
 use tracing::{info, warn};
 
 use vswitch_ctl::{
-    AttachInfo, BridgeInfo, FdbEntry, Ipv4Net, LeaseInfo, MacAddr, NeighEntry, PmdStats, PortInfo, PortStats, PortType,
-    Reply, Request, UplinkInfo, XdpModeRequest,
+    AddPort, AttachInfo, BridgeInfo, FdbEntry, Ipv4Net, LeaseInfo, MacAddr, NeighEntry, PmdStats, PortInfo, PortStats,
+    PortType, Reply, Request, UplinkInfo, XdpModeRequest,
 };
 
 use crate::clock;
@@ -148,17 +148,13 @@ fn valid_name(name: &str, max_len: usize) -> bool {
     !name.is_empty() && name.len() <= max_len && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// The fields of `Request::AddPort`.
-struct AddPort {
-    bridge: String,
-    name: String,
-    port_type: PortType,
-    netns: Option<String>,
-    ifname: Option<String>,
-    mac: Option<MacAddr>,
-    mode: Option<XdpModeRequest>,
-    queue: Option<u32>,
-    iface: Option<String>,
+/// The XDP modes to try, in order, for what the user asked.
+fn xdp_modes(request: XdpModeRequest) -> &'static [XdpMode] {
+    match request {
+        XdpModeRequest::Auto => &[XdpMode::Native, XdpMode::Generic],
+        XdpModeRequest::Native => &[XdpMode::Native],
+        XdpModeRequest::Generic => &[XdpMode::Generic],
+    }
 }
 
 /// Opens the device of a configured port. `restoring`: the port existed
@@ -177,11 +173,7 @@ fn open_port_io(port: &PortConfig, restoring: bool) -> Result<(Box<dyn PortIo>, 
             Ok((Box::new(tap), Some(mac)))
         }
         (PortType::Afxdp, Some(cfg)) => {
-            let modes: &[XdpMode] = match cfg.mode {
-                XdpModeRequest::Auto => &[XdpMode::Native, XdpMode::Generic],
-                XdpModeRequest::Native => &[XdpMode::Native],
-                XdpModeRequest::Generic => &[XdpMode::Generic],
-            };
+            let modes = xdp_modes(cfg.mode);
             let at = match (&cfg.iface, &port.netns) {
                 (Some(iface), _) => Attachment::Iface(iface),
                 (None, Some(netns)) => Attachment::Veth {
@@ -213,11 +205,7 @@ fn open_port_io(port: &PortConfig, restoring: bool) -> Result<(Box<dyn PortIo>, 
 fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, MacAddr), PortError> {
     match cfg.port_type {
         PortType::Afxdp => {
-            let modes: &[XdpMode] = match cfg.mode {
-                XdpModeRequest::Auto => &[XdpMode::Native, XdpMode::Generic],
-                XdpModeRequest::Native => &[XdpMode::Native],
-                XdpModeRequest::Generic => &[XdpMode::Generic],
-            };
+            let modes = xdp_modes(cfg.mode);
             let (port, _) = AfXdpPort::open(Attachment::Iface(&cfg.iface), 0, modes)?;
             let mac = read_mac(&cfg.iface).map_err(|source| PortError::Mac {
                 iface: cfg.iface.clone(),
@@ -306,13 +294,6 @@ fn free_slot(used: impl Iterator<Item = u32>) -> u32 {
         }
     }
     slot
-}
-
-fn place(netns: Option<&str>) -> String {
-    match netns {
-        Some(ns) => format!("network namespace '{ns}'"),
-        None => "the host namespace".to_string(),
-    }
 }
 
 impl Manager {
@@ -469,27 +450,7 @@ impl Manager {
             Request::ListBr => Ok(Reply::Bridges(
                 self.desired.bridges.iter().map(|b| b.name.clone()).collect(),
             )),
-            Request::AddPort {
-                bridge,
-                name,
-                port_type,
-                netns,
-                ifname,
-                mac,
-                mode,
-                queue,
-                iface,
-            } => self.add_port(AddPort {
-                bridge,
-                name,
-                port_type,
-                netns,
-                ifname,
-                mac,
-                mode,
-                queue,
-                iface,
-            }),
+            Request::AddPort(request) => self.add_port(request),
             Request::DelPort { bridge, name } => self.del_port(&bridge, &name),
             Request::ListPorts { bridge } => {
                 let br = self
@@ -741,7 +702,7 @@ impl Manager {
         if let Some((_, other)) = self.desired.ports().find(|(_, p)| taken(p)) {
             return Err(ControlError::IfnameTaken {
                 ifname,
-                place: place(netns.as_deref()),
+                place: netns::place(netns.as_deref()),
                 port: other.name.clone(),
             });
         }

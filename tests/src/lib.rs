@@ -391,6 +391,23 @@ impl Switch {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs vsctl expecting a refusal: exit status 1, one line on stderr,
+    /// containing `needle`.
+    pub fn expect_error(&self, args: &[&str], needle: &str) {
+        let out = self.vsctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "vsctl {args:?} should fail with status 1: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line, not a trace: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "vsctl {args:?}: expected '{needle}' in: {stderr}"
+        );
+    }
+
     /// Runs a read command with --json and parses the result.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();

@@ -239,10 +239,7 @@ fn afxdp_input_mistakes_are_clear_errors() {
         ),
     ];
     for (args, needle) in cases {
-        let out = sw.vsctl(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: expected '{needle}' in {stderr}");
+        sw.expect_error(args, needle);
     }
     assert_eq!(sw.ok(&["list-ports", "br0"]), "", "nothing was added");
     assert_eq!(

@@ -1,21 +1,9 @@
 //! Wrong input to vsctl and vswitchd: one clear line, a non-zero exit, and a
 //! daemon that stays up and unchanged.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use vswitch_tests::{bin, require_root, unique, Netns, Switch};
-
-fn expect_error(sw: &Switch, args: &[&str], needle: &str) {
-    let out = sw.vsctl(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "vsctl {args:?} should fail");
-    assert_eq!(out.status.code(), Some(1), "vsctl {args:?}: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line, not a trace: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "vsctl {args:?}: expected '{needle}' in: {stderr}"
-    );
-}
 
 #[test]
 fn bad_requests_change_nothing() {
@@ -27,45 +15,36 @@ fn bad_requests_change_nothing() {
     let show_before = sw.json(&["show"]);
     let state_before = std::fs::read_to_string(sw.state_dir.join("state.json")).unwrap();
 
-    expect_error(&sw, &["add-port", "nobr", "p2"], "bridge 'nobr' does not exist");
-    expect_error(&sw, &["add-br", "br0"], "bridge 'br0' already exists");
-    expect_error(&sw, &["add-br", "bad name"], "bridge name 'bad name' is not valid");
-    expect_error(&sw, &["add-br", "br1", "--aging", "0"], "aging must be between 1 and");
-    expect_error(
-        &sw,
+    sw.expect_error(&["add-port", "nobr", "p2"], "bridge 'nobr' does not exist");
+    sw.expect_error(&["add-br", "br0"], "bridge 'br0' already exists");
+    sw.expect_error(&["add-br", "bad name"], "bridge name 'bad name' is not valid");
+    sw.expect_error(&["add-br", "br1", "--aging", "0"], "aging must be between 1 and");
+    sw.expect_error(
         &["add-port", "br0", "p1", "--netns", &ns.name],
         "port 'p1' already exists on bridge 'br0'",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["add-port", "br0", "p2", "--netns", &ns.name, "--ifname", "eth0"],
         "interface 'eth0'",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["add-port", "br0", "p2", "--netns", "vst-no-such-ns"],
         "network namespace 'vst-no-such-ns' does not exist",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["add-port", "br0", "waytoolongportname"],
         "port name 'waytoolongportname' is not valid",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["add-port", "br0", "p2", "--ifname", "a/b"],
         "interface name 'a/b' is not valid",
     );
-    expect_error(&sw, &["del-port", "br0", "nope"], "port 'nope' does not exist");
-    expect_error(&sw, &["del-br", "nope"], "bridge 'nope' does not exist");
-    expect_error(&sw, &["fdb-show", "nope"], "bridge 'nope' does not exist");
-    expect_error(&sw, &["port-stats", "nope"], "port 'nope' does not exist");
+    sw.expect_error(&["del-port", "br0", "nope"], "port 'nope' does not exist");
+    sw.expect_error(&["del-br", "nope"], "bridge 'nope' does not exist");
+    sw.expect_error(&["fdb-show", "nope"], "bridge 'nope' does not exist");
+    sw.expect_error(&["port-stats", "nope"], "port 'nope' does not exist");
     sw.ok(&["add-br", "br1"]);
-    expect_error(
-        &sw,
-        &["del-port", "br1", "p1"],
-        "port 'p1' is on bridge 'br0', not 'br1'",
-    );
+    sw.expect_error(&["del-port", "br1", "p1"], "port 'p1' is on bridge 'br0', not 'br1'");
     sw.ok(&["del-br", "br1"]);
 
     // Usage errors are caught by vsctl itself (exit 2), before the daemon.
@@ -118,18 +97,23 @@ fn vsctl_without_a_daemon_says_so() {
     );
 }
 
+/// Runs a vswitchd that is expected to refuse to start.
+fn run_vswitchd(cores: &str, socket: impl AsRef<std::path::Path>, state_dir: impl AsRef<std::path::Path>) -> Output {
+    Command::new(bin("vswitchd"))
+        .args(["--cores", cores])
+        .arg("--socket")
+        .arg(socket.as_ref())
+        .arg("--state-dir")
+        .arg(state_dir.as_ref())
+        .output()
+        .expect("vswitchd")
+}
+
 #[test]
 fn vswitchd_refuses_bad_cores_and_a_second_instance() {
     require_root();
     let dir = std::env::temp_dir().join(unique("cores"));
-    let out = Command::new(bin("vswitchd"))
-        .args(["--cores", "999"])
-        .arg("--socket")
-        .arg(dir.join("s"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .output()
-        .expect("vswitchd");
+    let out = run_vswitchd("999", dir.join("s"), dir.join("state"));
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("core 999 does not exist on this machine"),
@@ -144,27 +128,13 @@ fn vswitchd_refuses_bad_cores_and_a_second_instance() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("core list '1-0' is not valid"));
 
     let sw = Switch::start("twice", "0");
-    let out = Command::new(bin("vswitchd"))
-        .args(["--cores", "0"])
-        .arg("--socket")
-        .arg(&sw.socket)
-        .arg("--state-dir")
-        .arg(sw.dir.join("other-state"))
-        .output()
-        .expect("vswitchd");
+    let out = run_vswitchd("0", &sw.socket, sw.dir.join("other-state"));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("another vswitchd is already listening"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(bin("vswitchd"))
-        .args(["--cores", "0"])
-        .arg("--socket")
-        .arg(sw.dir.join("other.sock"))
-        .arg("--state-dir")
-        .arg(&sw.state_dir)
-        .output()
-        .expect("vswitchd");
+    let out = run_vswitchd("0", sw.dir.join("other.sock"), &sw.state_dir);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is in use by another vswitchd"),
         "{}",
@@ -180,14 +150,7 @@ fn a_corrupt_state_file_stops_startup_with_a_clear_error() {
     let dir = std::env::temp_dir().join(unique("corrupt"));
     std::fs::create_dir_all(dir.join("state")).unwrap();
     std::fs::write(dir.join("state/state.json"), "{ truncated").unwrap();
-    let out = Command::new(bin("vswitchd"))
-        .args(["--cores", "0"])
-        .arg("--socket")
-        .arg(dir.join("s"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .output()
-        .expect("vswitchd");
+    let out = run_vswitchd("0", dir.join("s"), dir.join("state"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("state.json is not valid"), "{stderr}");

@@ -25,13 +25,6 @@ fn bridge_info(sw: &Switch, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{name} in {show}"))
 }
 
-fn expect_error(sw: &Switch, args: &[&str], needle: &str) {
-    let out = sw.vsctl(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: expected '{needle}' in {stderr}");
-}
-
 #[test]
 fn attach_hands_out_addresses_and_routes_that_survive_a_restart() {
     require_root();
@@ -69,28 +62,18 @@ fn attach_hands_out_addresses_and_routes_that_survive_a_restart() {
         "attached namespaces reach each other"
     );
 
-    expect_error(
-        &sw,
-        &["attach", "br0", &ns1.name],
-        "is already attached to bridge 'br0'",
-    );
-    expect_error(
-        &sw,
-        &["attach", "br0", &ns4.name, "--ip", "10.101.0.77"],
-        "already leased",
-    );
-    expect_error(
-        &sw,
+    sw.expect_error(&["attach", "br0", &ns1.name], "is already attached to bridge 'br0'");
+    sw.expect_error(&["attach", "br0", &ns4.name, "--ip", "10.101.0.77"], "already leased");
+    sw.expect_error(
         &["attach", "br0", &ns4.name, "--ip", "10.102.0.5"],
         "is not a free host address of 10.101.0.0/24",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["attach", "br0", &ns4.name, "--ip", "10.101.0.1"],
         "is not a free host address",
     );
-    expect_error(&sw, &["attach", "plain", &ns4.name], "bridge 'plain' has no subnet");
-    expect_error(&sw, &["attach", "br0", "vst-no-such-ns"], "does not exist");
+    sw.expect_error(&["attach", "plain", &ns4.name], "bridge 'plain' has no subnet");
+    sw.expect_error(&["attach", "br0", "vst-no-such-ns"], "does not exist");
 
     sw.kill9();
     sw.launch();
@@ -109,7 +92,7 @@ fn attach_hands_out_addresses_and_routes_that_survive_a_restart() {
     assert_eq!(leases.as_array().unwrap().len(), 2, "{leases}");
     let a4 = attach(&sw, "br0", &ns4, &[]);
     assert_eq!(a4, a2, "a released address is handed out again");
-    expect_error(&sw, &["detach", "br0", &ns2.name], "is not attached");
+    sw.expect_error(&["detach", "br0", &ns2.name], "is not attached");
 }
 
 #[test]
@@ -161,16 +144,14 @@ fn bridges_are_isolated_until_linked_and_routing_decrements_ttl() {
     sw.ok(&["unlink-br", "ba", "bb"]);
     assert!(!a.ping(&ip_b, 1), "isolated again after unlink-br");
     assert!(a.ping("10.102.0.1", 1), "the own gateway still answers");
-    expect_error(&sw, &["link-br", "ba", "ba"], "cannot be linked to itself");
+    sw.expect_error(&["link-br", "ba", "ba"], "cannot be linked to itself");
     sw.ok(&["add-br", "nosub"]);
-    expect_error(&sw, &["link-br", "ba", "nosub"], "has no subnet");
-    expect_error(
-        &sw,
+    sw.expect_error(&["link-br", "ba", "nosub"], "has no subnet");
+    sw.expect_error(
         &["add-br", "overlap", "--subnet", "10.102.0.0/16"],
         "overlaps 10.102.0.0/24",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["add-br", "badgw", "--subnet", "10.109.0.0/24", "--gateway", "10.1.1.1"],
         "is not a host address",
     );
@@ -329,8 +310,7 @@ fn containers_reach_the_outside_through_the_uplink_and_back() {
         "the outside's MAC is not in the bridge's FDB"
     );
 
-    expect_error(
-        &sw,
+    sw.expect_error(
         &[
             "add-uplink",
             "br0",
@@ -343,13 +323,11 @@ fn containers_reach_the_outside_through_the_uplink_and_back() {
         "already has an uplink",
     );
     sw.ok(&["add-br", "br1", "--subnet", "10.109.0.0/24"]);
-    expect_error(
-        &sw,
+    sw.expect_error(
         &["add-uplink", "br1", "x0", "--ip", "10.108.0.2/24", "--gw", "10.99.0.1"],
         "must be another host",
     );
-    expect_error(
-        &sw,
+    sw.expect_error(
         &[
             "add-uplink",
             "br1",

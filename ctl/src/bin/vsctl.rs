@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use vswitch_ctl::{
-    BridgeInfo, FdbEntry, Ipv4Net, MacAddr, NeighEntry, PmdStats, PortStats, PortType, Reply, Request, Response,
-    XdpModeRequest, DEFAULT_SOCKET,
+    AddPort, BridgeInfo, FdbEntry, Ipv4Net, MacAddr, NeighEntry, PmdStats, PortStats, PortType, Reply, Request,
+    Response, XdpModeRequest, DEFAULT_SOCKET,
 };
 
 #[derive(Parser)]
@@ -228,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mode,
             queue,
             iface,
-        } => Request::AddPort {
+        } => Request::AddPort(AddPort {
             bridge,
             name,
             port_type: port_type.into(),
@@ -238,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mode: mode.map(Into::into),
             queue,
             iface,
-        },
+        }),
         Command::DelPort { bridge, name } => Request::DelPort { bridge, name },
         Command::ListPorts { bridge } => Request::ListPorts { bridge },
         Command::Show => Request::Show,

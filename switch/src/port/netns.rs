@@ -27,6 +27,14 @@ pub enum NetnsError {
     },
 }
 
+/// "network namespace 'c1'", or "the host namespace", for messages.
+pub fn place(netns: Option<&str>) -> String {
+    match netns {
+        Some(ns) => format!("network namespace '{ns}'"),
+        None => "the host namespace".to_string(),
+    }
+}
+
 /// The file that stands for namespace `name`: `/run/netns/NAME`, or `name`
 /// itself when it is an absolute path such as `/proc/PID/ns/net`.
 pub fn netns_path(name: &str) -> Result<PathBuf, NetnsError> {

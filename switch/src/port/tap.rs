@@ -75,13 +75,6 @@ pub struct TapPort {
     file: File,
 }
 
-fn place(netns: Option<&str>) -> String {
-    match netns {
-        Some(ns) => format!("network namespace '{ns}'"),
-        None => "the host namespace".to_string(),
-    }
-}
-
 fn ifreq_with_name(name: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -107,7 +100,7 @@ impl TapPort {
         if spec.netns.is_none() && nix::net::if_::if_nametoindex(spec.ifname).is_ok() {
             return Err(TapError::Exists {
                 ifname: spec.ifname.to_string(),
-                place: place(None),
+                place: netns::place(None),
             });
         }
         let file = OpenOptions::new()
@@ -150,7 +143,7 @@ impl TapPort {
 
         let configure = |source: io::Error| TapError::Configure {
             ifname: spec.ifname.to_string(),
-            place: place(spec.netns),
+            place: netns::place(spec.netns),
             source,
         };
         let index = nix::net::if_::if_nametoindex(host_name.as_str()).map_err(|e| configure(e.into()))?;
@@ -169,7 +162,7 @@ impl TapPort {
             if source.raw_os_error() == Some(libc::EEXIST) {
                 TapError::Exists {
                     ifname: spec.ifname.to_string(),
-                    place: place(spec.netns),
+                    place: netns::place(spec.netns),
                 }
             } else {
                 configure(source)

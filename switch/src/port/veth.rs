@@ -135,10 +135,6 @@ fn offloads_off(ifname: &str) -> io::Result<()> {
     ethtool(&sock, ifname, &mut set)
 }
 
-fn place(netns: &str) -> String {
-    format!("network namespace '{netns}'")
-}
-
 impl VethPair {
     /// Creates `host` <-> `ifname` with `ifname` in `netns`. Returns the
     /// pair and the container end's MAC.
@@ -168,7 +164,7 @@ impl VethPair {
         offloads_off(&peer).map_err(VethError::OffloadOff)?;
         let configure = |source| VethError::Configure {
             ifname: ifname.to_string(),
-            place: place(netns),
+            place: netns::place(Some(netns)),
             source,
         };
         let peer_index = ifindex(&peer).ok_or_else(|| VethError::Missing(peer.clone()))?;
@@ -187,7 +183,7 @@ impl VethPair {
             if source.raw_os_error() == Some(libc::EEXIST) {
                 VethError::Exists {
                     ifname: ifname.to_string(),
-                    place: place(netns),
+                    place: netns::place(Some(netns)),
                 }
             } else {
                 configure(source)
