@@ -127,6 +127,35 @@ pub enum Request {
     DelUplink {
         bridge: String,
     },
+    /// Masquerade a bridge's connections out of its uplink (or stop).
+    SetNat {
+        bridge: String,
+        masquerade: bool,
+    },
+    /// Publish a container's port on the uplink address.
+    Publish {
+        bridge: String,
+        rule: PublishRule,
+    },
+    Unpublish {
+        bridge: String,
+        proto: NatProto,
+        port: u16,
+    },
+    ListPublished {
+        bridge: String,
+    },
+    CtShow {
+        #[serde(default)]
+        bridge: Option<String>,
+    },
+    CtFlush {
+        #[serde(default)]
+        bridge: Option<String>,
+        #[serde(default)]
+        addr: Option<Ipv4Addr>,
+    },
+    CtStats,
     /// The neighbour (ARP) tables.
     NeighShow {
         #[serde(default)]
@@ -176,6 +205,59 @@ pub enum Reply {
     PmdStats(Vec<PmdStats>),
     Attached(AttachInfo),
     Neigh(Vec<NeighEntry>),
+    Published(Vec<PublishRule>),
+    Conns(Vec<ConnEntry>),
+    CtStats(CtStatsInfo),
+    Flushed(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatProto {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for NatProto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NatProto::Tcp => "tcp",
+            NatProto::Udp => "udp",
+        })
+    }
+}
+
+/// `--proto P --port N --to IP:PORT`: connections to the uplink address on
+/// port N go to IP:PORT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishRule {
+    pub proto: NatProto,
+    pub port: u16,
+    pub to_ip: Ipv4Addr,
+    pub to_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnEntry {
+    pub bridge: String,
+    pub proto: String,
+    /// "src:port -> dst:port" as first seen.
+    pub orig: String,
+    /// As answers arrive (after NAT).
+    pub reply: String,
+    pub state: String,
+    pub expires_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtStatsInfo {
+    pub entries: usize,
+    pub max_entries: usize,
+    pub creates: u64,
+    pub expiries: u64,
+    pub invalid: u64,
+    pub table_full: u64,
+    pub ports_exhausted: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +306,10 @@ pub struct BridgeInfo {
     pub linked: Vec<String>,
     #[serde(default)]
     pub uplink: Option<UplinkInfo>,
+    #[serde(default)]
+    pub masquerade: bool,
+    #[serde(default)]
+    pub published: Vec<PublishRule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,5 +15,6 @@
 
 pub mod checksum;
 pub mod rewrite;
+pub mod table;
 pub mod tcp;
 pub mod tuple;

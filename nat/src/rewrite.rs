@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
 use crate::checksum::{update_checksum, update_seed};
+use crate::tuple::Proto;
 
 /// What the packet's TCP/UDP checksum field holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +140,124 @@ pub fn rewrite_ipv4(packet: &mut [u8], rw: &Rewrite, l4: L4Checksum) -> Result<(
             }
         }
     }
+    Ok(())
+}
+
+/// The packet an ICMP error (destination unreachable, time exceeded,
+/// parameter problem, source quench) quotes: its protocol, addresses and
+/// ports, as it was sent. `packet` starts at the error's IPv4 header. None
+/// for anything else, or a quote too short to hold the ports.
+pub fn icmp_error_quote(packet: &[u8]) -> Option<(Proto, Ipv4Addr, u16, Ipv4Addr, u16)> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    if ip.next_header() != IpProtocol::Icmp {
+        return None;
+    }
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    if !is_error(icmp.msg_type()) {
+        return None;
+    }
+    let quote = icmp.data();
+    let inner = Ipv4Packet::new_unchecked(quote);
+    let ihl = usize::from(quote.first()? & 0x0f) * 4;
+    let ports = quote.get(ihl..ihl + 4)?;
+    if ihl < 20 {
+        return None;
+    }
+    let (a, b) = (
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    );
+    let proto = match inner.next_header() {
+        IpProtocol::Tcp => Proto::Tcp,
+        IpProtocol::Udp => Proto::Udp,
+        IpProtocol::Icmp => {
+            // A quoted echo: its identifier (bytes 4-5) is the "port".
+            let id = quote.get(ihl + 4..ihl + 6)?;
+            let id = u16::from_be_bytes([id[0], id[1]]);
+            return match quote[ihl] {
+                8 => Some((Proto::IcmpEcho, inner.src_addr(), id, inner.dst_addr(), 0)),
+                0 => Some((Proto::IcmpEcho, inner.src_addr(), 0, inner.dst_addr(), id)),
+                _ => None,
+            };
+        }
+        _ => return None,
+    };
+    Some((proto, inner.src_addr(), a, inner.dst_addr(), b))
+}
+
+fn is_error(m: Icmpv4Message) -> bool {
+    matches!(
+        m,
+        Icmpv4Message::DstUnreachable
+            | Icmpv4Message::TimeExceeded
+            | Icmpv4Message::ParamProblem
+            | Icmpv4Message::Redirect
+    )
+}
+
+/// Translates an ICMP error about a NATed connection: the outer addresses
+/// as `outer` says (ports unused), the quoted packet's addresses and ports
+/// as `quoted` says. The quoted IP header checksum and the ICMP checksum
+/// are recomputed (errors are small and rare); a quoted UDP checksum is
+/// updated incrementally, since the quote holds no payload to sum.
+pub fn rewrite_icmp_error(packet: &mut [u8], outer: &Rewrite, quoted: &Rewrite) -> Result<(), RewriteError> {
+    let mut ip = Ipv4Packet::new_checked(packet).map_err(|_| RewriteError::BadIpv4)?;
+    if let Some((a, _)) = outer.src {
+        ip.set_src_addr(a);
+    }
+    if let Some((a, _)) = outer.dst {
+        ip.set_dst_addr(a);
+    }
+    ip.fill_checksum();
+    let mut icmp = Icmpv4Packet::new_checked(ip.payload_mut()).map_err(|_| RewriteError::BadTransport)?;
+    {
+        let quote = icmp.data_mut();
+        let ihl = usize::from(quote.first().ok_or(RewriteError::BadTransport)? & 0x0f) * 4;
+        if ihl < 20 || quote.len() < ihl + 4 {
+            return Err(RewriteError::BadTransport);
+        }
+        let (old_src, old_dst, proto) = {
+            let inner = Ipv4Packet::new_unchecked(&quote[..ihl]);
+            (inner.src_addr(), inner.dst_addr(), inner.next_header())
+        };
+        let new_src = quoted.src.map_or(old_src, |(a, _)| a);
+        let new_dst = quoted.dst.map_or(old_dst, |(a, _)| a);
+        {
+            let mut inner = Ipv4Packet::new_unchecked(&mut quote[..ihl]);
+            inner.set_src_addr(new_src);
+            inner.set_dst_addr(new_dst);
+            inner.fill_checksum();
+        }
+        let l4 = &mut quote[ihl..];
+        match proto {
+            IpProtocol::Tcp | IpProtocol::Udp => {
+                let (old_sp, old_dp) = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
+                let sp = quoted.src.map_or(old_sp, |(_, p)| p);
+                let dp = quoted.dst.map_or(old_dp, |(_, p)| p);
+                l4[0..2].copy_from_slice(&sp.to_be_bytes());
+                l4[2..4].copy_from_slice(&dp.to_be_bytes());
+                if proto == IpProtocol::Udp && l4.len() >= 8 && l4[6..8] != [0, 0] {
+                    let mut sum = u16::from_be_bytes([l4[6], l4[7]]);
+                    sum = update_checksum(sum, &old_src.octets(), &new_src.octets());
+                    sum = update_checksum(sum, &old_dst.octets(), &new_dst.octets());
+                    sum = update_checksum(sum, &old_sp.to_be_bytes(), &sp.to_be_bytes());
+                    sum = update_checksum(sum, &old_dp.to_be_bytes(), &dp.to_be_bytes());
+                    l4[6..8].copy_from_slice(&sum.to_be_bytes());
+                }
+            }
+            IpProtocol::Icmp if l4.len() >= 6 => {
+                let id = match l4[0] {
+                    8 => quoted.src.map(|(_, p)| p),
+                    _ => quoted.dst.map(|(_, p)| p),
+                };
+                if let Some(id) = id {
+                    l4[4..6].copy_from_slice(&id.to_be_bytes());
+                }
+            }
+            _ => {}
+        }
+    }
+    icmp.fill_checksum();
     Ok(())
 }
 
@@ -345,5 +464,127 @@ mod tests {
         cut.truncate(30);
         cut[2..4].copy_from_slice(&30u16.to_be_bytes());
         assert!(rewrite_ipv4(&mut cut, &Rewrite::default(), L4Checksum::Complete).is_err());
+    }
+}
+
+#[cfg(test)]
+mod icmp_error_tests {
+    use super::*;
+    use etherparse::{Icmpv4Slice, Ipv4HeaderSlice, PacketBuilder};
+
+    /// A port unreachable from the outside about a masqueraded UDP packet.
+    fn port_unreachable() -> Vec<u8> {
+        let sent = {
+            let b = PacketBuilder::ipv4([198, 51, 100, 2], [192, 0, 2, 53], 63).udp(61000, 53);
+            let mut out = Vec::new();
+            b.write(&mut out, b"query").unwrap();
+            out
+        };
+        let b = PacketBuilder::ipv4([192, 0, 2, 53], [198, 51, 100, 2], 64).icmpv4(
+            etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+        );
+        let mut out = Vec::new();
+        b.write(&mut out, &sent[..28]).unwrap();
+        out
+    }
+
+    #[test]
+    fn errors_are_read_and_translated_back_to_the_container() {
+        let mut p = port_unreachable();
+        let quote = icmp_error_quote(&p).expect("an error quoting UDP");
+        assert_eq!(
+            quote,
+            (Proto::Udp, [198, 51, 100, 2].into(), 61000, [192, 0, 2, 53].into(), 53)
+        );
+        let container = Ipv4Addr::new(10, 20, 0, 5);
+        let outer = Rewrite {
+            src: None,
+            dst: Some((container, 0)),
+        };
+        let quoted = Rewrite {
+            src: Some((container, 5353)),
+            dst: None,
+        };
+        rewrite_icmp_error(&mut p, &outer, &quoted).unwrap();
+
+        let ip = Ipv4HeaderSlice::from_slice(&p).unwrap().to_header();
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        assert_eq!(ip.destination, container.octets());
+        let icmp = Icmpv4Slice::from_slice(&p[20..]).unwrap();
+        assert_eq!(
+            icmp.header().checksum,
+            icmp.header().icmp_type.calc_checksum(icmp.payload()),
+            "ICMP checksum"
+        );
+        let inner = Ipv4HeaderSlice::from_slice(icmp.payload()).unwrap().to_header();
+        assert_eq!(
+            inner.header_checksum,
+            inner.calc_header_checksum(),
+            "quoted IP header checksum"
+        );
+        assert_eq!(inner.source, container.octets());
+        assert_eq!(&icmp.payload()[20..22], &5353u16.to_be_bytes(), "quoted source port");
+        // The quoted UDP checksum matches the translated quoted packet.
+        let udp = etherparse::UdpHeaderSlice::from_slice(&icmp.payload()[20..])
+            .unwrap()
+            .to_header();
+        assert_eq!(udp.checksum, udp.calc_checksum_ipv4(&inner, b"query").unwrap());
+    }
+
+    #[test]
+    fn non_errors_and_short_quotes_are_not_errors() {
+        let b = PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64).icmpv4_echo_request(1, 1);
+        let mut echo = Vec::new();
+        b.write(&mut echo, b"x").unwrap();
+        assert_eq!(icmp_error_quote(&echo), None);
+        let mut short = port_unreachable();
+        short.truncate(20 + 8 + 20 + 2);
+        let len = short.len() as u16;
+        short[2..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(icmp_error_quote(&short), None);
+    }
+}
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// xorshift64*: deterministic, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// Arbitrary bytes, and valid headers with arbitrary tails, never make
+    /// the parsers or rewriters panic.
+    #[test]
+    fn arbitrary_packets_never_panic() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let rw = Rewrite {
+            src: Some(([1, 2, 3, 4].into(), 5)),
+            dst: Some(([6, 7, 8, 9].into(), 10)),
+        };
+        for round in 0..200_000u32 {
+            let len = (rng.next() % 120) as usize;
+            let mut p: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if round % 2 == 0 && p.len() >= 20 {
+                // Mostly-valid IPv4 headers reach deeper code.
+                p[0] = 0x45;
+                let total = p.len() as u16;
+                p[2..4].copy_from_slice(&total.to_be_bytes());
+                p[6] = 0;
+                p[9] = [1u8, 6, 17][(rng.next() % 3) as usize];
+            }
+            let _ = icmp_error_quote(&p);
+            let _ = rewrite_icmp_error(&mut p.clone(), &rw, &rw);
+            let _ = rewrite_ipv4(&mut p.clone(), &rw, L4Checksum::Complete);
+            let _ = rewrite_ipv4(&mut p, &rw, L4Checksum::Seed);
+        }
     }
 }

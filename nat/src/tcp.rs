@@ -105,6 +105,9 @@ pub fn next(state: TcpState, dir: Dir, seg: Segment) -> Option<TcpState> {
         (LastAck, _, Fin) => Some(LastAck),
         (TimeWait, Original, Syn) | (Close, Original, Syn) => Some(SynSent),
         (TimeWait, _, Ack | Fin) => Some(TimeWait),
+        // What was in flight when the RST went out (the kernel keeps these
+        // valid too, and the connection closed).
+        (Close, _, Ack | Fin) => Some(Close),
         (FinWait(_) | CloseWait(_) | LastAck | TimeWait | Close, _, _) => None,
     }
 }
@@ -200,7 +203,12 @@ mod tests {
         assert_eq!(next(Established, R, Invalid), None);
         assert_eq!(next(Established, R, Rst), Some(Close));
         assert_eq!(next(Close, O, Syn), Some(SynSent), "a closed tuple can be reused");
-        assert_eq!(next(Close, R, Ack), None);
+        assert_eq!(
+            next(Close, R, Ack),
+            Some(Close),
+            "late ACKs after a reset are not invalid"
+        );
+        assert_eq!(next(Close, R, SynAck), None);
         assert_eq!(timeout(Close), Duration::from_secs(10));
     }
 

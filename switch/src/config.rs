@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vswitch_ctl::{Ipv4Net, MacAddr, PortType, XdpModeRequest};
+use vswitch_ctl::{Ipv4Net, MacAddr, PortType, PublishRule, XdpModeRequest};
 
 pub const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
@@ -55,6 +55,12 @@ pub struct BridgeConfig {
     /// The interface toward the outside world (`vsctl add-uplink`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkConfig>,
+    /// Connections leaving through the uplink take its address (`set-nat`).
+    #[serde(default)]
+    pub masquerade: bool,
+    /// Ports of the uplink address forwarded to containers (`publish`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PublishRule>,
 }
 
 /// The gateway's leg on the outside: a port on `iface` (its name is the
@@ -227,6 +233,13 @@ mod tests {
                     gw: "192.0.2.1".parse().unwrap(),
                     mac: None,
                 }),
+                masquerade: true,
+                published: vec![PublishRule {
+                    proto: vswitch_ctl::NatProto::Tcp,
+                    port: 8080,
+                    to_ip: "10.20.0.2".parse().unwrap(),
+                    to_port: 80,
+                }],
                 ports: vec![PortConfig {
                     name: "p1".into(),
                     port_type: PortType::Tap,

@@ -45,6 +45,9 @@ struct Args {
     /// Microseconds a poll thread keeps polling after its last frame before it sleeps.
     #[arg(long, default_value_t = 200)]
     spin_us: u64,
+    /// Most connections tracked at once; beyond it new ones are dropped (counted).
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    ct_max: u32,
 }
 
 fn main() {
@@ -122,7 +125,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         threads.push(thread);
     }
 
-    let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell);
+    let mut manager = Manager::new(
+        args.state_dir.clone(),
+        desired,
+        pmds.clone(),
+        cell,
+        args.ct_max as usize,
+    );
     manager.restore();
     let manager = Arc::new(Mutex::new(manager));
 
@@ -139,11 +148,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             .name("housekeeping".into())
             .spawn(move || loop {
                 std::thread::sleep(HOUSEKEEPING_PERIOD);
-                let fdbs = manager.lock().unwrap_or_else(PoisonError::into_inner).fdbs();
+                let (fdbs, neighs, ct) = {
+                    let m = manager.lock().unwrap_or_else(PoisonError::into_inner);
+                    (m.fdbs(), m.neigh_tables(), m.conntrack())
+                };
                 let now = clock::now_ms();
                 for fdb in fdbs {
                     fdb.sweep(now);
                 }
+                for neigh in neighs {
+                    neigh.sweep(now);
+                }
+                ct.sweep(now);
             })?;
     }
     info!(socket = %args.socket.display(), state_dir = %args.state_dir.display(), cores = ?cores, "vswitchd ready");

@@ -17,8 +17,8 @@ use std::net::Ipv4Addr;
 use tracing::{info, warn};
 
 use vswitch_ctl::{
-    AddPort, AttachInfo, BridgeInfo, FdbEntry, Ipv4Net, LeaseInfo, MacAddr, NeighEntry, PmdStats, PortInfo, PortStats,
-    PortType, Reply, Request, UplinkInfo, XdpModeRequest,
+    AddPort, AttachInfo, BridgeInfo, ConnEntry, CtStatsInfo, FdbEntry, Ipv4Net, LeaseInfo, MacAddr, NatProto,
+    NeighEntry, PmdStats, PortInfo, PortStats, PortType, PublishRule, Reply, Request, UplinkInfo, XdpModeRequest,
 };
 
 use crate::clock;
@@ -35,8 +35,11 @@ use crate::port::netlink;
 use crate::port::netns::{self, NetnsError};
 use crate::port::tap::{TapPort, TapSpec};
 use crate::port::{read_mac, valid_ifname, LivePort, PortError, PortIo};
-use crate::snapshot::{BridgeL3, BridgeSlot, PortSlot, Snapshot, SnapshotCell, UplinkL3};
+use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, PublishTable, Snapshot, SnapshotCell, UplinkL3};
 use crate::stats::DropReason;
+use vswitch_nat::table::ConnTable;
+use vswitch_nat::tcp::TcpState;
+use vswitch_nat::tuple::{Proto, Tuple};
 
 /// How long a change waits for the poll threads to let go of the old snapshot.
 const GRACE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -136,6 +139,18 @@ pub enum ControlError {
     NameTaken(String),
     #[error("uplink address {ip}/{prefix} with next hop {gw}: the next hop must be another host of that network")]
     BadUplinkAddress { ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr },
+    #[error("port {proto}/{port} is already published on bridge '{bridge}'")]
+    AlreadyPublished { bridge: String, proto: NatProto, port: u16 },
+    #[error("port {proto}/{port} is not published on bridge '{bridge}'")]
+    NotPublished { bridge: String, proto: NatProto, port: u16 },
+    #[error("{ip} is not a host of bridge '{bridge}' ({subnet}): published ports lead to its containers")]
+    PublishOutside {
+        ip: Ipv4Addr,
+        bridge: String,
+        subnet: Ipv4Net,
+    },
+    #[error("port 0 cannot be published or published to")]
+    PortZero,
     #[error("a bridge cannot be linked to itself")]
     SelfLink,
     #[error("cannot give the attached interface its address")]
@@ -236,6 +251,7 @@ struct LiveBridge {
     fdb: Arc<Fdb>,
     neigh: Arc<NeighTable>,
     uplink_neigh: Arc<NeighTable>,
+    published: Arc<PublishTable>,
 }
 
 /// A stable, locally administered MAC for the gateway of bridge `name`:
@@ -279,6 +295,8 @@ pub struct Manager {
     cell: Arc<SnapshotCell>,
     generation: u64,
     next_uid: u64,
+    /// Every bridge's connections; the zone (bridge slot) keeps them apart.
+    ct: Arc<ConnTable>,
 }
 
 /// The lowest slot number not in `used`.
@@ -302,6 +320,7 @@ impl Manager {
         desired: DesiredState,
         pmds: Vec<Arc<PmdHandle>>,
         cell: Arc<SnapshotCell>,
+        ct_max: usize,
     ) -> Manager {
         Manager {
             state_dir,
@@ -312,7 +331,13 @@ impl Manager {
             cell,
             generation: 0,
             next_uid: 1,
+            ct: Arc::new(ConnTable::new(ct_max)),
         }
+    }
+
+    /// The connection table, for housekeeping.
+    pub fn conntrack(&self) -> Arc<ConnTable> {
+        self.ct.clone()
     }
 
     /// Builds the live switch from the desired state read at start-up. A port
@@ -404,6 +429,10 @@ impl Manager {
         let fdb = Arc::new(Fdb::new(br.max_macs, br.aging_secs));
         let neigh = Arc::new(NeighTable::default());
         let uplink_neigh = Arc::new(NeighTable::default());
+        let published = Arc::new(PublishTable::default());
+        for r in &br.published {
+            published.insert(r.proto, r.port, (r.to_ip, r.to_port));
+        }
         self.bridges.insert(
             br.name.clone(),
             LiveBridge {
@@ -411,6 +440,7 @@ impl Manager {
                 fdb,
                 neigh,
                 uplink_neigh,
+                published,
             },
         );
     }
@@ -501,6 +531,19 @@ impl Manager {
                 self.add_uplink(&bridge, cfg)
             }
             Request::DelUplink { bridge } => self.del_uplink(&bridge),
+            Request::SetNat { bridge, masquerade } => self.set_nat(&bridge, masquerade),
+            Request::Publish { bridge, rule } => self.publish_port(&bridge, rule),
+            Request::Unpublish { bridge, proto, port } => self.unpublish_port(&bridge, proto, port),
+            Request::ListPublished { bridge } => {
+                let br = self
+                    .desired
+                    .bridge(&bridge)
+                    .ok_or_else(|| ControlError::NoBridge(bridge.clone()))?;
+                Ok(Reply::Published(br.published.clone()))
+            }
+            Request::CtShow { bridge } => self.ct_show(bridge.as_deref()),
+            Request::CtFlush { bridge, addr } => self.ct_flush(bridge.as_deref(), addr),
+            Request::CtStats => Ok(Reply::CtStats(self.ct_stats())),
         }
     }
 
@@ -574,6 +617,8 @@ impl Manager {
             gateway,
             leases: Vec::new(),
             uplink: None,
+            masquerade: false,
+            published: Vec::new(),
         };
         let mut desired = self.desired.clone();
         desired.bridges.push(config.clone());
@@ -596,8 +641,10 @@ impl Manager {
         self.desired = desired;
         let mut removed: Vec<PortEntry> = config.ports.iter().filter_map(|p| self.ports.remove(&p.name)).collect();
         removed.extend(config.uplink.as_ref().and_then(|u| self.ports.remove(&u.iface)));
+        let zone = self.zone(name);
         self.bridges.remove(name);
         self.publish();
+        self.ct.flush(|c| Some(c.orig.zone) == zone);
         drop(removed);
         info!(bridge = %name, ports = config.ports.len(), "bridge deleted");
         Ok(Reply::Done)
@@ -913,6 +960,8 @@ impl Manager {
                             detail: entry.and_then(|e| e.live.as_ref().ok()).and_then(|l| l.io.describe()),
                         }
                     }),
+                    masquerade: br.masquerade,
+                    published: br.published.clone(),
                     ports: br
                         .ports
                         .iter()
@@ -1078,6 +1127,12 @@ impl Manager {
                 neigh: live.uplink_neigh.clone(),
             })
         });
+        let nat = (config.masquerade || !config.published.is_empty()).then(|| NatL3 {
+            masquerade: config.masquerade,
+            published: live.published.clone(),
+            ct: self.ct.clone(),
+            zone: live.slot as u16,
+        });
         Some(BridgeL3 {
             subnet,
             gateway,
@@ -1086,6 +1141,7 @@ impl Manager {
             neigh: live.neigh.clone(),
             internal,
             uplink,
+            nat,
         })
     }
 
@@ -1222,7 +1278,13 @@ impl Manager {
         }
         self.save(&desired)?;
         self.desired = desired;
-        info!(bridge = %bridge, netns = %netns, ip = %lease.ip, "namespace detached");
+        // A container that comes back must not meet its old connections
+        // (stale UDP entries are a known pain of the kernel model).
+        let zone = self.zone(bridge);
+        let flushed = self
+            .ct
+            .flush(|c| Some(c.orig.zone) == zone && (c.orig.src == lease.ip || c.reply.src == lease.ip));
+        info!(bridge = %bridge, netns = %netns, ip = %lease.ip, flushed, "namespace detached");
         Ok(Reply::Done)
     }
 
@@ -1348,6 +1410,171 @@ impl Manager {
         Ok(Reply::Done)
     }
 
+    fn set_nat(&mut self, bridge: &str, masquerade: bool) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
+        if br.subnet.is_none() {
+            return Err(ControlError::NoSubnet(bridge.to_string()));
+        }
+        if br.masquerade == masquerade {
+            return Ok(Reply::Done);
+        }
+        let mut desired = self.desired.clone();
+        if let Some(b) = desired.bridge_mut(bridge) {
+            b.masquerade = masquerade;
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        self.publish();
+        if !masquerade {
+            // Masqueraded connections cannot go on untranslated.
+            let zone = self.zone(bridge);
+            self.ct
+                .flush(|c| Some(c.orig.zone) == zone && c.reply.dst != c.orig.src);
+        }
+        info!(bridge, masquerade, "NAT changed");
+        Ok(Reply::Done)
+    }
+
+    fn zone(&self, bridge: &str) -> Option<u16> {
+        self.bridges.get(bridge).map(|b| b.slot as u16)
+    }
+
+    fn publish_port(&mut self, bridge: &str, rule: PublishRule) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
+        let Some(subnet) = br.subnet else {
+            return Err(ControlError::NoSubnet(bridge.to_string()));
+        };
+        if rule.port == 0 || rule.to_port == 0 {
+            return Err(ControlError::PortZero);
+        }
+        if !subnet.is_host(rule.to_ip) {
+            return Err(ControlError::PublishOutside {
+                ip: rule.to_ip,
+                bridge: bridge.to_string(),
+                subnet,
+            });
+        }
+        if br
+            .published
+            .iter()
+            .any(|r| r.proto == rule.proto && r.port == rule.port)
+        {
+            return Err(ControlError::AlreadyPublished {
+                bridge: bridge.to_string(),
+                proto: rule.proto,
+                port: rule.port,
+            });
+        }
+        let mut desired = self.desired.clone();
+        if let Some(b) = desired.bridge_mut(bridge) {
+            b.published.push(rule);
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        if let Some(live) = self.bridges.get(bridge) {
+            live.published.insert(rule.proto, rule.port, (rule.to_ip, rule.to_port));
+        }
+        self.publish();
+        info!(bridge, proto = %rule.proto, port = rule.port, to = %rule.to_ip, to_port = rule.to_port, "port published");
+        Ok(Reply::Done)
+    }
+
+    fn unpublish_port(&mut self, bridge: &str, proto: NatProto, port: u16) -> Result<Reply, ControlError> {
+        let br = self
+            .desired
+            .bridge(bridge)
+            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
+        if !br.published.iter().any(|r| r.proto == proto && r.port == port) {
+            return Err(ControlError::NotPublished {
+                bridge: bridge.to_string(),
+                proto,
+                port,
+            });
+        }
+        let mut desired = self.desired.clone();
+        if let Some(b) = desired.bridge_mut(bridge) {
+            b.published.retain(|r| !(r.proto == proto && r.port == port));
+        }
+        self.save(&desired)?;
+        self.desired = desired;
+        if let Some(live) = self.bridges.get(bridge) {
+            live.published.remove(proto, port);
+        }
+        self.publish();
+        info!(bridge, %proto, port, "port unpublished");
+        Ok(Reply::Done)
+    }
+
+    fn ct_show(&self, only: Option<&str>) -> Result<Reply, ControlError> {
+        let zone = match only {
+            Some(name) => Some(
+                self.zone(name)
+                    .ok_or_else(|| ControlError::NoBridge(name.to_string()))?,
+            ),
+            None => None,
+        };
+        let names: BTreeMap<u16, &str> = self.bridges.iter().map(|(n, b)| (b.slot as u16, n.as_str())).collect();
+        let show = |t: &Tuple| format!("{}:{} -> {}:{}", t.src, t.src_port, t.dst, t.dst_port);
+        let mut entries: Vec<ConnEntry> = self
+            .ct
+            .snapshot(clock::now_ms())
+            .into_iter()
+            .filter(|(orig, ..)| zone.is_none_or(|z| z == orig.zone))
+            .map(|(orig, reply, state, secs)| ConnEntry {
+                bridge: names
+                    .get(&orig.zone)
+                    .map_or_else(|| format!("zone {}", orig.zone), |n| n.to_string()),
+                proto: match orig.proto {
+                    Proto::Tcp => "tcp",
+                    Proto::Udp => "udp",
+                    Proto::IcmpEcho => "icmp",
+                }
+                .to_string(),
+                orig: show(&orig),
+                reply: show(&reply),
+                state: state.map_or_else(|| "-".to_string(), |s| tcp_state_name(s).to_string()),
+                expires_secs: secs,
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.bridge, &a.orig).cmp(&(&b.bridge, &b.orig)));
+        Ok(Reply::Conns(entries))
+    }
+
+    fn ct_flush(&self, only: Option<&str>, addr: Option<Ipv4Addr>) -> Result<Reply, ControlError> {
+        let zone = match only {
+            Some(name) => Some(
+                self.zone(name)
+                    .ok_or_else(|| ControlError::NoBridge(name.to_string()))?,
+            ),
+            None => None,
+        };
+        let n = self.ct.flush(|c| {
+            zone.is_none_or(|z| z == c.orig.zone)
+                && addr.is_none_or(|a| [c.orig.src, c.orig.dst, c.reply.src, c.reply.dst].contains(&a))
+        });
+        Ok(Reply::Flushed(n))
+    }
+
+    fn ct_stats(&self) -> CtStatsInfo {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.ct.stats;
+        CtStatsInfo {
+            entries: self.ct.len(),
+            max_entries: self.ct.max_entries(),
+            creates: s.creates.load(Relaxed),
+            expiries: s.expiries.load(Relaxed),
+            invalid: s.invalid.load(Relaxed),
+            table_full: s.table_full.load(Relaxed),
+            ports_exhausted: s.ports_exhausted.load(Relaxed),
+        }
+    }
+
     /// True when `name` is taken by a port or an uplink.
     fn name_in_use(&self, name: &str) -> bool {
         self.desired.port(name).is_some()
@@ -1398,6 +1625,19 @@ impl Manager {
             .values()
             .flat_map(|b| [b.neigh.clone(), b.uplink_neigh.clone()])
             .collect()
+    }
+}
+
+fn tcp_state_name(state: TcpState) -> &'static str {
+    match state {
+        TcpState::SynSent => "SYN_SENT",
+        TcpState::SynRecv => "SYN_RECV",
+        TcpState::Established => "ESTABLISHED",
+        TcpState::FinWait(_) => "FIN_WAIT",
+        TcpState::CloseWait(_) => "CLOSE_WAIT",
+        TcpState::LastAck => "LAST_ACK",
+        TcpState::TimeWait => "TIME_WAIT",
+        TcpState::Close => "CLOSE",
     }
 }
 

@@ -8,11 +8,13 @@
 //! lets go of it: RCU by reference count. The control thread can wait for
 //! that grace period with the threads' `seen_generation` (see `pmd`).
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use vswitch_ctl::Ipv4Net;
+use vswitch_ctl::{Ipv4Net, NatProto};
+use vswitch_nat::table::ConnTable;
 
 use crate::pipeline::fdb::{Fdb, PortHandle};
 use crate::pipeline::neigh::NeighTable;
@@ -48,6 +50,50 @@ pub struct BridgeL3 {
     /// address and is the next hop for destinations no bridge holds.
     pub internal: Option<u32>,
     pub uplink: Option<UplinkL3>,
+    /// Set when the bridge masquerades or publishes ports.
+    pub nat: Option<NatL3>,
+}
+
+/// A bridge's NAT settings, as the datapath needs them.
+pub struct NatL3 {
+    pub masquerade: bool,
+    pub published: Arc<PublishTable>,
+    pub ct: Arc<ConnTable>,
+    /// The bridge's conntrack zone.
+    pub zone: u16,
+}
+
+/// Published ports of one bridge: (protocol, uplink port) -> container
+/// address and port. Shared by every snapshot and changed in place, so one
+/// rule costs the same to add or remove however many there are; read only
+/// by the first packet of a connection.
+#[derive(Default)]
+pub struct PublishTable {
+    rules: RwLock<HashMap<(NatProto, u16), (Ipv4Addr, u16)>>,
+}
+
+impl PublishTable {
+    pub fn get(&self, proto: NatProto, port: u16) -> Option<(Ipv4Addr, u16)> {
+        self.rules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(proto, port))
+            .copied()
+    }
+
+    pub fn insert(&self, proto: NatProto, port: u16, to: (Ipv4Addr, u16)) {
+        self.rules
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((proto, port), to);
+    }
+
+    pub fn remove(&self, proto: NatProto, port: u16) {
+        self.rules
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(proto, port));
+    }
 }
 
 /// A bridge's leg on the outside.

@@ -71,10 +71,18 @@ pub enum DropReason {
     ToGateway,
     /// The next hop did not answer ARP in time, or too many frames waited.
     NeighUnresolved,
+    /// TCP segment that fits no tracked connection or state.
+    CtInvalid,
+    /// The connection table is full.
+    CtTableFull,
+    /// No masquerade port free for the destination.
+    NatPortsExhausted,
+    /// Masquerade needed, but the protocol has no ports to translate.
+    NatUnsupported,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 23;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -95,6 +103,10 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::ToGateway,
         DropReason::NeighUnresolved,
+        DropReason::CtInvalid,
+        DropReason::CtTableFull,
+        DropReason::NatPortsExhausted,
+        DropReason::NatUnsupported,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +130,10 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl-exceeded",
             DropReason::ToGateway => "to-gateway",
             DropReason::NeighUnresolved => "neigh-unresolved",
+            DropReason::CtInvalid => "ct-invalid",
+            DropReason::CtTableFull => "ct-table-full",
+            DropReason::NatPortsExhausted => "nat-ports-exhausted",
+            DropReason::NatUnsupported => "nat-unsupported",
         }
     }
 

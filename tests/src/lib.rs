@@ -280,6 +280,8 @@ pub struct Switch {
     cores: String,
     /// Command (and arguments) vswitchd is started under, e.g. prlimit.
     wrapper: Vec<String>,
+    /// Extra vswitchd arguments.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -291,6 +293,15 @@ impl Switch {
     /// Starts vswitchd as an argument of `wrapper` (for limits and
     /// capabilities: `["prlimit", "--memlock=..."]`).
     pub fn start_under(tag: &str, cores: &str, wrapper: &[&str]) -> Switch {
+        Switch::launch_new(tag, cores, wrapper, &[])
+    }
+
+    /// Starts vswitchd with extra arguments (`["--ct-max", "2"]`).
+    pub fn start_with_args(tag: &str, cores: &str, args: &[&str]) -> Switch {
+        Switch::launch_new(tag, cores, &[], args)
+    }
+
+    fn launch_new(tag: &str, cores: &str, wrapper: &[&str], args: &[&str]) -> Switch {
         let dir = std::env::temp_dir().join(unique(tag));
         std::fs::create_dir_all(&dir).expect("test dir");
         let mut sw = Switch {
@@ -299,6 +310,7 @@ impl Switch {
             dir,
             cores: cores.to_string(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         sw.launch();
@@ -330,6 +342,7 @@ impl Switch {
         };
         let child = cmd
             .args(["--cores", &self.cores, "--log-level", "debug"])
+            .args(&self.args)
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use vswitch_ctl::{
-    AddPort, BridgeInfo, FdbEntry, Ipv4Net, MacAddr, NeighEntry, PmdStats, PortStats, PortType, Reply, Request,
-    Response, XdpModeRequest, DEFAULT_SOCKET,
+    AddPort, BridgeInfo, FdbEntry, Ipv4Net, MacAddr, NatProto, NeighEntry, PmdStats, PortStats, PortType, PublishRule,
+    Reply, Request, Response, XdpModeRequest, DEFAULT_SOCKET,
 };
 
 #[derive(Parser)]
@@ -129,6 +129,73 @@ enum Command {
     },
     /// Remove a bridge's uplink.
     DelUplink { bridge: String },
+    /// Masquerade the bridge's connections out of its uplink ("masquerade"), or stop ("off").
+    SetNat {
+        bridge: String,
+        #[arg(value_enum)]
+        mode: NatMode,
+    },
+    /// Forward connections to the uplink address's PORT to a container (IP:PORT).
+    Publish {
+        bridge: String,
+        #[arg(long, value_enum)]
+        proto: CliNatProto,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, value_parser = parse_target)]
+        to: (Ipv4Addr, u16),
+    },
+    /// Stop publishing a port.
+    Unpublish {
+        bridge: String,
+        #[arg(long, value_enum)]
+        proto: CliNatProto,
+        #[arg(long)]
+        port: u16,
+    },
+    /// List a bridge's published ports.
+    ListPublished { bridge: String },
+    /// Show tracked connections.
+    CtShow {
+        #[arg(long)]
+        bridge: Option<String>,
+    },
+    /// Forget tracked connections (all, a bridge's, or those of one address).
+    CtFlush {
+        #[arg(long)]
+        bridge: Option<String>,
+        #[arg(long)]
+        addr: Option<Ipv4Addr>,
+    },
+    /// Connection tracking counters.
+    CtStats,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NatMode {
+    Masquerade,
+    Off,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CliNatProto {
+    Tcp,
+    Udp,
+}
+
+impl From<CliNatProto> for NatProto {
+    fn from(p: CliNatProto) -> Self {
+        match p {
+            CliNatProto::Tcp => NatProto::Tcp,
+            CliNatProto::Udp => NatProto::Udp,
+        }
+    }
+}
+
+fn parse_target(text: &str) -> Result<(Ipv4Addr, u16), String> {
+    let bad = || format!("'{text}' is not an address and port like 10.20.0.5:80");
+    let (ip, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    Ok((ip.parse().map_err(|_| bad())?, port.parse().map_err(|_| bad())?))
 }
 
 fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
@@ -282,6 +349,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mode: mode.map(Into::into),
         },
         Command::DelUplink { bridge } => Request::DelUplink { bridge },
+        Command::SetNat { bridge, mode } => Request::SetNat {
+            bridge,
+            masquerade: matches!(mode, NatMode::Masquerade),
+        },
+        Command::Publish {
+            bridge,
+            proto,
+            port,
+            to: (to_ip, to_port),
+        } => Request::Publish {
+            bridge,
+            rule: PublishRule {
+                proto: proto.into(),
+                port,
+                to_ip,
+                to_port,
+            },
+        },
+        Command::Unpublish { bridge, proto, port } => Request::Unpublish {
+            bridge,
+            proto: proto.into(),
+            port,
+        },
+        Command::ListPublished { bridge } => Request::ListPublished { bridge },
+        Command::CtShow { bridge } => Request::CtShow { bridge },
+        Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
+        Command::CtStats => Request::CtStats,
     };
     let reply = call(&cli.socket, &request)?;
     if cli.json {
@@ -331,6 +425,24 @@ fn print_reply(reply: &Reply) {
         Reply::PmdStats(stats) => print_pmd_stats(stats),
         Reply::Attached(a) => println!("{} {}/{} gateway {}", a.port, a.ip, a.prefix, a.gateway),
         Reply::Neigh(entries) => print_neigh(entries),
+        Reply::Published(rules) => {
+            for r in rules {
+                println!("{} {} -> {}:{}", r.proto, r.port, r.to_ip, r.to_port);
+            }
+        }
+        Reply::Conns(conns) => {
+            for c in conns {
+                println!(
+                    "{} {} {}  reply {}  {} ({}s)",
+                    c.bridge, c.proto, c.orig, c.reply, c.state, c.expires_secs
+                );
+            }
+        }
+        Reply::CtStats(s) => println!(
+            "entries {}/{}, creates {}, expiries {}, drops: invalid={} table-full={} ports-exhausted={}",
+            s.entries, s.max_entries, s.creates, s.expiries, s.invalid, s.table_full, s.ports_exhausted
+        ),
+        Reply::Flushed(n) => println!("{n} connections flushed"),
     }
 }
 

@@ -28,10 +28,14 @@ use smoltcp::wire::{
 };
 use vswitch_ctl::Ipv4Net;
 
-use super::{NextHop, Verdict};
+use vswitch_ctl::NatProto;
+use vswitch_nat::table::Nat;
+use vswitch_nat::tuple::Proto;
+
+use super::{nat, NextHop, Verdict};
 use crate::packet::Frame;
 use crate::pipeline::neigh::NeighTable;
-use crate::snapshot::{BridgeL3, Snapshot, UplinkL3};
+use crate::snapshot::{BridgeL3, NatL3, Snapshot, UplinkL3};
 use crate::stats::{DropReason, PortCounters};
 
 const ETH_HDR_LEN: usize = 14;
@@ -282,13 +286,119 @@ fn forward(frame: &mut Frame, offset: usize, hop: NextHop, hop_ip: Ipv4Addr, at:
     }
 }
 
+/// The container address and port a published uplink port leads to.
+fn published(nat: &NatL3, proto: Proto, port: u16) -> Option<(Ipv4Addr, u16)> {
+    let proto = match proto {
+        Proto::Tcp => NatProto::Tcp,
+        Proto::Udp => NatProto::Udp,
+        Proto::IcmpEcho => return None,
+    };
+    nat.published.get(proto, port)
+}
+
+/// NAT for a packet routed from a bridge: its connection's translation if
+/// it has one; else masquerade when it leaves through the uplink, or DNAT
+/// plus SNAT to the gateway when it is for a published port of the uplink
+/// address (hairpin: the answer must come back through the switch).
+/// Ok(true) when the packet was rewritten.
+fn nat_from_bridge(
+    frame: &mut Frame,
+    ip_at: usize,
+    l3: &BridgeL3,
+    nat: &NatL3,
+    dst: Ipv4Addr,
+    at: &Ingress<'_>,
+) -> Result<bool, DropReason> {
+    let up = l3.uplink.as_ref();
+    let leaves = up.is_some_and(|u| dst != u.ip) && bridge_for(at.snap, l3, dst).is_none();
+    let Some(seen) = nat::seen(frame, ip_at, nat.zone)? else {
+        if nat::icmp_error(frame, ip_at, nat.zone, &nat.ct, at.now_ms)? {
+            return Ok(true);
+        }
+        return if nat.masquerade && leaves {
+            Err(DropReason::NatUnsupported)
+        } else {
+            Ok(false)
+        };
+    };
+    let tracked = match nat.ct.track_existing(seen, at.now_ms) {
+        Some(found) => found?,
+        None => {
+            let policy = match up {
+                Some(u) if dst == u.ip => match published(nat, seen.tuple.proto, seen.tuple.dst_port) {
+                    Some(target) => Nat {
+                        dnat: Some(target),
+                        snat: Some(l3.gateway),
+                    },
+                    None => return Ok(false),
+                },
+                Some(u) if nat.masquerade && leaves => Nat {
+                    snat: Some(u.ip),
+                    dnat: None,
+                },
+                _ => return Ok(false),
+            };
+            nat.ct.track(seen, at.now_ms, |_| policy)?
+        }
+    };
+    nat::apply(frame, ip_at, &seen, &tracked)?;
+    Ok(true)
+}
+
+/// NAT for a packet from the outside: the answer to a masqueraded
+/// connection, or a connection to a published port. Ok(true) when rewritten.
+fn nat_from_uplink(
+    frame: &mut Frame,
+    ip_at: usize,
+    up: &UplinkL3,
+    nat: &NatL3,
+    dst: Ipv4Addr,
+    at: &Ingress<'_>,
+) -> Result<bool, DropReason> {
+    let Some(seen) = nat::seen(frame, ip_at, nat.zone)? else {
+        return nat::icmp_error(frame, ip_at, nat.zone, &nat.ct, at.now_ms);
+    };
+    let tracked = match nat.ct.track_existing(seen, at.now_ms) {
+        Some(found) => found?,
+        None => match published(nat, seen.tuple.proto, seen.tuple.dst_port).filter(|_| dst == up.ip) {
+            Some(target) => nat.ct.track(seen, at.now_ms, |_| Nat {
+                dnat: Some(target),
+                snat: None,
+            })?,
+            None => return Ok(false),
+        },
+    };
+    nat::apply(frame, ip_at, &seen, &tracked)?;
+    Ok(true)
+}
+
+/// Reads the IPv4 facts again after NAT rewrote the packet.
+fn after_nat(
+    frame: &Frame,
+    ip_at: usize,
+    facts: Ipv4Facts,
+    rewritten: Result<bool, DropReason>,
+) -> Result<Ipv4Facts, DropReason> {
+    match rewritten? {
+        true => ipv4_facts(frame, ip_at),
+        false => Ok(facts),
+    }
+}
+
 /// An IPv4 frame a container sent to its gateway.
 fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
     let ip_at = offset + ETH_HDR_LEN;
-    let facts = match ipv4_facts(frame, ip_at) {
+    let mut facts = match ipv4_facts(frame, ip_at) {
         Ok(f) => f,
         Err(reason) => return Verdict::Drop(reason),
     };
+    if let Some(nat) = &l3.nat {
+        let rewritten = nat_from_bridge(frame, ip_at, l3, nat, facts.dst, at);
+        facts = match after_nat(frame, ip_at, facts, rewritten) {
+            Ok(f) => f,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+    }
     let dst = facts.dst;
     if dst == l3.subnet.broadcast() {
         return Verdict::Drop(DropReason::NotRoutable);
@@ -342,10 +452,17 @@ fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> V
 /// An IPv4 frame from the outside, to the uplink's MAC.
 fn route_in(frame: &mut Frame, offset: usize, l3: &BridgeL3, up: &UplinkL3, at: &Ingress<'_>) -> Verdict {
     let ip_at = offset + ETH_HDR_LEN;
-    let facts = match ipv4_facts(frame, ip_at) {
+    let mut facts = match ipv4_facts(frame, ip_at) {
         Ok(f) => f,
         Err(reason) => return Verdict::Drop(reason),
     };
+    if let Some(nat) = &l3.nat {
+        let rewritten = nat_from_uplink(frame, ip_at, up, nat, facts.dst, at);
+        facts = match after_nat(frame, ip_at, facts, rewritten) {
+            Ok(f) => f,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+    }
     if facts.dst == up.ip {
         return local(frame, offset, up.me(), facts.echo_request, at);
     }

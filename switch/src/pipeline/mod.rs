@@ -13,6 +13,7 @@ pub mod classify;
 pub mod fdb;
 pub mod l2;
 pub mod l3;
+pub mod nat;
 pub mod neigh;
 
 use std::net::Ipv4Addr;

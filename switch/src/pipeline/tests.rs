@@ -263,6 +263,7 @@ impl World {
                 neigh: Arc::new(super::neigh::NeighTable::default()),
                 internal: None,
                 uplink: None,
+                nat: None,
             });
         }
         w

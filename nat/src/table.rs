@@ -1,0 +1,587 @@
+//! The connection table: every tracked connection, found from a packet of
+//! either direction by one lookup.
+//!
+//! A connection is known by two tuples: `orig`, as its first packet carried
+//! it, and `reply`, as the answers arrive (after NAT: toward the translated
+//! address). The table indexes the connection under both.
+//!
+//! Sharded, not per core. A connection's two directions come in on different
+//! ports (a container's, the uplink's), which may belong to different poll
+//! threads; a per-core table would need the masquerade port range split per
+//! core *and* every port's traffic steered to one core by tuple, which TAP
+//! and veth queues cannot do. So: shards keyed by tuple, each a mutex held
+//! for one lookup or insert; the connection's own state sits behind its own
+//! lock, taken by the packet that updates it. Two poll threads meet only
+//! when they touch the same shard at the same time.
+//!
+//! Expiry is lazy on lookup (an expired connection is gone for the packet
+//! that finds it) and swept by housekeeping one shard at a time, never as a
+//! stop-the-world scan on the fast path.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use std::collections::HashMap;
+
+use crate::tcp::{self, Dir, Segment, TcpState};
+use crate::tuple::{Proto, Tuple};
+
+const SHARDS: usize = 32;
+/// Source ports masquerade chooses from when the original one is taken.
+pub const MASQ_PORTS: std::ops::RangeInclusive<u16> = 20_000..=59_999;
+/// Ports tried for one new connection before giving up (bounded search).
+const MASQ_TRIES: u32 = 64;
+
+/// What a new connection's translation is, decided by the caller's policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Nat {
+    /// Masquerade: leave with this source address (port kept if free).
+    pub snat: Option<Ipv4Addr>,
+    /// Port publishing: go to this address and port instead.
+    pub dnat: Option<(Ipv4Addr, u16)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct State {
+    tcp: Option<TcpState>,
+    replied: bool,
+    expires_ms: u64,
+}
+
+pub struct Conn {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    state: Mutex<State>,
+}
+
+impl Conn {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn expired(&self, now_ms: u64) -> bool {
+        self.state().expires_ms <= now_ms
+    }
+
+    /// The tuple a packet in direction `dir` leaves with.
+    pub fn translated(&self, dir: Dir) -> Tuple {
+        match dir {
+            Dir::Original => self.reply.reversed(),
+            Dir::Reply => self.orig.reversed(),
+        }
+    }
+}
+
+/// Why a packet found no connection to belong to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtDrop {
+    /// TCP segment that fits no connection or no state (e.g. an ACK with no
+    /// connection).
+    Invalid,
+    /// The table is full: new connections wait until entries expire.
+    TableFull,
+    /// No free masquerade port for this destination.
+    PortsExhausted,
+}
+
+/// Counters, all monotonic except `entries`.
+#[derive(Debug, Default)]
+pub struct CtStats {
+    pub creates: AtomicU64,
+    pub expiries: AtomicU64,
+    pub invalid: AtomicU64,
+    pub table_full: AtomicU64,
+    pub ports_exhausted: AtomicU64,
+}
+
+/// A packet, as conntrack needs to see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub tuple: Tuple,
+    /// The TCP flags, for TCP.
+    pub segment: Option<Segment>,
+}
+
+/// The connection a packet belongs to and the direction it travels.
+pub struct Tracked {
+    pub conn: Arc<Conn>,
+    pub dir: Dir,
+}
+
+type Shard = Mutex<HashMap<Tuple, (Arc<Conn>, Dir)>>;
+
+pub struct ConnTable {
+    shards: Box<[Shard]>,
+    entries: AtomicUsize,
+    max_entries: usize,
+    pub stats: CtStats,
+}
+
+fn shard_of(t: &Tuple) -> usize {
+    let a = u32::from(t.src) ^ u32::from(t.dst).rotate_left(16);
+    let b = u32::from(t.src_port) << 16 | u32::from(t.dst_port);
+    ((a ^ b.rotate_left(7) ^ u32::from(t.zone)) as usize) % SHARDS
+}
+
+fn timeout_ms(state: &State, proto: Proto) -> u64 {
+    let d = match (proto, state.tcp) {
+        (Proto::Tcp, Some(s)) => tcp::timeout(s),
+        (Proto::Udp, _) => tcp::udp_timeout(state.replied),
+        _ => tcp::ICMP_TIMEOUT,
+    };
+    d.as_millis() as u64
+}
+
+impl ConnTable {
+    pub fn new(max_entries: usize) -> ConnTable {
+        ConnTable {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            entries: AtomicUsize::new(0),
+            max_entries,
+            stats: CtStats::default(),
+        }
+    }
+
+    fn shard(&self, t: &Tuple) -> MutexGuard<'_, HashMap<Tuple, (Arc<Conn>, Dir)>> {
+        self.shards[shard_of(t)].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The connection `t` belongs to and its direction, without touching
+    /// its state (for ICMP errors that quote a packet of it).
+    pub fn lookup(&self, t: &Tuple, now_ms: u64) -> Option<(Arc<Conn>, Dir)> {
+        self.find(t, now_ms)
+    }
+
+    fn find(&self, t: &Tuple, now_ms: u64) -> Option<(Arc<Conn>, Dir)> {
+        let found = self.shard(t).get(t).cloned();
+        match found {
+            Some((conn, _)) if conn.expired(now_ms) => {
+                self.remove(&conn);
+                self.stats.expiries.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// Takes a connection out of both indexes.
+    fn remove(&self, conn: &Arc<Conn>) {
+        let mut gone = false;
+        for t in [conn.orig, conn.reply] {
+            let mut shard = self.shard(&t);
+            if shard.get(&t).is_some_and(|(c, _)| Arc::ptr_eq(c, conn)) {
+                shard.remove(&t);
+                gone |= t == conn.orig;
+            }
+        }
+        if gone {
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection `seen` belongs to, its state advanced; None when it
+    /// belongs to none (nothing is created).
+    pub fn track_existing(&self, seen: Seen, now_ms: u64) -> Option<Result<Tracked, CtDrop>> {
+        let (conn, dir) = self.find(&seen.tuple, now_ms)?;
+        let mut st = conn.state();
+        if let (Some(state), Some(seg)) = (st.tcp, seen.segment) {
+            match tcp::next(state, dir, seg) {
+                Some(next) => st.tcp = Some(next),
+                None => {
+                    drop(st);
+                    self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                    return Some(Err(CtDrop::Invalid));
+                }
+            }
+        }
+        st.replied |= dir == Dir::Reply;
+        st.expires_ms = now_ms + timeout_ms(&st, seen.tuple.proto);
+        drop(st);
+        Some(Ok(Tracked { conn, dir }))
+    }
+
+    /// Finds or creates the connection of `seen` and advances its state.
+    /// `policy` says how a new connection is translated.
+    pub fn track(&self, seen: Seen, now_ms: u64, policy: impl FnOnce(&Tuple) -> Nat) -> Result<Tracked, CtDrop> {
+        if let Some(existing) = self.track_existing(seen, now_ms) {
+            return existing;
+        }
+        let tcp_state = match seen.segment {
+            Some(seg) => match tcp::open(seg) {
+                Some(s) => Some(s),
+                None => {
+                    self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                    return Err(CtDrop::Invalid);
+                }
+            },
+            None => None,
+        };
+        if self.len() >= self.max_entries {
+            self.stats.table_full.fetch_add(1, Ordering::Relaxed);
+            return Err(CtDrop::TableFull);
+        }
+        let nat = policy(&seen.tuple);
+        let orig = seen.tuple;
+        let mut toward = orig;
+        if let Some((ip, port)) = nat.dnat {
+            toward = toward.with_dst(ip, port);
+        }
+        let reply = match nat.snat {
+            None => toward.reversed(),
+            Some(ip) => match self.free_source(&toward, ip, now_ms) {
+                Some(port) => toward.with_src(ip, port).reversed(),
+                None => {
+                    self.stats.ports_exhausted.fetch_add(1, Ordering::Relaxed);
+                    return Err(CtDrop::PortsExhausted);
+                }
+            },
+        };
+        let state = State {
+            tcp: tcp_state,
+            replied: false,
+            expires_ms: 0,
+        };
+        let conn = Arc::new(Conn {
+            orig,
+            reply,
+            state: Mutex::new(state),
+        });
+        {
+            let mut st = conn.state();
+            st.expires_ms = now_ms + timeout_ms(&st, orig.proto);
+        }
+        // Both indexes, one shard at a time; a racing insert of the same
+        // tuple by another thread loses to the first (its packet is tracked
+        // by that connection next time).
+        {
+            let mut shard = self.shard(&orig);
+            if shard.contains_key(&orig) {
+                return shard
+                    .get(&orig)
+                    .map(|(c, d)| Tracked {
+                        conn: c.clone(),
+                        dir: *d,
+                    })
+                    .ok_or(CtDrop::Invalid);
+            }
+            shard.insert(orig, (conn.clone(), Dir::Original));
+        }
+        self.shard(&reply).insert(reply, (conn.clone(), Dir::Reply));
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        self.stats.creates.fetch_add(1, Ordering::Relaxed);
+        Ok(Tracked {
+            conn,
+            dir: Dir::Original,
+        })
+    }
+
+    /// A source port on `ip` for a connection going `toward`: its own port
+    /// if free, else one of [`MASQ_PORTS`], tried at most [`MASQ_TRIES`]
+    /// times from a start that depends on the tuple.
+    fn free_source(&self, toward: &Tuple, ip: Ipv4Addr, now_ms: u64) -> Option<u16> {
+        let taken = |port: u16| self.find(&toward.with_src(ip, port).reversed(), now_ms).is_some();
+        if !taken(toward.src_port) {
+            return Some(toward.src_port);
+        }
+        let span = u32::from(MASQ_PORTS.end() - MASQ_PORTS.start()) + 1;
+        let start = (shard_of(toward) as u32).wrapping_mul(2_654_435_761) ^ u32::from(toward.src_port);
+        (0..MASQ_TRIES)
+            .map(|i| MASQ_PORTS.start() + (start.wrapping_add(i.wrapping_mul(7919)) % span) as u16)
+            .find(|&port| !taken(port))
+    }
+
+    /// Removes expired connections, one shard at a time (housekeeping).
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        for i in 0..SHARDS {
+            let expired: Vec<Arc<Conn>> = {
+                let shard = self.shards[i].lock().unwrap_or_else(PoisonError::into_inner);
+                shard
+                    .values()
+                    .filter(|(c, d)| *d == Dir::Original && c.expired(now_ms))
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            };
+            for conn in expired {
+                self.remove(&conn);
+                removed += 1;
+            }
+        }
+        self.stats.expiries.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Removes the connections `which` selects; returns how many.
+    pub fn flush(&self, which: impl Fn(&Conn) -> bool) -> usize {
+        let mut removed = 0;
+        for i in 0..SHARDS {
+            let chosen: Vec<Arc<Conn>> = {
+                let shard = self.shards[i].lock().unwrap_or_else(PoisonError::into_inner);
+                shard
+                    .values()
+                    .filter(|(c, d)| *d == Dir::Original && which(c))
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            };
+            for conn in chosen {
+                self.remove(&conn);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The live connections, for display: (orig, reply, TCP state, seconds left).
+    pub fn snapshot(&self, now_ms: u64) -> Vec<(Tuple, Tuple, Option<TcpState>, u64)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (conn, dir) in shard.values() {
+                if *dir != Dir::Original {
+                    continue;
+                }
+                let st = *conn.state();
+                if st.expires_ms > now_ms {
+                    out.push((conn.orig, conn.reply, st.tcp, (st.expires_ms - now_ms) / 1000));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::Segment::*;
+
+    const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+    fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seg: Segment) -> Seen {
+        let tuple = Tuple {
+            zone: 1,
+            proto: Proto::Tcp,
+            src: src.into(),
+            src_port: sport,
+            dst: dst.into(),
+            dst_port: dport,
+        };
+        Seen {
+            tuple,
+            segment: Some(seg),
+        }
+    }
+
+    fn masq(_: &Tuple) -> Nat {
+        Nat {
+            snat: Some(UPLINK),
+            dnat: None,
+        }
+    }
+
+    #[test]
+    fn both_directions_find_one_connection_through_masquerade() {
+        let ct = ConnTable::new(100);
+        let syn = tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, Syn);
+        let t = ct.track(syn, 0, masq).unwrap();
+        assert_eq!(t.dir, Dir::Original);
+        let out = t.conn.translated(Dir::Original);
+        assert_eq!(
+            (out.src, out.src_port),
+            (UPLINK, 40000),
+            "the container's port is kept when free"
+        );
+        // The answer comes to the uplink address.
+        let synack = tcp([192, 0, 2, 1], 80, UPLINK.octets(), 40000, SynAck);
+        let r = ct.track(synack, 1, |_| panic!("no new connection")).unwrap();
+        assert_eq!(r.dir, Dir::Reply);
+        let back = r.conn.translated(Dir::Reply);
+        assert_eq!(
+            (back.dst, back.dst_port),
+            ([10, 0, 0, 2].into(), 40000),
+            "translated back"
+        );
+        assert!(ct
+            .track(tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, Ack), 2, masq)
+            .is_ok());
+        assert_eq!(ct.len(), 1);
+        assert_eq!(ct.snapshot(3)[0].2, Some(TcpState::Established));
+    }
+
+    #[test]
+    fn two_containers_with_one_source_port_get_distinct_ports() {
+        let ct = ConnTable::new(100);
+        let a = ct
+            .track(tcp([10, 0, 0, 2], 5000, [192, 0, 2, 1], 80, Syn), 0, masq)
+            .unwrap();
+        let b = ct
+            .track(tcp([10, 0, 0, 3], 5000, [192, 0, 2, 1], 80, Syn), 0, masq)
+            .unwrap();
+        let (pa, pb) = (
+            a.conn.translated(Dir::Original).src_port,
+            b.conn.translated(Dir::Original).src_port,
+        );
+        assert_eq!(pa, 5000);
+        assert_ne!(pa, pb);
+        assert!(MASQ_PORTS.contains(&pb));
+        let to_b = ct
+            .track(tcp([192, 0, 2, 1], 80, UPLINK.octets(), pb, SynAck), 1, masq)
+            .unwrap();
+        assert_eq!(
+            to_b.conn.orig.src,
+            Ipv4Addr::new(10, 0, 0, 3),
+            "the reply finds the second container"
+        );
+    }
+
+    #[test]
+    fn invalid_segments_limits_and_exhaustion_are_refused_and_counted() {
+        let ct = ConnTable::new(2);
+        assert_eq!(
+            ct.track(tcp([10, 0, 0, 2], 1, [192, 0, 2, 1], 80, Ack), 0, masq).err(),
+            Some(CtDrop::Invalid)
+        );
+        ct.track(tcp([10, 0, 0, 2], 1, [192, 0, 2, 1], 80, Syn), 0, masq)
+            .unwrap();
+        ct.track(tcp([10, 0, 0, 2], 2, [192, 0, 2, 1], 80, Syn), 0, masq)
+            .unwrap();
+        assert_eq!(
+            ct.track(tcp([10, 0, 0, 2], 3, [192, 0, 2, 1], 80, Syn), 0, masq).err(),
+            Some(CtDrop::TableFull)
+        );
+        assert!(
+            ct.track(tcp([10, 0, 0, 2], 1, [192, 0, 2, 1], 80, Syn), 0, masq)
+                .is_ok(),
+            "existing ones still work"
+        );
+        assert_eq!(ct.stats.invalid.load(Ordering::Relaxed), 1);
+        assert_eq!(ct.stats.table_full.load(Ordering::Relaxed), 1);
+
+        // Every port toward one destination taken: the search gives up.
+        let full = ConnTable::new(100_000);
+        let dst = [192, 0, 2, 9];
+        for port in MASQ_PORTS.clone().chain([7u16]) {
+            let reply = Tuple {
+                zone: 1,
+                proto: Proto::Tcp,
+                src: dst.into(),
+                src_port: 80,
+                dst: UPLINK,
+                dst_port: port,
+            };
+            full.track(
+                Seen {
+                    tuple: reply,
+                    segment: Some(Syn),
+                },
+                0,
+                |_| Nat::default(),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            full.track(tcp([10, 0, 0, 2], 7, dst, 80, Syn), 0, masq).err(),
+            Some(CtDrop::PortsExhausted)
+        );
+    }
+
+    #[test]
+    fn connections_expire_and_are_swept_and_flushed() {
+        let ct = ConnTable::new(100);
+        let udp = Tuple {
+            zone: 1,
+            proto: Proto::Udp,
+            src: [10, 0, 0, 2].into(),
+            src_port: 5353,
+            dst: [192, 0, 2, 53].into(),
+            dst_port: 53,
+        };
+        ct.track(
+            Seen {
+                tuple: udp,
+                segment: None,
+            },
+            0,
+            masq,
+        )
+        .unwrap();
+        assert_eq!(ct.snapshot(29_999).len(), 1, "unreplied UDP lives 30 s");
+        assert_eq!(ct.sweep(30_000), 1);
+        assert!(ct.is_empty());
+        ct.track(
+            Seen {
+                tuple: udp,
+                segment: None,
+            },
+            40_000,
+            masq,
+        )
+        .unwrap();
+        let reply = Tuple {
+            src: [192, 0, 2, 53].into(),
+            src_port: 53,
+            dst: UPLINK,
+            dst_port: 5353,
+            ..udp
+        };
+        ct.track(
+            Seen {
+                tuple: reply,
+                segment: None,
+            },
+            40_001,
+            masq,
+        )
+        .unwrap();
+        assert_eq!(ct.snapshot(40_001 + 119_000).len(), 1, "answered UDP lives 120 s");
+        assert_eq!(ct.flush(|c| c.orig.src == Ipv4Addr::new(10, 0, 0, 2)), 1);
+        assert!(ct.is_empty());
+        assert!(
+            ct.track(
+                Seen {
+                    tuple: reply,
+                    segment: None
+                },
+                40_002,
+                |_| Nat::default()
+            )
+            .unwrap()
+            .dir == Dir::Original,
+            "after a flush, an answer is a new connection"
+        );
+    }
+
+    #[test]
+    fn port_publishing_translates_the_destination() {
+        let ct = ConnTable::new(100);
+        let publish = |_: &Tuple| Nat {
+            snat: None,
+            dnat: Some((Ipv4Addr::new(10, 0, 0, 5), 80)),
+        };
+        let syn = tcp([203, 0, 113, 7], 50000, UPLINK.octets(), 8080, Syn);
+        let t = ct.track(syn, 0, publish).unwrap();
+        let inward = t.conn.translated(Dir::Original);
+        assert_eq!((inward.dst, inward.dst_port), (Ipv4Addr::new(10, 0, 0, 5), 80));
+        let answer = tcp([10, 0, 0, 5], 80, [203, 0, 113, 7], 50000, SynAck);
+        let r = ct.track(answer, 1, publish).unwrap();
+        let outward = r.conn.translated(Dir::Reply);
+        assert_eq!(
+            (outward.src, outward.src_port),
+            (UPLINK, 8080),
+            "the answer leaves from the published address"
+        );
+    }
+}
