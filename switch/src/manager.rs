@@ -240,6 +240,21 @@ fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, MacAddr), Port
     }
 }
 
+/// Routes a bridge's uplink address through its internal port, so the host
+/// reaches the ports published there.
+fn route_uplink_via_internal(br: &BridgeConfig) {
+    let Some(up) = &br.uplink else { return };
+    let Some(internal) = br.ports.iter().find(|p| p.port_type == PortType::Internal) else {
+        return;
+    };
+    let result = nix::net::if_::if_nametoindex(internal.ifname.as_str())
+        .map_err(std::io::Error::from)
+        .and_then(|index| netlink::set_host_route(index, up.ip));
+    if let Err(err) = result {
+        warn!(bridge = %br.name, uplink = %up.ip, %err, "host route to the uplink address not set");
+    }
+}
+
 /// Gives an internal port the gateway address in the host namespace.
 fn configure_internal(ifname: &str, gateway: Ipv4Addr, prefix: u8) -> std::io::Result<()> {
     let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
@@ -413,6 +428,9 @@ impl Manager {
                     warn!(netns = %lease.netns, ip = %lease.ip, error = %error_chain(&err), "address not restored");
                 }
             }
+        }
+        for br in &desired.bridges {
+            route_uplink_via_internal(br);
         }
         let up = self.ports.values().filter(|p| p.live.is_ok()).count();
         info!(
@@ -797,6 +815,11 @@ impl Manager {
             },
         );
         self.publish();
+        if port_type == PortType::Internal {
+            if let Some(br) = self.desired.bridge(&bridge) {
+                route_uplink_via_internal(br);
+            }
+        }
         info!(port = %name, bridge = %bridge, kind = %port_type, netns = ?config.netns, ifname = %config.ifname, "port added");
         Ok(Reply::Done)
     }
@@ -1385,6 +1408,9 @@ impl Manager {
             },
         );
         self.publish();
+        if let Some(br) = self.desired.bridge(bridge) {
+            route_uplink_via_internal(br);
+        }
         info!(bridge, iface = %cfg.iface, ip = %cfg.ip, gw = %cfg.gw, "uplink added");
         Ok(Reply::Done)
     }

@@ -208,7 +208,11 @@ fn published_ports_reach_the_container_from_outside_and_by_hairpin() {
     let listed = w.sw.json(&["list-published", "br0"]);
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
-    let srv = server(&web, &web_ip, 80, 3, "tcp");
+    // The host reaches published ports through the bridge's internal port.
+    let internal = short_name("vh");
+    w.sw.ok(&["add-port", "br0", &internal, "--type", "internal"]);
+
+    let srv = server(&web, &web_ip, 80, 4, "tcp");
     assert_eq!(
         client(&w.outside, "10.140.0.2", 8080, 0, "tcp"),
         "hello",
@@ -224,6 +228,13 @@ fn published_ports_reach_the_container_from_outside_and_by_hairpin() {
         "hello",
         "hairpin from the server itself"
     );
+    let from_host =
+        run_ok(std::process::Command::new("python3").args(["-c", CLIENT, "10.140.0.2", "8080", "0", "tcp"]));
+    assert_eq!(
+        from_host.trim(),
+        "hello",
+        "host -> uplink:8080 through the internal port"
+    );
     let peers = srv.finish(Duration::from_secs(2));
     let peers: Vec<&str> = peers.lines().collect();
     assert!(
@@ -232,8 +243,9 @@ fn published_ports_reach_the_container_from_outside_and_by_hairpin() {
     );
     assert!(
         peers[1..].iter().all(|p| p.starts_with("10.141.0.1 ")),
-        "hairpin clients appear as the gateway: {peers:?}"
+        "hairpin and host clients appear as the gateway: {peers:?}"
     );
+    assert_eq!(peers.len(), 4, "outside, two hairpins and the host: {peers:?}");
 
     let udp = server(&web, &web_ip, 53, 1, "udp");
     assert_eq!(

@@ -136,7 +136,16 @@ pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
         return Verdict::Drop(DropReason::Malformed);
     };
     match eth.ethertype() {
-        EthernetProtocol::Arp => match arp(frame, offset, &l3.subnet, &l3.neigh, l3.me(), l3.internal, at) {
+        EthernetProtocol::Arp => match arp(
+            frame,
+            offset,
+            &l3.subnet,
+            &l3.neigh,
+            l3.me(),
+            l3.internal,
+            host_asks_uplink(l3, at),
+            at,
+        ) {
             Ok(verdict) => verdict,
             // ARP between containers, and gratuitous ARP: a bridge floods it.
             Err(()) => Verdict::Flood {
@@ -168,7 +177,9 @@ pub fn from_uplink(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
     }
     match eth.ethertype() {
         // Whatever the outside says to others is not ours to pass on.
-        EthernetProtocol::Arp => arp(frame, offset, &up.net, &up.neigh, up.me(), None, at).unwrap_or(Verdict::Consumed),
+        EthernetProtocol::Arp => {
+            arp(frame, offset, &up.net, &up.neigh, up.me(), None, None, at).unwrap_or(Verdict::Consumed)
+        }
         EthernetProtocol::Ipv4 if eth.dst_addr().0 == up.mac => route_in(frame, offset, l3, up, at),
         _ => Verdict::Drop(DropReason::NotRoutable),
     }
@@ -181,10 +192,19 @@ fn strip_to_ethernet(frame: &mut Frame, offset: usize) {
     frame.meta.gso = None;
 }
 
+/// The host (behind the internal port) reaches the uplink address, and the
+/// ports published there, through the bridge: vswitchd routes that address
+/// to the internal port and answers the host's ARP for it.
+fn host_asks_uplink(l3: &BridgeL3, at: &Ingress<'_>) -> Option<Ipv4Addr> {
+    let up = l3.uplink.as_ref()?;
+    (l3.internal == Some(at.in_slot)).then_some(up.ip)
+}
+
 /// Learns the sender of an ARP packet (if it is a host of `net`), answers a
-/// request for `me`, and takes replies to `me` (passing them to `host`, the
-/// internal port that shares the gateway's MAC, if any). Err: someone
-/// else's ARP.
+/// request for `me` (or for `also`, with `me`'s MAC), and takes replies to
+/// `me` (passing them to `host`, the internal port that shares the
+/// gateway's MAC, if any). Err: someone else's ARP.
+#[allow(clippy::too_many_arguments)]
 fn arp(
     frame: &mut Frame,
     offset: usize,
@@ -192,6 +212,7 @@ fn arp(
     neigh: &NeighTable,
     me: Me,
     host: Option<u32>,
+    also: Option<Ipv4Addr>,
     at: &Ingress<'_>,
 ) -> Result<Verdict, ()> {
     let data = &frame.data()[offset + ETH_HDR_LEN..];
@@ -213,12 +234,12 @@ fn arp(
     }
     let to_me = EthernetFrame::new_unchecked(&frame.data()[offset..]).dst_addr().0 == me.mac;
     match operation {
-        ArpOperation::Request if target_protocol_addr == me.ip => {
+        ArpOperation::Request if target_protocol_addr == me.ip || Some(target_protocol_addr) == also => {
             strip_to_ethernet(frame, offset);
             let reply = ArpRepr::EthernetIpv4 {
                 operation: ArpOperation::Reply,
                 source_hardware_addr: EthernetAddress(me.mac),
-                source_protocol_addr: me.ip,
+                source_protocol_addr: target_protocol_addr,
                 target_hardware_addr: source_hardware_addr,
                 target_protocol_addr: source_protocol_addr,
             };

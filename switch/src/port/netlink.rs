@@ -23,6 +23,7 @@ const RTM_DELLINK: u16 = 17;
 // include/uapi/linux/if_addr.h and rtnetlink.h
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const NLM_F_REPLACE: libc::c_int = 0x100;
@@ -238,6 +239,26 @@ pub fn set_default_route(index: u32, gateway: Ipv4Addr) -> io::Result<()> {
     msg.buf.extend_from_slice(&0u32.to_ne_bytes());
     msg.attr(RTA_GATEWAY, &gateway.octets())
         .attr(RTA_OIF, &index.to_ne_bytes());
+    request(&mut msg)
+}
+
+/// Routes `dst`/32 out of link `index` (on-link), in the namespace this
+/// thread is in. A route already there is replaced.
+pub fn set_host_route(index: u32, dst: Ipv4Addr) -> io::Result<()> {
+    let flags = (libc::NLM_F_CREATE | NLM_F_REPLACE) as u16;
+    let mut msg = Message::new(libc::RTM_NEWROUTE, flags);
+    msg.buf.extend_from_slice(&[
+        libc::AF_INET as u8,
+        32,
+        0,
+        0,
+        libc::RT_TABLE_MAIN,
+        libc::RTPROT_STATIC,
+        libc::RT_SCOPE_LINK,
+        libc::RTN_UNICAST,
+    ]);
+    msg.buf.extend_from_slice(&0u32.to_ne_bytes());
+    msg.attr(RTA_DST, &dst.octets()).attr(RTA_OIF, &index.to_ne_bytes());
     request(&mut msg)
 }
 
