@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds vswitch and runs it with a small topology: two networks with
 # subnets, three "containers" (network namespaces) attached by vswitchd (one
-# over AF_XDP), routing once the networks are linked, and the host reaching a
-# container through an internal port. Shows the counters at the end.
+# over AF_XDP), routing once the networks are linked, the host reaching a
+# container through an internal port, an uplink to an "outside" namespace
+# with masquerade and a published port. Shows the counters at the end.
 # Everything is removed at the end (KEEP=1 leaves it running until Enter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +19,11 @@ pid=
 cleanup() {
     set +e
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    for ns in demo-c1 demo-c2 demo-c3; do
+    for ns in demo-c1 demo-c2 demo-c3 demo-out; do
         ip netns pids $ns 2>/dev/null | xargs -r kill 2>/dev/null
         ip netns del $ns 2>/dev/null
     done
+    ip link del vsdemo-up 2>/dev/null
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -70,6 +72,37 @@ step "the host reaches the front network through an internal port (docker0's rol
 vsctl add-port front vsdemo0 --type internal
 ip -br addr show dev vsdemo0
 ping -c 2 -i 0.2 10.99.0.2
+
+step "the outside world: an uplink (AF_XDP on a veth to namespace demo-out) and masquerade"
+ip netns add demo-out
+ip link add vsdemo-up type veth peer name eth0 netns demo-out
+ip link set vsdemo-up up
+ip -n demo-out link set eth0 up
+ip -n demo-out link set lo up
+ip -n demo-out addr add 203.0.113.1/24 dev eth0
+ip netns exec demo-out ethtool -K eth0 tx off >/dev/null   # a real NIC finishes its checksums
+vsctl add-uplink front vsdemo-up --ip 203.0.113.2/24 --gw 203.0.113.1 --mode generic
+vsctl set-nat front masquerade
+echo "(demo-out has no route to 10.99.0.0/24: only NAT gets answers back)"
+ip netns exec demo-out python3 -c "
+import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('203.0.113.1', 9000)); s.listen(); c, a = s.accept(); print('outside server: connection from', a[0], 'port', a[1]); c.close()" &
+server=$!
+sleep 0.5
+ip netns exec demo-c1 nc -w 2 203.0.113.1 9000 </dev/null || true
+wait $server
+
+step "port publishing: demo-out reaches c1:80 at 203.0.113.2:8080 (like docker run -p 8080:80)"
+vsctl publish front --proto tcp --port 8080 --to 10.99.0.2:80
+ip netns exec demo-c1 python3 -c "
+import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('10.99.0.2', 80)); s.listen(); c, a = s.accept(); c.sendall(b'hello from c1\n'); print('c1 server: connection from', a[0]); c.close()" &
+server=$!
+sleep 0.5
+ip netns exec demo-out nc -w 2 203.0.113.2 8080 </dev/null || true
+wait $server
+vsctl ct-show
+vsctl ct-stats
 
 step "what the switch saw"
 vsctl fdb-show front
