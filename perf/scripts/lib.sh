@@ -1,6 +1,17 @@
 # Shared by the perf/scripts/*-compare.sh scripts: namespaces that are
-# removed on exit, the measurements, and medians/ratios over repetitions.
-# Source it; it expects REPS, TCP_T, UDP_T, RR_T, PING_N, CLI_CPU, SRV_CPU.
+# removed on exit, a vswitchd of the run's own, the measurements, and
+# medians/ratios over repetitions. Source it after setting the knobs
+# (REPS, TCP_T, UDP_T, RR_T, PING_N, CLI_CPU, SRV_CPU, SW_CORES, SPIN_US).
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VSWITCHD=${VSWITCHD:-$root/target/release/vswitchd}
+VSCTL=${VSCTL:-$root/target/release/vsctl}
+
+require_tools() {
+    for tool in "$@" "$VSWITCHD" "$VSCTL"; do
+        command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh and cargo build --release)" >&2; exit 1; }
+    done
+}
 
 namespaces=()
 host_links=()
@@ -16,6 +27,19 @@ perf_cleanup() {
     for dev in "${host_links[@]}"; do ip link del "$dev" 2>/dev/null; done
 }
 trap perf_cleanup EXIT INT TERM
+
+# A vswitchd for this run, with its own socket and state (removed on exit).
+tmp=$(mktemp -d /tmp/vsperf.XXXXXX)
+sock=$tmp/vswitchd.sock
+vs_pid=
+vsctl() { "$VSCTL" --socket "$sock" "$@"; }
+cleanup_hooks+=('[ -n "$vs_pid" ] && kill "$vs_pid" 2>/dev/null && wait "$vs_pid" 2>/dev/null' 'rm -rf "$tmp"')
+start_vswitchd() {
+    "$VSWITCHD" --cores "$SW_CORES" --spin-us "$SPIN_US" --socket "$sock" --state-dir "$tmp/state" --log-level warn 2>"$tmp/vswitchd.log" &
+    vs_pid=$!
+    for _ in $(seq 100); do vsctl show >/dev/null 2>&1 && return; sleep 0.05; done
+    echo "vswitchd did not start:" >&2; cat "$tmp/vswitchd.log" >&2; exit 1
+}
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 new_ns() {

@@ -20,19 +20,9 @@ SRV_CPU=${SRV_CPU:-1}
 SW_CORES=${SW_CORES:-1}
 SPIN_US=${SPIN_US:-200}
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-VSWITCHD=${VSWITCHD:-$root/target/release/vswitchd}
-VSCTL=${VSCTL:-$root/target/release/vsctl}
-for tool in iperf3 sockperf ping taskset python3 iptables-restore ethtool "$VSWITCHD" "$VSCTL"; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh and cargo build --release)" >&2; exit 1; }
-done
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-tmp=$(mktemp -d /tmp/vsperf.XXXXXX)
-sock=$tmp/vswitchd.sock
-vsctl() { "$VSCTL" --socket "$sock" "$@"; }
-vs_pid=
-cleanup_hooks+=('[ -n "$vs_pid" ] && kill "$vs_pid" 2>/dev/null && wait "$vs_pid" 2>/dev/null' 'rm -rf "$tmp"')
+require_tools iperf3 sockperf ping taskset python3 iptables-restore ethtool
 host_links+=(vsqup)
 
 # --- Docker model ---------------------------------------------------------
@@ -97,9 +87,7 @@ COMMIT
 RULES
 
 # --- vswitch: same topology, conntrack in vswitchd ------------------------
-"$VSWITCHD" --cores "$SW_CORES" --spin-us "$SPIN_US" --socket "$sock" --state-dir "$tmp/state" --log-level warn 2>"$tmp/vswitchd.log" &
-vs_pid=$!
-for _ in $(seq 100); do vsctl show >/dev/null 2>&1 && break; sleep 0.05; done
+start_vswitchd
 for ns in vsq-vc vsq-vx; do new_ns $ns; done
 ip link add vsqup type veth peer name eth0 netns vsq-vx
 ip link set vsqup up

@@ -19,24 +19,12 @@ SRV_CPU=${SRV_CPU:-1}
 SW_CORES=${SW_CORES:-1}
 SPIN_US=${SPIN_US:-200}
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-VSWITCHD=${VSWITCHD:-$root/target/release/vswitchd}
-VSCTL=${VSCTL:-$root/target/release/vsctl}
-for tool in iperf3 sockperf ping taskset python3 "$VSWITCHD" "$VSCTL"; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh and cargo build --release)" >&2; exit 1; }
-done
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-tmp=$(mktemp -d /tmp/vsperf.XXXXXX)
-sock=$tmp/vswitchd.sock
-vsctl() { "$VSCTL" --socket "$sock" "$@"; }
-vs_pid=
-cleanup_hooks+=('[ -n "$vs_pid" ] && kill "$vs_pid" 2>/dev/null && wait "$vs_pid" 2>/dev/null' 'rm -rf "$tmp"')
+require_tools iperf3 sockperf ping taskset python3
 
 # --- vswitch: br0 (two containers) and br1 (one), linked ---------------
-"$VSWITCHD" --cores "$SW_CORES" --spin-us "$SPIN_US" --socket "$sock" --state-dir "$tmp/state" --log-level warn 2>"$tmp/vswitchd.log" &
-vs_pid=$!
-for _ in $(seq 100); do vsctl show >/dev/null 2>&1 && break; sleep 0.05; done
+start_vswitchd
 for ns in vsr-a vsr-a2 vsr-b; do new_ns $ns; done
 vsctl add-br br0 --subnet 10.124.0.0/24 >/dev/null
 vsctl add-br br1 --subnet 10.125.0.0/24 >/dev/null

@@ -369,15 +369,7 @@ impl Manager {
                     format!("error: {msg}")
                 });
                 let slot = self.next_port_slot();
-                self.ports.insert(
-                    port.name.clone(),
-                    PortEntry {
-                        bridge: br.name.clone(),
-                        slot,
-                        live,
-                        uplink: false,
-                    },
-                );
+                self.insert_entry(port.name.clone(), br.name.clone(), slot, live, false);
             }
         }
         for br in &desired.bridges {
@@ -391,15 +383,7 @@ impl Manager {
                 }
             };
             let slot = self.next_port_slot();
-            self.ports.insert(
-                cfg.iface.clone(),
-                PortEntry {
-                    bridge: br.name.clone(),
-                    slot,
-                    live,
-                    uplink: true,
-                },
-            );
+            self.insert_entry(cfg.iface.clone(), br.name.clone(), slot, live, true);
         }
         for br in &desired.bridges {
             let (Some(subnet), Some(gateway)) = (br.subnet, br.gateway) else {
@@ -475,6 +459,25 @@ impl Manager {
         let uid = self.next_uid;
         self.next_uid += 1;
         Arc::new(LivePort::new(uid, name, io, self.pmds.len()))
+    }
+
+    fn insert_entry(
+        &mut self,
+        name: String,
+        bridge: String,
+        slot: u32,
+        live: Result<Arc<LivePort>, String>,
+        uplink: bool,
+    ) {
+        self.ports.insert(
+            name,
+            PortEntry {
+                bridge,
+                slot,
+                live,
+                uplink,
+            },
+        );
     }
 
     fn next_port_slot(&self) -> u32 {
@@ -805,15 +808,7 @@ impl Manager {
         self.desired = desired;
         let live = self.make_live(name.clone(), io);
         let slot = self.next_port_slot();
-        self.ports.insert(
-            name.clone(),
-            PortEntry {
-                bridge: bridge.clone(),
-                slot,
-                live: Ok(live),
-                uplink: false,
-            },
-        );
+        self.insert_entry(name.clone(), bridge.clone(), slot, Ok(live), false);
         self.publish();
         if port_type == PortType::Internal {
             if let Some(br) = self.desired.bridge(&bridge) {
@@ -1398,15 +1393,7 @@ impl Manager {
         self.desired = desired;
         let live = self.make_live(cfg.iface.clone(), io);
         let slot = self.next_port_slot();
-        self.ports.insert(
-            cfg.iface.clone(),
-            PortEntry {
-                bridge: bridge.to_string(),
-                slot,
-                live: Ok(live),
-                uplink: true,
-            },
-        );
+        self.insert_entry(cfg.iface.clone(), bridge.to_string(), slot, Ok(live), true);
         self.publish();
         if let Some(br) = self.desired.bridge(bridge) {
             route_uplink_via_internal(br);

@@ -67,7 +67,12 @@ struct World {
 }
 
 fn world(tag: &str, cores: &str) -> World {
-    let sw = Switch::start(tag, cores);
+    world_with(tag, cores, &[])
+}
+
+/// The same, with extra vswitchd arguments.
+fn world_with(tag: &str, cores: &str, daemon_args: &[&str]) -> World {
+    let sw = Switch::start_with_args(tag, cores, daemon_args);
     let outside = Netns::new(&format!("{tag}o"));
     let host_end = short_name("vn");
     let link = HostLink::veth_into(&host_end, &outside);
@@ -310,47 +315,31 @@ fn published_ports_reach_the_container_from_outside_and_by_hairpin() {
 fn a_full_table_refuses_new_connections_and_keeps_old_ones() {
     require_root();
     // vswitchd with room for two connections.
-    let sw = Switch::start_with_args("ctmax2", "0", &["--ct-max", "2"]);
-    let outside = Netns::new("ctmo");
-    let host_end = short_name("vm");
-    let _link = HostLink::veth_into(&host_end, &outside);
-    outside.add_addr("eth0", "10.142.0.1/24");
-    outside.tx_offload_off("eth0");
-    sw.ok(&["add-br", "br0", "--subnet", "10.143.0.0/24"]);
-    sw.ok(&[
-        "add-uplink",
-        "br0",
-        &host_end,
-        "--ip",
-        "10.142.0.2/24",
-        "--gw",
-        "10.142.0.1",
-        "--mode",
-        "generic",
-    ]);
+    let w = world_with("ctmax", "0", &["--ct-max", "2"]);
+    let (sw, outside) = (&w.sw, &w.outside);
     sw.ok(&["set-nat", "br0", "masquerade"]);
     let c = Netns::new("ctmc");
     sw.ok(&["attach", "br0", &c.name]);
 
-    let _srv = server(&outside, "10.142.0.1", 9000, 3, "udp");
-    assert_eq!(client(&c, "10.142.0.1", 9000, 4001, "udp"), "hello");
-    assert_eq!(client(&c, "10.142.0.1", 9000, 4002, "udp"), "hello");
+    let _srv = server(outside, "10.140.0.1", 9000, 3, "udp");
+    assert_eq!(client(&c, "10.140.0.1", 9000, 4001, "udp"), "hello");
+    assert_eq!(client(&c, "10.140.0.1", 9000, 4002, "udp"), "hello");
     assert_eq!(
-        client(&c, "10.142.0.1", 9000, 4003, "udp"),
+        client(&c, "10.140.0.1", 9000, 4003, "udp"),
         "timeout",
         "a third connection does not fit"
     );
     let stats = sw.json(&["ct-stats"]);
     assert_eq!(stats["entries"], 2, "{stats}");
     assert!(stats["table_full"].as_u64().unwrap() >= 1, "{stats}");
-    assert!(sw.port_counter(&port_of(&sw), "drops.ct-table-full") >= 1);
+    assert!(sw.port_counter(&port_of(sw), "drops.ct-table-full") >= 1);
     assert_eq!(
-        client(&c, "10.142.0.1", 9000, 4001, "udp"),
+        client(&c, "10.140.0.1", 9000, 4001, "udp"),
         "hello",
         "an existing connection still works"
     );
 
-    let flushed = sw.json(&["ct-flush", "--addr", "10.142.0.1"]);
+    let flushed = sw.json(&["ct-flush", "--addr", "10.140.0.1"]);
     assert_eq!(flushed, 2, "ct-flush by address");
     assert_eq!(sw.json(&["ct-stats"])["entries"], 0);
 }

@@ -393,33 +393,30 @@ fn nat_from_uplink(
     Ok(true)
 }
 
-/// Reads the IPv4 facts again after NAT rewrote the packet.
-fn after_nat(
-    frame: &Frame,
+/// Checks the IPv4 header, lets `nat` rewrite the packet (given its
+/// destination; None when the bridge has no NAT), and returns the facts
+/// routing goes on with: read again if NAT changed the packet.
+fn facts_after_nat(
+    frame: &mut Frame,
     ip_at: usize,
-    facts: Ipv4Facts,
-    rewritten: Result<bool, DropReason>,
+    nat: impl FnOnce(&mut Frame, Ipv4Addr) -> Option<Result<bool, DropReason>>,
 ) -> Result<Ipv4Facts, DropReason> {
-    match rewritten? {
-        true => ipv4_facts(frame, ip_at),
-        false => Ok(facts),
+    let facts = ipv4_facts(frame, ip_at)?;
+    match nat(frame, facts.dst).transpose()? {
+        Some(true) => ipv4_facts(frame, ip_at),
+        _ => Ok(facts),
     }
 }
 
 /// An IPv4 frame a container sent to its gateway.
 fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> Verdict {
     let ip_at = offset + ETH_HDR_LEN;
-    let mut facts = match ipv4_facts(frame, ip_at) {
+    let facts = match facts_after_nat(frame, ip_at, |f, dst| {
+        l3.nat.as_ref().map(|nat| nat_from_bridge(f, ip_at, l3, nat, dst, at))
+    }) {
         Ok(f) => f,
         Err(reason) => return Verdict::Drop(reason),
     };
-    if let Some(nat) = &l3.nat {
-        let rewritten = nat_from_bridge(frame, ip_at, l3, nat, facts.dst, at);
-        facts = match after_nat(frame, ip_at, facts, rewritten) {
-            Ok(f) => f,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-    }
     let dst = facts.dst;
     if dst == l3.subnet.broadcast() {
         return Verdict::Drop(DropReason::NotRoutable);
@@ -473,17 +470,12 @@ fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> V
 /// An IPv4 frame from the outside, to the uplink's MAC.
 fn route_in(frame: &mut Frame, offset: usize, l3: &BridgeL3, up: &UplinkL3, at: &Ingress<'_>) -> Verdict {
     let ip_at = offset + ETH_HDR_LEN;
-    let mut facts = match ipv4_facts(frame, ip_at) {
+    let facts = match facts_after_nat(frame, ip_at, |f, dst| {
+        l3.nat.as_ref().map(|nat| nat_from_uplink(f, ip_at, up, nat, dst, at))
+    }) {
         Ok(f) => f,
         Err(reason) => return Verdict::Drop(reason),
     };
-    if let Some(nat) = &l3.nat {
-        let rewritten = nat_from_uplink(frame, ip_at, up, nat, facts.dst, at);
-        facts = match after_nat(frame, ip_at, facts, rewritten) {
-            Ok(f) => f,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-    }
     if facts.dst == up.ip {
         return local(frame, offset, up.me(), facts.echo_request, at);
     }
