@@ -195,8 +195,15 @@ impl ConnTable {
     /// The connection `seen` belongs to, its state advanced; None when it
     /// belongs to none (nothing is created).
     pub fn track_existing(&self, seen: Seen, now_ms: u64) -> Option<Result<Tracked, CtDrop>> {
-        let (conn, dir) = self.find(&seen.tuple, now_ms)?;
+        // One lock of the connection for the expiry check and the update.
+        let (conn, dir) = self.shard(&seen.tuple).get(&seen.tuple).cloned()?;
         let mut st = conn.state();
+        if st.expires_ms <= now_ms {
+            drop(st);
+            self.remove(&conn);
+            self.stats.expiries.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         if let (Some(state), Some(seg)) = (st.tcp, seen.segment) {
             match tcp::next(state, dir, seg) {
                 Some(next) => st.tcp = Some(next),

@@ -134,6 +134,48 @@ fn bench(c: &mut Criterion) {
         drop(ct);
     }
     group.finish();
+
+    // Two threads on one table (each on its own flows, as two poll threads
+    // would be): time per frame per thread, to compare with one thread.
+    let mut group = c.benchmark_group("nat_stage_threads");
+    let n = 10_000;
+    let ct = std::sync::Arc::new(table(n));
+    let templates: std::sync::Arc<Vec<Vec<u8>>> = std::sync::Arc::new(
+        (0..n)
+            .map(|i| {
+                let (src, sport, dst) = flow(i);
+                frame_bytes(src, sport, dst)
+            })
+            .collect(),
+    );
+    for threads in [1usize, 2] {
+        group.bench_function(format!("{threads}_threads_10000_connections"), |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let (ct, templates) = (ct.clone(), templates.clone());
+                        scope.spawn(move || {
+                            let mut pool = PacketPool::new(1);
+                            let mut frame = pool.alloc().unwrap();
+                            for k in 0..iters as usize {
+                                // Thread t takes every other flow: no flow is shared.
+                                let i = (k * threads + t) % templates.len();
+                                frame.fill(&templates[i]);
+                                frame.meta.eth_offset = Some(0);
+                                let seen = nat::seen(&frame, 14, ZONE).unwrap().unwrap();
+                                let tracked = ct.track_existing(seen, 1).unwrap().unwrap();
+                                nat::apply(&mut frame, 14, &seen, &tracked).unwrap();
+                                black_box(frame.data()[26]);
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);
