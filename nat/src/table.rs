@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::tcp::{self, Dir, Segment, TcpState};
 use crate::tuple::{Proto, Tuple};
@@ -115,6 +116,7 @@ pub struct ConnTable {
     shards: Box<[Shard]>,
     entries: AtomicUsize,
     max_entries: usize,
+    timeouts: Timeouts,
     pub stats: CtStats,
 }
 
@@ -124,21 +126,51 @@ fn shard_of(t: &Tuple) -> usize {
     ((a ^ b.rotate_left(7) ^ u32::from(t.zone)) as usize) % SHARDS
 }
 
-fn timeout_ms(state: &State, proto: Proto) -> u64 {
-    let d = match (proto, state.tcp) {
-        (Proto::Tcp, Some(s)) => tcp::timeout(s),
-        (Proto::Udp, _) => tcp::udp_timeout(state.replied),
-        _ => tcp::ICMP_TIMEOUT,
-    };
-    d.as_millis() as u64
+/// How long idle connections live. The defaults are the kernel's; the
+/// established-TCP, UDP and ICMP ones can be changed (vswitchd flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_established: Duration,
+    pub udp: Duration,
+    pub udp_replied: Duration,
+    pub icmp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: tcp::timeout(TcpState::Established),
+            udp: tcp::udp_timeout(false),
+            udp_replied: tcp::udp_timeout(true),
+            icmp: tcp::ICMP_TIMEOUT,
+        }
+    }
+}
+
+impl Timeouts {
+    fn ms(&self, state: &State, proto: Proto) -> u64 {
+        let d = match (proto, state.tcp) {
+            (Proto::Tcp, Some(TcpState::Established)) => self.tcp_established,
+            (Proto::Tcp, Some(s)) => tcp::timeout(s),
+            (Proto::Udp, _) if state.replied => self.udp_replied,
+            (Proto::Udp, _) => self.udp,
+            _ => self.icmp,
+        };
+        d.as_millis() as u64
+    }
 }
 
 impl ConnTable {
     pub fn new(max_entries: usize) -> ConnTable {
+        ConnTable::with_timeouts(max_entries, Timeouts::default())
+    }
+
+    pub fn with_timeouts(max_entries: usize, timeouts: Timeouts) -> ConnTable {
         ConnTable {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             entries: AtomicUsize::new(0),
             max_entries,
+            timeouts,
             stats: CtStats::default(),
         }
     }
@@ -215,7 +247,7 @@ impl ConnTable {
             }
         }
         st.replied |= dir == Dir::Reply;
-        st.expires_ms = now_ms + timeout_ms(&st, seen.tuple.proto);
+        st.expires_ms = now_ms + self.timeouts.ms(&st, seen.tuple.proto);
         drop(st);
         Some(Ok(Tracked { conn, dir }))
     }
@@ -268,7 +300,7 @@ impl ConnTable {
         });
         {
             let mut st = conn.state();
-            st.expires_ms = now_ms + timeout_ms(&st, orig.proto);
+            st.expires_ms = now_ms + self.timeouts.ms(&st, orig.proto);
         }
         // Both indexes, one shard at a time; a racing insert of the same
         // tuple by another thread loses to the first (its packet is tracked
@@ -569,6 +601,34 @@ mod tests {
             .dir == Dir::Original,
             "after a flush, an answer is a new connection"
         );
+    }
+
+    #[test]
+    fn timeouts_can_be_shortened() {
+        let short = Timeouts {
+            udp: Duration::from_secs(2),
+            ..Timeouts::default()
+        };
+        let ct = ConnTable::with_timeouts(10, short);
+        let udp = Tuple {
+            zone: 1,
+            proto: Proto::Udp,
+            src: [10, 0, 0, 2].into(),
+            src_port: 1,
+            dst: [192, 0, 2, 53].into(),
+            dst_port: 53,
+        };
+        ct.track(
+            Seen {
+                tuple: udp,
+                segment: None,
+            },
+            0,
+            masq,
+        )
+        .unwrap();
+        assert_eq!(ct.snapshot(1_999).len(), 1);
+        assert_eq!(ct.sweep(2_000), 1, "gone after 2 s instead of 30");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use vswitch::cores::{check_available, parse_core_list};
 use vswitch::manager::Manager;
 use vswitch::pmd::{self, PmdParams};
 use vswitch::snapshot::{Snapshot, SnapshotCell};
+use vswitch_nat::table::{ConnTable, Timeouts};
 
 /// How often learned MACs and neighbours are checked for aging.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
@@ -48,6 +49,15 @@ struct Args {
     /// Most connections tracked at once; beyond it new ones are dropped (counted).
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     ct_max: u32,
+    /// Seconds an unanswered UDP flow is tracked without traffic (an answered one: 4 times as long).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    ct_udp_timeout: u64,
+    /// Seconds an ICMP echo flow is tracked without traffic.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    ct_icmp_timeout: u64,
+    /// Seconds an established TCP connection is tracked without traffic.
+    #[arg(long, default_value_t = 432_000, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    ct_tcp_established_timeout: u64,
 }
 
 fn main() {
@@ -125,13 +135,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         threads.push(thread);
     }
 
-    let mut manager = Manager::new(
-        args.state_dir.clone(),
-        desired,
-        pmds.clone(),
-        cell,
-        args.ct_max as usize,
-    );
+    let timeouts = Timeouts {
+        tcp_established: Duration::from_secs(args.ct_tcp_established_timeout),
+        udp: Duration::from_secs(args.ct_udp_timeout),
+        udp_replied: Duration::from_secs(args.ct_udp_timeout * 4),
+        icmp: Duration::from_secs(args.ct_icmp_timeout),
+    };
+    let conntrack = ConnTable::with_timeouts(args.ct_max as usize, timeouts);
+    let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell, conntrack);
     manager.restore();
     let manager = Arc::new(Mutex::new(manager));
 

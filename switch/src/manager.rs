@@ -335,7 +335,7 @@ impl Manager {
         desired: DesiredState,
         pmds: Vec<Arc<PmdHandle>>,
         cell: Arc<SnapshotCell>,
-        ct_max: usize,
+        conntrack: ConnTable,
     ) -> Manager {
         Manager {
             state_dir,
@@ -346,7 +346,7 @@ impl Manager {
             cell,
             generation: 0,
             next_uid: 1,
-            ct: Arc::new(ConnTable::new(ct_max)),
+            ct: Arc::new(conntrack),
         }
     }
 

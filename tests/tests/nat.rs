@@ -371,3 +371,31 @@ fn nat_needs_a_subnet_and_says_so() {
     let out = sw.vsctl(&["publish", "plain", "--proto", "tcp", "--port", "80", "--to", "nonsense"]);
     assert_eq!(out.status.code(), Some(2), "a bad --to is a usage error");
 }
+
+#[test]
+fn idle_connections_expire_after_their_timeout() {
+    require_root();
+    let w = world_with("ctexp", "0", &["--ct-udp-timeout", "2", "--ct-icmp-timeout", "2"]);
+    w.sw.ok(&["set-nat", "br0", "masquerade"]);
+    let c = Netns::new("cte");
+    w.sw.ok(&["attach", "br0", &c.name]);
+    let _srv = server(&w.outside, "10.140.0.1", 9000, 1, "udp");
+    assert_eq!(client(&c, "10.140.0.1", 9000, 4100, "udp"), "hello");
+    assert!(c.ping("10.140.0.1", 1));
+    assert_eq!(w.sw.json(&["ct-stats"])["entries"], 2, "a UDP flow and a ping");
+    // Answered UDP lives 4x the unanswered timeout: 8 s; ICMP 2 s.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let conns = w.sw.json(&["ct-show"]);
+    let protos: Vec<&str> = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["proto"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        protos,
+        vec!["udp"],
+        "the ping's entry expired, the answered UDP flow not yet"
+    );
+    assert!(w.sw.json(&["ct-stats"])["expiries"].as_u64().unwrap() >= 1);
+}
