@@ -424,6 +424,18 @@ mod tests {
         }
     }
 
+    /// A container's UDP flow to a DNS server.
+    fn dns_query(src_port: u16) -> Tuple {
+        Tuple {
+            zone: 1,
+            proto: Proto::Udp,
+            src: [10, 0, 0, 2].into(),
+            src_port,
+            dst: [192, 0, 2, 53].into(),
+            dst_port: 53,
+        }
+    }
+
     fn masq(_: &Tuple) -> Nat {
         Nat {
             snat: Some(UPLINK),
@@ -540,14 +552,7 @@ mod tests {
     #[test]
     fn connections_expire_and_are_swept_and_flushed() {
         let ct = ConnTable::new(100);
-        let udp = Tuple {
-            zone: 1,
-            proto: Proto::Udp,
-            src: [10, 0, 0, 2].into(),
-            src_port: 5353,
-            dst: [192, 0, 2, 53].into(),
-            dst_port: 53,
-        };
+        let udp = dns_query(5353);
         ct.track(
             Seen {
                 tuple: udp,
@@ -610,14 +615,7 @@ mod tests {
             ..Timeouts::default()
         };
         let ct = ConnTable::with_timeouts(10, short);
-        let udp = Tuple {
-            zone: 1,
-            proto: Proto::Udp,
-            src: [10, 0, 0, 2].into(),
-            src_port: 1,
-            dst: [192, 0, 2, 53].into(),
-            dst_port: 53,
-        };
+        let udp = dns_query(1);
         ct.track(
             Seen {
                 tuple: udp,

@@ -292,6 +292,27 @@ fn bridge_for<'a>(snap: &'a Snapshot, l3: &BridgeL3, dst: Ipv4Addr) -> Option<(u
     })
 }
 
+/// One routing hop: ICMP time exceeded (from `me`) if the TTL runs out,
+/// else TTL - 1 and on to `hop_ip` on the far side of `hop`.
+fn hop_on(
+    frame: &mut Frame,
+    offset: usize,
+    ttl: u8,
+    me: Me,
+    hop: NextHop,
+    hop_ip: Ipv4Addr,
+    at: &Ingress<'_>,
+) -> Verdict {
+    if ttl <= 1 {
+        at.counters.drop(DropReason::TtlExceeded);
+        return icmp_error(frame, offset, me, Icmpv4Message::TimeExceeded, CODE_TTL_EXCEEDED, at);
+    }
+    decrement_ttl(&mut Ipv4Packet::new_unchecked(
+        &mut frame.data_mut()[offset + ETH_HDR_LEN..],
+    ));
+    forward(frame, offset, hop, hop_ip, at)
+}
+
 /// Sends a routed frame to `hop_ip` on the far side of `hop`, or holds it
 /// while the address is resolved. The TTL has been checked and decremented.
 fn forward(frame: &mut Frame, offset: usize, hop: NextHop, hop_ip: Ipv4Addr, at: &Ingress<'_>) -> Verdict {
@@ -452,19 +473,7 @@ fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> V
             }
         },
     };
-    if facts.ttl <= 1 {
-        at.counters.drop(DropReason::TtlExceeded);
-        return icmp_error(
-            frame,
-            offset,
-            l3.me(),
-            Icmpv4Message::TimeExceeded,
-            CODE_TTL_EXCEEDED,
-            at,
-        );
-    }
-    decrement_ttl(&mut Ipv4Packet::new_unchecked(&mut frame.data_mut()[ip_at..]));
-    forward(frame, offset, hop.0, hop.1, at)
+    hop_on(frame, offset, facts.ttl, l3.me(), hop.0, hop.1, at)
 }
 
 /// An IPv4 frame from the outside, to the uplink's MAC.
@@ -493,19 +502,15 @@ fn route_in(frame: &mut Frame, offset: usize, l3: &BridgeL3, up: &UplinkL3, at: 
     if facts.dst == out.gateway || facts.dst == out.subnet.broadcast() {
         return Verdict::Drop(DropReason::ToGateway);
     }
-    if facts.ttl <= 1 {
-        at.counters.drop(DropReason::TtlExceeded);
-        return icmp_error(
-            frame,
-            offset,
-            up.me(),
-            Icmpv4Message::TimeExceeded,
-            CODE_TTL_EXCEEDED,
-            at,
-        );
-    }
-    decrement_ttl(&mut Ipv4Packet::new_unchecked(&mut frame.data_mut()[ip_at..]));
-    forward(frame, offset, NextHop::Bridge(out_slot), facts.dst, at)
+    hop_on(
+        frame,
+        offset,
+        facts.ttl,
+        up.me(),
+        NextHop::Bridge(out_slot),
+        facts.dst,
+        at,
+    )
 }
 
 /// A packet to one of the router's own addresses: pings are answered.
