@@ -256,6 +256,7 @@ pub struct CtStatsInfo {
     pub creates: u64,
     pub expiries: u64,
     pub invalid: u64,
+    pub out_of_window: u64,
     pub table_full: u64,
     pub ports_exhausted: u64,
 }

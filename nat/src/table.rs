@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::tcp::{self, Dir, Segment, TcpState};
+use crate::tcp::{self, Dir, TcpSeg, TcpState, Windows};
 use crate::tuple::{Proto, Tuple};
 
 const SHARDS: usize = 32;
@@ -46,6 +46,7 @@ pub struct Nat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct State {
     tcp: Option<TcpState>,
+    windows: Windows,
     replied: bool,
     expires_ms: u64,
 }
@@ -80,6 +81,8 @@ pub enum CtDrop {
     /// TCP segment that fits no connection or no state (e.g. an ACK with no
     /// connection).
     Invalid,
+    /// TCP segment outside the sequence windows of its connection.
+    OutOfWindow,
     /// The table is full: new connections wait until entries expire.
     TableFull,
     /// No free masquerade port for this destination.
@@ -92,6 +95,7 @@ pub struct CtStats {
     pub creates: AtomicU64,
     pub expiries: AtomicU64,
     pub invalid: AtomicU64,
+    pub out_of_window: AtomicU64,
     pub table_full: AtomicU64,
     pub ports_exhausted: AtomicU64,
 }
@@ -100,8 +104,8 @@ pub struct CtStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seen {
     pub tuple: Tuple,
-    /// The TCP flags, for TCP.
-    pub segment: Option<Segment>,
+    /// The TCP flags and sequence numbers, for TCP.
+    pub tcp: Option<TcpSeg>,
 }
 
 /// The connection a packet belongs to and the direction it travels.
@@ -236,15 +240,21 @@ impl ConnTable {
             self.stats.expiries.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        if let (Some(state), Some(seg)) = (st.tcp, seen.segment) {
-            match tcp::next(state, dir, seg) {
-                Some(next) => st.tcp = Some(next),
-                None => {
-                    drop(st);
-                    self.stats.invalid.fetch_add(1, Ordering::Relaxed);
-                    return Some(Err(CtDrop::Invalid));
-                }
+        if let (Some(state), Some(seg)) = (st.tcp, seen.tcp) {
+            let Some(next) = tcp::next(state, dir, seg.kind) else {
+                drop(st);
+                self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(CtDrop::Invalid));
+            };
+            if matches!(state, TcpState::TimeWait | TcpState::Close) && next == TcpState::SynSent {
+                // The 4-tuple opens again: a new sequence space.
+                st.windows = Windows::open(&seg);
+            } else if !st.windows.accept(state, dir, &seg) {
+                drop(st);
+                self.stats.out_of_window.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(CtDrop::OutOfWindow));
             }
+            st.tcp = Some(next);
         }
         st.replied |= dir == Dir::Reply;
         st.expires_ms = now_ms + self.timeouts.ms(&st, seen.tuple.proto);
@@ -258,15 +268,15 @@ impl ConnTable {
         if let Some(existing) = self.track_existing(seen, now_ms) {
             return existing;
         }
-        let tcp_state = match seen.segment {
-            Some(seg) => match tcp::open(seg) {
-                Some(s) => Some(s),
+        let (tcp_state, windows) = match seen.tcp {
+            Some(seg) => match tcp::open(seg.kind) {
+                Some(s) => (Some(s), Windows::open(&seg)),
                 None => {
                     self.stats.invalid.fetch_add(1, Ordering::Relaxed);
                     return Err(CtDrop::Invalid);
                 }
             },
-            None => None,
+            None => (None, Windows::default()),
         };
         if self.len() >= self.max_entries {
             self.stats.table_full.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +300,7 @@ impl ConnTable {
         };
         let state = State {
             tcp: tcp_state,
+            windows,
             replied: false,
             expires_ms: 0,
         };
@@ -405,7 +416,7 @@ impl ConnTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tcp::Segment::*;
+    use crate::tcp::Segment::{self, *};
 
     const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
@@ -420,7 +431,24 @@ mod tests {
         };
         Seen {
             tuple,
-            segment: Some(seg),
+            tcp: Some(handshake(seg)),
+        }
+    }
+
+    /// A segment of the handshake between ISNs 1000 (client) and 5000 (server).
+    fn handshake(kind: Segment) -> TcpSeg {
+        let (seq, ack) = match kind {
+            Syn => (1000, None),
+            SynAck => (5000, Some(1001)),
+            _ => (1001, Some(5001)),
+        };
+        TcpSeg {
+            kind,
+            seq,
+            ack,
+            window: 64_000,
+            len: 0,
+            wscale: None,
         }
     }
 
@@ -536,7 +564,7 @@ mod tests {
             full.track(
                 Seen {
                     tuple: reply,
-                    segment: Some(Syn),
+                    tcp: Some(handshake(Syn)),
                 },
                 0,
                 |_| Nat::default(),
@@ -553,27 +581,11 @@ mod tests {
     fn connections_expire_and_are_swept_and_flushed() {
         let ct = ConnTable::new(100);
         let udp = dns_query(5353);
-        ct.track(
-            Seen {
-                tuple: udp,
-                segment: None,
-            },
-            0,
-            masq,
-        )
-        .unwrap();
+        ct.track(Seen { tuple: udp, tcp: None }, 0, masq).unwrap();
         assert_eq!(ct.snapshot(29_999).len(), 1, "unreplied UDP lives 30 s");
         assert_eq!(ct.sweep(30_000), 1);
         assert!(ct.is_empty());
-        ct.track(
-            Seen {
-                tuple: udp,
-                segment: None,
-            },
-            40_000,
-            masq,
-        )
-        .unwrap();
+        ct.track(Seen { tuple: udp, tcp: None }, 40_000, masq).unwrap();
         let reply = Tuple {
             src: [192, 0, 2, 53].into(),
             src_port: 53,
@@ -584,7 +596,7 @@ mod tests {
         ct.track(
             Seen {
                 tuple: reply,
-                segment: None,
+                tcp: None,
             },
             40_001,
             masq,
@@ -597,7 +609,7 @@ mod tests {
             ct.track(
                 Seen {
                     tuple: reply,
-                    segment: None
+                    tcp: None
                 },
                 40_002,
                 |_| Nat::default()
@@ -616,15 +628,7 @@ mod tests {
         };
         let ct = ConnTable::with_timeouts(10, short);
         let udp = dns_query(1);
-        ct.track(
-            Seen {
-                tuple: udp,
-                segment: None,
-            },
-            0,
-            masq,
-        )
-        .unwrap();
+        ct.track(Seen { tuple: udp, tcp: None }, 0, masq).unwrap();
         assert_eq!(ct.snapshot(1_999).len(), 1);
         assert_eq!(ct.sweep(2_000), 1, "gone after 2 s instead of 30");
     }

@@ -83,7 +83,7 @@ fn table(n: usize) -> ConnTable {
             dst,
             dst_port: 53,
         };
-        ct.track(Seen { tuple, segment: None }, 0, |_| Nat {
+        ct.track(Seen { tuple, tcp: None }, 0, |_| Nat {
             snat: Some(UPLINK),
             dnat: None,
         })

@@ -1583,6 +1583,7 @@ impl Manager {
             creates: s.creates.load(Relaxed),
             expiries: s.expiries.load(Relaxed),
             invalid: s.invalid.load(Relaxed),
+            out_of_window: s.out_of_window.load(Relaxed),
             table_full: s.table_full.load(Relaxed),
             ports_exhausted: s.ports_exhausted.load(Relaxed),
         }

@@ -73,6 +73,8 @@ pub enum DropReason {
     NeighUnresolved,
     /// TCP segment that fits no tracked connection or state.
     CtInvalid,
+    /// TCP segment outside its connection's sequence windows.
+    CtOutOfWindow,
     /// The connection table is full.
     CtTableFull,
     /// No masquerade port free for the destination.
@@ -82,7 +84,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -104,6 +106,7 @@ impl DropReason {
         DropReason::ToGateway,
         DropReason::NeighUnresolved,
         DropReason::CtInvalid,
+        DropReason::CtOutOfWindow,
         DropReason::CtTableFull,
         DropReason::NatPortsExhausted,
         DropReason::NatUnsupported,
@@ -131,6 +134,7 @@ impl DropReason {
             DropReason::ToGateway => "to-gateway",
             DropReason::NeighUnresolved => "neigh-unresolved",
             DropReason::CtInvalid => "ct-invalid",
+            DropReason::CtOutOfWindow => "ct-out-of-window",
             DropReason::CtTableFull => "ct-table-full",
             DropReason::NatPortsExhausted => "nat-ports-exhausted",
             DropReason::NatUnsupported => "nat-unsupported",

@@ -399,3 +399,95 @@ fn idle_connections_expire_after_their_timeout() {
     );
     assert!(w.sw.json(&["ct-stats"])["expiries"].as_u64().unwrap() >= 1);
 }
+
+/// Outside server on 10.140.0.1:9100: sends "a", learns its own sequence
+/// number from the client's ACK (sniffed), then forges a reset far outside
+/// the window, sends "still", and forges a reset exactly in the window.
+const RST_FORGER: &str = r#"
+import socket, struct, time
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def rst(peer, seq):
+    src, dst = socket.inet_aton("10.140.0.1"), socket.inet_aton(peer[0])
+    tcp = struct.pack("!HHIIBBHHH", 9100, peer[1], seq, 0, 5 << 4, 0x04, 0, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, 20) + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    raw.sendto(ip + tcp, (peer[0], 0))
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("10.140.0.1", 9100)); srv.listen()
+c, peer = srv.accept()
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+sniff.settimeout(3)
+c.sendall(b"a\n")
+while True:
+    f = sniff.recv(2000)[14:]
+    ihl = (f[0] & 15) * 4
+    sport, dport, seq, ack, off, flags = struct.unpack("!HHIIBB", f[ihl:ihl + 14])
+    if f[9] == 6 and dport == 9100 and sport == peer[1] and flags & 0x10 and ack:
+        break
+rst(peer, (ack + 2**31) % 2**32)
+time.sleep(0.3)
+c.sendall(b"still\n")
+time.sleep(0.3)
+rst(peer, (ack + 6) % 2**32)
+time.sleep(1)
+"#;
+
+/// Prints every line the server sends, then how the connection ended.
+const READER: &str = r#"
+import socket
+s = socket.create_connection(("10.140.0.1", 9100), timeout=5)
+try:
+    while True:
+        d = s.recv(100)
+        if not d: print("eof"); break
+        print(d.decode().strip(), flush=True)
+except ConnectionResetError: print("reset")
+except socket.timeout: print("timeout")
+"#;
+
+#[test]
+fn segments_outside_the_tcp_window_are_dropped_and_counted() {
+    require_root();
+    let w = world("ctwin", "0");
+    w.sw.ok(&["set-nat", "br0", "masquerade"]);
+    let c = Netns::new("ctw");
+    attach(&w.sw, &c, &[]);
+    let forger = w
+        .outside
+        .cmd("python3")
+        .args(["-c", RST_FORGER])
+        .spawn()
+        .expect("python3");
+    let forger = Background(forger);
+    std::thread::sleep(Duration::from_millis(300));
+    let read = run_ok(c.cmd("python3").args(["-c", READER]));
+    forger.finish(Duration::from_secs(3));
+    assert_eq!(
+        read.split_whitespace().collect::<Vec<_>>(),
+        ["a", "still", "reset"],
+        "the blind reset never arrived; the one in the window did"
+    );
+    let stats = w.sw.json(&["ct-stats"]);
+    assert_eq!(stats["out_of_window"], 1, "{stats}");
+
+    // Bulk transfers both ways (scaled windows, GSO super-frames) never
+    // trip the window check.
+    for reverse in [false, true] {
+        let _srv = w.outside.iperf3_server("10.140.0.1");
+        let extra: &[&str] = if reverse { &["-R"] } else { &[] };
+        let (_, bytes) = c.iperf3("10.140.0.1", 2, extra);
+        assert!(bytes > 10_000_000, "{bytes} bytes moved");
+    }
+    let stats = w.sw.json(&["ct-stats"]);
+    assert_eq!(
+        (&stats["out_of_window"], &stats["invalid"]),
+        (&1.into(), &0.into()),
+        "{stats}"
+    );
+}

@@ -439,8 +439,15 @@ fn print_reply(reply: &Reply) {
             }
         }
         Reply::CtStats(s) => println!(
-            "entries {}/{}, creates {}, expiries {}, drops: invalid={} table-full={} ports-exhausted={}",
-            s.entries, s.max_entries, s.creates, s.expiries, s.invalid, s.table_full, s.ports_exhausted
+            "entries {}/{}, creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={}",
+            s.entries,
+            s.max_entries,
+            s.creates,
+            s.expiries,
+            s.invalid,
+            s.out_of_window,
+            s.table_full,
+            s.ports_exhausted
         ),
         Reply::Flushed(n) => println!("{n} connections flushed"),
     }
