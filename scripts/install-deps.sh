@@ -3,7 +3,9 @@
 # Debian 12, and nothing that is already there. Run as root.
 set -euo pipefail
 
-packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables)
+# netsniff-ng (trafgen) and openvswitch-switch are for vsperf: the frame
+# generator, and the Open vSwitch it compares against.
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,6 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
+    # vsperf starts an Open vSwitch of its own; the system's service is not
+    # wanted (where systemd runs, the package starts it).
+    if [[ " ${missing[*]} " == *" openvswitch-switch "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
+    fi
 fi
 
 # Debian 12's rustc is too old for the crates we use: take rustup's stable.
