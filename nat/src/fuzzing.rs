@@ -14,7 +14,8 @@ use crate::rewrite::{rewrite_ipv4, L4Checksum};
 use crate::table::{ConnTable, Nat};
 use crate::translate;
 
-pub fn drive(mut data: &[u8]) {
+/// Feeds `data`; returns how many connections it created.
+pub fn drive(mut data: &[u8]) -> u64 {
     let ct = ConnTable::new(64);
     let mut now_ms = 0u64;
     while let [control, len, rest @ ..] = data {
@@ -43,6 +44,7 @@ pub fn drive(mut data: &[u8]) {
         }
     }
     let _ = ct.snapshot(now_ms);
+    ct.stats.creates.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -98,6 +100,31 @@ mod tests {
             &quoted,
         ));
         out
+    }
+
+    /// The fuzz target's seeds reach the connection table (they are not
+    /// thrown away by the parser), and what the fuzzer derives from them
+    /// starts from there.
+    #[test]
+    fn the_fuzz_seeds_create_connections() {
+        let seeds: [(&str, &[u8]); 5] = [
+            ("tcp-handshake", include_bytes!("../fuzz/seeds/packets/tcp-handshake")),
+            ("published-port", include_bytes!("../fuzz/seeds/packets/published-port")),
+            (
+                "udp-and-unreachable",
+                include_bytes!("../fuzz/seeds/packets/udp-and-unreachable"),
+            ),
+            ("ping", include_bytes!("../fuzz/seeds/packets/ping")),
+            (
+                "expiry-and-sweep",
+                include_bytes!("../fuzz/seeds/packets/expiry-and-sweep"),
+            ),
+        ];
+        for (name, seed) in seeds {
+            let created = drive(seed);
+            let expected = if name == "expiry-and-sweep" { 2 } else { 1 };
+            assert_eq!(created, expected, "{name}");
+        }
     }
 
     #[test]

@@ -121,8 +121,17 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{}, {}; {} repetitions, {} s per figure; switch on core(s) {:?}, tools on core {}. \
-         Median (min-max) over repetitions; ratios are vswitch / system, per repetition pair.",
+         Median (min-max) over repetitions; ratios are vswitch / system, per repetition pair \
+         (above 1 is better for vswitch in the throughput and transaction rows, below 1 in the \
+         loss, latency and CPU rows).",
         report.date, report.machine, report.reps, report.plan.seconds, report.switch_cores, report.plan.tool_core
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "The Linux bridge has no process: its CPU is the machine's softirq time, and it forwards on \
+         the core of whoever sends (the tools' core), so its offered and delivered frame rates are \
+         the same and its frame loss is nil: the generator slows down to the bridge's pace."
     );
     for case in &report.cases {
         let _ = writeln!(out);
@@ -178,9 +187,15 @@ fn color(system: &str) -> &'static str {
 /// from min to max.
 pub fn svg(report: &Report) -> String {
     let systems = systems_of(report);
+    // Latencies span orders of magnitude (a busy-polling switch against a
+    // sleeping one): that panel is logarithmic.
     let panels = [
-        ("tcp1_gbps", "TCP, 1 stream (Gbit/s, more is better)"),
-        ("rr_p99_us", "TCP RR p99 round trip (us, less is better)"),
+        ("tcp1_gbps", "TCP, 1 stream (Gbit/s, more is better)", false),
+        (
+            "rr_p99_us",
+            "TCP RR p99 round trip (us, log scale, less is better)",
+            true,
+        ),
     ];
     let (label_w, panel_w, gap, bar_h, top) = (150.0, 330.0, 40.0, 12.0, 56.0);
     let group_h = bar_h * systems.len() as f64 + 14.0;
@@ -207,15 +222,31 @@ pub fn svg(report: &Report) -> String {
             x + 14.0
         );
     }
-    for (p, (metric, title)) in panels.iter().enumerate() {
+    for (p, (metric, title, log)) in panels.iter().enumerate() {
         let x0 = label_w + p as f64 * (panel_w + gap);
-        let max = report
+        let all: Vec<Spread> = report
             .cases
             .iter()
             .flat_map(|c| systems.iter().filter_map(move |s| value(c, s, metric)))
-            .map(|s| s.max)
-            .fold(0.0f64, f64::max)
-            .max(f64::MIN_POSITIVE);
+            .collect();
+        let max = all.iter().map(|s| s.max).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+        // The log axis starts at the power of ten below the smallest figure.
+        let floor = all
+            .iter()
+            .map(|s| s.min)
+            .filter(|m| *m > 0.0)
+            .fold(max, f64::min)
+            .log10()
+            .floor();
+        let span = (max.log10() - floor).max(1e-9);
+        let w = panel_w - 50.0;
+        let scale = |x: f64| {
+            if *log {
+                x0 + w * ((x.max(f64::MIN_POSITIVE).log10() - floor) / span).max(0.0)
+            } else {
+                x0 + w * x / max
+            }
+        };
         let _ = writeln!(
             out,
             r#"<text x="{x0}" y="{}" font-weight="bold">{title}</text>"#,
@@ -242,7 +273,6 @@ pub fn svg(report: &Report) -> String {
                     );
                     continue;
                 };
-                let scale = |x: f64| x0 + (panel_w - 50.0) * x / max;
                 let _ = writeln!(
                     out,
                     r#"<rect x="{x0}" y="{y}" width="{:.1}" height="{:.1}" fill="{}"/>"#,

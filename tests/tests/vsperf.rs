@@ -84,8 +84,10 @@ fn a_short_vsperf_run_measures_every_scenario_and_cleans_up() {
         !String::from_utf8_lossy(&links.stdout).contains(&format!(": {prefix}")),
         "links left behind"
     );
+    // Every file of the run, OVS's database and sockets among them, was
+    // under /tmp/vsperf-PREFIX-PID; a daemon still running would name it.
     let daemons = Command::new("pgrep")
-        .args(["-f", &format!("vsperf-.*{prefix}|ovs-vswitchd unix:/tmp/vsperf")])
+        .args(["-f", &format!("vsperf-{prefix}-")])
         .output();
     assert!(
         daemons.map(|o| o.stdout.is_empty()).unwrap_or(true),

@@ -140,7 +140,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         .iter()
         .flat_map(|&scenario| ports.iter().map(move |&port| Case { scenario, port }))
         .collect();
-    let work_dir = std::env::temp_dir().join(format!("vsperf-{}", std::process::id()));
+    let work_dir = std::env::temp_dir().join(format!("vsperf-{}-{}", args.prefix, std::process::id()));
     let cfg = Config {
         cases,
         systems,
