@@ -119,7 +119,7 @@ pub struct Opts {
     pub spin_us: u32,
 }
 
-/// A network of the topology: its gateway and prefix length.
+/// The networks (/24): the containers' first and second, and the outside.
 const NET_A: [u8; 3] = [10, 210, 1];
 const NET_B: [u8; 3] = [10, 210, 2];
 const OUTSIDE: [u8; 3] = [10, 210, 200];
@@ -408,8 +408,8 @@ fn docker_rules(bridges: &[(&str, String)], connect: bool) -> String {
     )
 }
 
-/// A container namespace `short` whose `link` (already inside) gets `mac`,
-/// `addr`/24 and a default route via `gw`.
+/// Gives `link` (already inside container namespace `ns`) `mac`, `addr`/24
+/// and a default route via `gw`.
 fn container_addr(ns: &str, link: &str, mac: &str, addr: Ipv4Addr, gw: Ipv4Addr) -> Result<(), SetupError> {
     cmd::run(Some(ns), &format!("ip link set {link} address {mac}"))?;
     cmd::run(Some(ns), &format!("ip addr add {addr}/24 dev {link}"))?;
