@@ -47,22 +47,24 @@ pub fn drive(mut data: &[u8]) -> u64 {
     ct.stats.creates.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// xorshift64*: deterministic, so a failure of a generated test reproduces.
+#[cfg(test)]
+pub(crate) struct Rng(pub u64);
+
+#[cfg(test)]
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use etherparse::{IcmpEchoHeader, Icmpv4Type, PacketBuilder};
-
-    /// xorshift64*: deterministic, so a failure reproduces.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
 
     /// Well-formed packets of a few flows, both ways, to mutate.
     fn templates() -> Vec<Vec<u8>> {

@@ -549,17 +549,7 @@ mod icmp_error_tests {
 mod robustness {
     use super::*;
 
-    /// xorshift64*: deterministic, so a failure reproduces.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
+    use crate::fuzzing::Rng;
 
     /// Arbitrary bytes, and valid headers with arbitrary tails, never make
     /// the parsers or rewriters panic.

@@ -129,23 +129,28 @@ fn failed(what: String, detail: String) -> CmdError {
     }
 }
 
+/// Runs `server` (listening on TCP `port`) in the server's namespace and
+/// `client` in the client's, both on the tool core; the client's output.
+fn client_server(path: &Path, plan: &Plan, server: &str, port: u16, client: &str) -> Result<String, CmdError> {
+    let core = plan.tool_core;
+    let mut srv = cmd::spawn(Some(&path.server), &format!("taskset -c {core} {server}"))?;
+    cmd::wait_listening(&path.server, port)?;
+    let out = cmd::run(Some(&path.client), &format!("taskset -c {core} {client}"));
+    // iperf3 -1 exits by itself once its client is done; sockperf is killed.
+    srv.wait_for_exit(Duration::from_millis(500));
+    out
+}
+
 /// iperf3 with `streams` parallel streams: Gbit/s received.
 fn tcp(path: &Path, plan: &Plan, streams: u32) -> Result<f64, CmdError> {
     let (sp, tp) = path.tcp_ports;
-    let core = plan.tool_core;
-    let mut server = cmd::spawn(
-        Some(&path.server),
-        &format!("taskset -c {core} iperf3 -s -1 -B {} -p {sp}", path.server_addr),
+    let out = client_server(
+        path,
+        plan,
+        &format!("iperf3 -s -1 -B {} -p {sp}", path.server_addr),
+        sp,
+        &format!("iperf3 -c {} -p {tp} -t {} -P {streams} -J", path.target, plan.seconds),
     )?;
-    cmd::wait_listening(&path.server, sp)?;
-    let out = cmd::run(
-        Some(&path.client),
-        &format!(
-            "taskset -c {core} iperf3 -c {} -p {tp} -t {} -P {streams} -J",
-            path.target, plan.seconds
-        ),
-    )?;
-    server.wait_for_exit(Duration::from_secs(2));
     let report: serde_json::Value =
         serde_json::from_str(&out).map_err(|e| failed("iperf3 -J".into(), e.to_string()))?;
     report["end"]["sum_received"]["bits_per_second"]
@@ -303,16 +308,13 @@ fn frames(path: &Path, scenario: Scenario, plan: &Plan, dir: &FsPath) -> Result<
 /// round trip's p50, p99 and p99.9 in microseconds.
 fn rr(path: &Path, plan: &Plan) -> Result<Vec<(&'static str, f64)>, CmdError> {
     let (sp, tp) = path.rr_ports;
-    let core = plan.tool_core;
-    let _server = cmd::spawn(
-        Some(&path.server),
-        &format!("taskset -c {core} sockperf sr --tcp -i {} -p {sp}", path.server_addr),
-    )?;
-    cmd::wait_listening(&path.server, sp)?;
-    let out = cmd::run(
-        Some(&path.client),
+    let out = client_server(
+        path,
+        plan,
+        &format!("sockperf sr --tcp -i {} -p {sp}", path.server_addr),
+        sp,
         &format!(
-            "taskset -c {core} sockperf pp --tcp -i {} -p {tp} -t {} -m 14 --full-rtt",
+            "sockperf pp --tcp -i {} -p {tp} -t {} -m 14 --full-rtt",
             path.target, plan.seconds
         ),
     )?;
