@@ -4,6 +4,7 @@
 //! and on Ctrl-C alike (the run unwinds to here).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::cmd::{self, Background, CmdError};
 
@@ -105,20 +106,40 @@ impl Drop for Lab {
         while let Some(p) = self.procs.pop() {
             drop(p);
         }
+        let mut killed = Vec::new();
         for ns in self.namespaces.drain(..).rev() {
             if let Ok(out) = cmd::command(None, &format!("ip netns pids {ns}")).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<i32>() {
                         // SAFETY: kill(2) on a pid read from the namespace; no memory is involved.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
+                        killed.push(pid);
                     }
                 }
             }
             let _ = cmd::command(None, &format!("ip netns del {ns}")).output();
         }
+        // SIGKILL is asynchronous: a daemon with much to release (OVS's
+        // AF_XDP rings) runs on for a moment. Gone means gone on return.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && killed.iter().any(|pid| running(*pid)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for link in self.links.drain(..) {
             let _ = cmd::command(None, &format!("ip link del {link}")).output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `pid` still runs (a zombie, already dead, does not count).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
