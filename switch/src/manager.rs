@@ -1306,15 +1306,19 @@ impl Manager {
         Ok(Reply::Done)
     }
 
+    /// Bridge `name` and its subnet, for what needs a routed bridge.
+    fn routed_bridge(&self, name: &str) -> Result<(&BridgeConfig, Ipv4Net), ControlError> {
+        let br = self
+            .desired
+            .bridge(name)
+            .ok_or_else(|| ControlError::NoBridge(name.to_string()))?;
+        let subnet = br.subnet.ok_or_else(|| ControlError::NoSubnet(name.to_string()))?;
+        Ok((br, subnet))
+    }
+
     fn link_br(&mut self, a: &str, b: &str, link: bool) -> Result<Reply, ControlError> {
         for name in [a, b] {
-            let br = self
-                .desired
-                .bridge(name)
-                .ok_or_else(|| ControlError::NoBridge(name.to_string()))?;
-            if br.subnet.is_none() {
-                return Err(ControlError::NoSubnet(name.to_string()));
-            }
+            self.routed_bridge(name)?;
         }
         if a == b {
             return Err(ControlError::SelfLink);
@@ -1338,13 +1342,7 @@ impl Manager {
     }
 
     fn add_uplink(&mut self, bridge: &str, mut cfg: UplinkConfig) -> Result<Reply, ControlError> {
-        let br = self
-            .desired
-            .bridge(bridge)
-            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
-        let Some(subnet) = br.subnet else {
-            return Err(ControlError::NoSubnet(bridge.to_string()));
-        };
+        let (br, subnet) = self.routed_bridge(bridge)?;
         if let Some(u) = &br.uplink {
             return Err(ControlError::UplinkExists {
                 bridge: bridge.to_string(),
@@ -1424,13 +1422,7 @@ impl Manager {
     }
 
     fn set_nat(&mut self, bridge: &str, masquerade: bool) -> Result<Reply, ControlError> {
-        let br = self
-            .desired
-            .bridge(bridge)
-            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
-        if br.subnet.is_none() {
-            return Err(ControlError::NoSubnet(bridge.to_string()));
-        }
+        let (br, _) = self.routed_bridge(bridge)?;
         if br.masquerade == masquerade {
             return Ok(Reply::Done);
         }
@@ -1456,13 +1448,7 @@ impl Manager {
     }
 
     fn publish_port(&mut self, bridge: &str, rule: PublishRule) -> Result<Reply, ControlError> {
-        let br = self
-            .desired
-            .bridge(bridge)
-            .ok_or_else(|| ControlError::NoBridge(bridge.to_string()))?;
-        let Some(subnet) = br.subnet else {
-            return Err(ControlError::NoSubnet(bridge.to_string()));
-        };
+        let (br, subnet) = self.routed_bridge(bridge)?;
         if rule.port == 0 || rule.to_port == 0 {
             return Err(ControlError::PortZero);
         }
