@@ -30,3 +30,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "installing the Rust toolchain (rustup, stable, minimal profile)"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 fi
+# The suite checks formatting and lints: the minimal profile has neither.
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+    done
+fi

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use etherparse::PacketBuilder;
 use vswitch::packet::{Batch, PacketPool, VNET_HDR_LEN};
-use vswitch::pipeline::fdb::Fdb;
-use vswitch::pipeline::neigh::NeighTable;
 use vswitch::pipeline::{run_batch, Scratch};
 use vswitch::port::{LivePort, PortFault, PortIo};
 use vswitch::snapshot::{BridgeL3, BridgeSlot, PortSlot, Snapshot};
 use vswitch::stats::PortCounters;
+use vswitch::tables::fdb::Fdb;
+use vswitch::tables::neigh::NeighTable;
 
 const BATCH: usize = 32;
 const NOW: u64 = 1_000;

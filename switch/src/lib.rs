@@ -1,15 +1,16 @@
 //! vswitchd's datapath and control plane.
 //!
-//! Frames flow `port` -> `pmd` -> `pipeline` (classify, l2) -> `port`; the
-//! control plane (`control`, `manager`, `config`) turns requests into new
-//! `snapshot`s that the poll threads pick up between batches. See
-//! DESIGN.md at the top of the shared tree for the whole map.
+//! Frames flow `port` -> `pmd` -> `pipeline` (classify, l2, l3, nat) ->
+//! `port`, reading the `snapshot` and the `tables` below it. The control
+//! plane (`control`) turns requests into a new desired state and a new
+//! snapshot that the poll threads pick up between batches; `sys` is the OS
+//! plumbing it uses (netlink, namespaces, veth, BPF). Dependencies point
+//! down: control -> snapshot -> tables; pipeline -> snapshot, tables; port
+//! -> sys. See DESIGN.md at the top of the shared tree for the whole map.
 
 pub mod clock;
-pub mod config;
 pub mod control;
 pub mod cores;
-pub mod manager;
 pub mod offload;
 pub mod packet;
 pub mod pipeline;
@@ -17,3 +18,5 @@ pub mod pmd;
 pub mod port;
 pub mod snapshot;
 pub mod stats;
+pub mod sys;
+pub mod tables;

@@ -13,10 +13,9 @@ use nix::sys::signal::{SigSet, Signal};
 use tracing::{info, Level};
 
 use vswitch::clock;
-use vswitch::config::DesiredState;
-use vswitch::control;
+use vswitch::control::config::DesiredState;
+use vswitch::control::{socket, Manager};
 use vswitch::cores::{check_available, parse_core_list};
-use vswitch::manager::Manager;
 use vswitch::pmd::{self, PmdParams};
 use vswitch::snapshot::{Snapshot, SnapshotCell};
 use vswitch_nat::table::{ConnTable, Timeouts};
@@ -146,12 +145,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     manager.restore();
     let manager = Arc::new(Mutex::new(manager));
 
-    let listener = control::bind(&args.socket)?;
+    let listener = socket::bind(&args.socket)?;
     {
         let manager = manager.clone();
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || control::serve(listener, manager))?;
+            .spawn(move || socket::serve(listener, manager))?;
     }
     {
         let manager = manager.clone();

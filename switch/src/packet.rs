@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use smoltcp::wire::EthernetProtocol;
+
 /// Frames read from one port per burst; the unit of work of every stage.
 pub const BATCH_SIZE: usize = 32;
 /// Room in a batch: rx fills [`BATCH_SIZE`], stages may add frames they
@@ -37,6 +39,23 @@ pub struct Meta {
     pub eth_offset: Option<u16>,
     /// Segmentation offload the frame asks for, from its virtio-net header.
     pub gso: Option<GsoType>,
+    /// The Ethernet type (after classify checked the header's length).
+    pub ethertype: Option<EthernetProtocol>,
+    /// The L4 checksum field holds only the pseudo-header sum, for the
+    /// receiver to finish (virtio-net "needs checksum").
+    pub csum_partial: bool,
+}
+
+impl Meta {
+    /// A frame the switch wrote itself: a plain Ethernet frame at offset 0,
+    /// checksums complete.
+    pub fn generated(ethertype: EthernetProtocol) -> Meta {
+        Meta {
+            eth_offset: Some(0),
+            ethertype: Some(ethertype),
+            ..Meta::default()
+        }
+    }
 }
 
 /// An owned packet buffer with headroom. Not `Clone`: copies are explicit.

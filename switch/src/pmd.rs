@@ -11,6 +11,9 @@
 //! A port with work left over (frames queued for a kernel that sends them
 //! only when asked, as AF_XDP copy mode) keeps its thread awake until done.
 //!
+//! Owns its thread's pool, batch and scratch; reads the snapshot, never
+//! the control plane's state.
+//!
 //! mio's epoll is edge-triggered. That is safe here because a thread sleeps
 //! only after a full pass in which every port answered EAGAIN: any frame
 //! queued after that read raises a new edge.

@@ -7,18 +7,21 @@
 //! snapshot, and the ports only it still holds, is freed when the last thread
 //! lets go of it: RCU by reference count. The control thread can wait for
 //! that grace period with the threads' `seen_generation` (see `pmd`).
+//!
+//! Built only by `control::snapshot_build`; holds the live ports and the
+//! `tables` by `Arc` and knows nothing of the control plane or its types.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use vswitch_ctl::{Ipv4Net, NatProto};
+use vswitch_ctl::Ipv4Net;
 use vswitch_nat::table::ConnTable;
 
-use crate::pipeline::fdb::{Fdb, PortHandle};
-use crate::pipeline::neigh::NeighTable;
 use crate::port::LivePort;
+use crate::tables::fdb::{Fdb, PortHandle};
+use crate::tables::neigh::NeighTable;
+use crate::tables::publish::PublishTable;
 
 pub struct PortSlot {
     pub port: Arc<LivePort>,
@@ -61,39 +64,6 @@ pub struct NatL3 {
     pub ct: Arc<ConnTable>,
     /// The bridge's conntrack zone.
     pub zone: u16,
-}
-
-/// Published ports of one bridge: (protocol, uplink port) -> container
-/// address and port. Shared by every snapshot and changed in place, so one
-/// rule costs the same to add or remove however many there are; read only
-/// by the first packet of a connection.
-#[derive(Default)]
-pub struct PublishTable {
-    rules: RwLock<HashMap<(NatProto, u16), (Ipv4Addr, u16)>>,
-}
-
-impl PublishTable {
-    pub fn get(&self, proto: NatProto, port: u16) -> Option<(Ipv4Addr, u16)> {
-        self.rules
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(proto, port))
-            .copied()
-    }
-
-    pub fn insert(&self, proto: NatProto, port: u16, to: (Ipv4Addr, u16)) {
-        self.rules
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((proto, port), to);
-    }
-
-    pub fn remove(&self, proto: NatProto, port: u16) {
-        self.rules
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(proto, port));
-    }
 }
 
 /// A bridge's leg on the outside.

@@ -1,7 +1,9 @@
 //! Classify: check a frame's outer headers once and record where they are.
 //!
 //! Everything after this stage may index the Ethernet header without
-//! checking its length again. The virtio-net header is validated here too, so
+//! checking its length again (`meta.eth_offset` is set only then), and reads
+//! the Ethernet type and the checksum state from `meta` instead of parsing
+//! them again. The virtio-net header is validated here too, so
 //! a frame the kernel would refuse on output is dropped with a name instead.
 
 use smoltcp::wire::EthernetFrame;
@@ -22,15 +24,17 @@ pub fn classify(frame: &mut Frame, vnet_hdr: bool) -> Result<(), DropReason> {
         }
         let l2_len = data.len() - VNET_HDR_LEN;
         let csum_end = usize::from(hdr.csum_start()) + usize::from(hdr.csum_offset()) + 2;
-        if hdr.flags() & VnetHdr::F_NEEDS_CSUM != 0 && csum_end > l2_len {
+        meta.csum_partial = hdr.flags() & VnetHdr::F_NEEDS_CSUM != 0;
+        if meta.csum_partial && csum_end > l2_len {
             return Err(DropReason::BadVnetHdr);
         }
         VNET_HDR_LEN
     } else {
         0
     };
-    EthernetFrame::new_checked(&data[eth_offset..]).map_err(|_| DropReason::Malformed)?;
+    let eth = EthernetFrame::new_checked(&data[eth_offset..]).map_err(|_| DropReason::Malformed)?;
     meta.eth_offset = Some(eth_offset as u16);
+    meta.ethertype = Some(eth.ethertype());
     frame.meta = meta;
     Ok(())
 }

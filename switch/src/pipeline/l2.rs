@@ -6,11 +6,11 @@
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
-use super::fdb::PortHandle;
 use super::Verdict;
 use crate::packet::Frame;
 use crate::snapshot::{BridgeSlot, Snapshot};
 use crate::stats::DropReason;
+use crate::tables::fdb::PortHandle;
 
 /// 01:80:c2:00:00:00 - 01:80:c2:00:00:0f: link-local groups (STP, pause,
 /// LACP, 802.1X, LLDP) that IEEE 802.1D bridges never forward.
@@ -29,12 +29,11 @@ pub fn decide(
     frame: &Frame,
     now_ms: u64,
 ) -> Verdict {
-    let Some(offset) = frame.meta.eth_offset else {
+    // Classify checked the header's length and recorded its type.
+    let (Some(offset), Some(ethertype)) = (frame.meta.eth_offset, frame.meta.ethertype) else {
         return Verdict::Drop(DropReason::Malformed);
     };
-    let Ok(eth) = EthernetFrame::new_checked(&frame.data()[usize::from(offset)..]) else {
-        return Verdict::Drop(DropReason::Malformed);
-    };
+    let eth = EthernetFrame::new_unchecked(&frame.data()[usize::from(offset)..]);
     let src = eth.src_addr();
     let dst = eth.dst_addr();
     if !src.is_unicast() || src.as_bytes() == [0u8; 6] {
@@ -42,7 +41,7 @@ pub fn decide(
     }
     bridge.fdb.learn(src.0, in_port, now_ms);
     if let Some(l3) = &bridge.l3 {
-        let arp_broadcast = dst.is_broadcast() && eth.ethertype() == EthernetProtocol::Arp;
+        let arp_broadcast = dst.is_broadcast() && ethertype == EthernetProtocol::Arp;
         if dst.0 == l3.gateway_mac || arp_broadcast {
             return Verdict::L3;
         }

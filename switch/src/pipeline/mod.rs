@@ -7,21 +7,22 @@
 //! into the batch, so flooding sends the same buffer to every port without a
 //! copy, and nothing here allocates: the queues are sized when a snapshot
 //! arrives, not per frame.
+//!
+//! Stages read the snapshot and the tables and write only the frames and
+//! the counters; they never call the control plane, open a device or make a
+//! syscall (the ports' tx bursts, called by the runner, do the I/O).
 
-pub mod aging;
 pub mod classify;
-pub mod fdb;
 pub mod l2;
 pub mod l3;
 pub mod nat;
-pub mod neigh;
 
 use std::net::Ipv4Addr;
 
 use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY, BATCH_SIZE};
 use crate::snapshot::Snapshot;
 use crate::stats::{DropReason, PortCounters};
-use fdb::PortHandle;
+use crate::tables::fdb::PortHandle;
 
 /// Frames one poll thread holds while the gateway resolves their next hop.
 pub const PENDING_MAX: usize = 64;

@@ -1,17 +1,92 @@
-//! The NAT stage: between routing decisions, a routed IPv4 packet is looked
-//! up in the connection table and rewritten the way its connection says.
+//! The NAT stage: before the routing decision, a routed IPv4 packet is
+//! looked up in the connection table and rewritten the way its connection
+//! says; a new connection is tracked only when the bridge's policy
+//! ([`policy`]) gives it a translation, and other routed traffic is not
+//! tracked at all.
 //!
-//! Called from `l3` only for bridges with NAT configured (masquerade or
-//! published ports), and only for packets that cross the uplink or are
-//! addressed to it (hairpin). New connections are created only when a
-//! policy applies; other routed traffic is not tracked.
+//! Called from `l3::route` only for bridges with NAT configured (masquerade
+//! or published ports). The policy and the translation live in `nat/`; this
+//! file binds them to frames and to the snapshot's view of a bridge.
+
+use std::net::Ipv4Addr;
 
 use vswitch_nat::rewrite::{rewrite_ipv4, L4Checksum, Rewrite};
-use vswitch_nat::table::{ConnTable, CtDrop, Seen, Tracked};
+use vswitch_nat::table::{ConnTable, CtDrop, Nat, Seen, Tracked};
 use vswitch_nat::translate;
 
-use crate::packet::{Frame, VnetHdr, VNET_HDR_LEN};
+use crate::packet::Frame;
+use crate::snapshot::{BridgeL3, NatL3};
 use crate::stats::DropReason;
+
+/// Which side of the router a packet came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// From a container of the bridge; `leaves`: it is routed out of the
+    /// uplink (no linked bridge holds its destination, nor is it the uplink
+    /// address itself).
+    Bridge { leaves: bool },
+    /// From the outside, through the uplink.
+    Uplink,
+}
+
+/// The translation a new connection gets, if any:
+/// - to a published port of the uplink address: DNAT to the container;
+///   from a container (hairpin), also SNAT to the gateway, so the answer
+///   comes back through the switch;
+/// - leaving through the uplink of a masquerading bridge: SNAT to the
+///   uplink address.
+pub fn policy(l3: &BridgeL3, nat: &NatL3, side: Side, seen: &Seen, dst: Ipv4Addr) -> Option<Nat> {
+    let up = l3.uplink.as_ref()?;
+    if dst == up.ip {
+        let target = nat.published.get(seen.tuple.proto, seen.tuple.dst_port)?;
+        let snat = matches!(side, Side::Bridge { .. }).then_some(l3.gateway);
+        return Some(Nat {
+            dnat: Some(target),
+            snat,
+        });
+    }
+    match side {
+        Side::Bridge { leaves: true } if nat.masquerade => Some(Nat {
+            snat: Some(up.ip),
+            dnat: None,
+        }),
+        _ => None,
+    }
+}
+
+/// Translates a routed packet to `dst` from `side`: its connection's
+/// rewrite, a new connection's if [`policy`] gives one, or an ICMP error's
+/// about a tracked connection. Ok(true) when the packet was rewritten. A
+/// packet NAT cannot translate (a fragment, say) that would leave a
+/// masquerading bridge untranslated is dropped instead.
+pub fn translate(
+    frame: &mut Frame,
+    ip_at: usize,
+    l3: &BridgeL3,
+    nat: &NatL3,
+    side: Side,
+    dst: Ipv4Addr,
+    now_ms: u64,
+) -> Result<bool, DropReason> {
+    let Some(seen) = seen(frame, ip_at, nat.zone)? else {
+        if icmp_error(frame, ip_at, nat.zone, &nat.ct, now_ms)? {
+            return Ok(true);
+        }
+        return match side {
+            Side::Bridge { leaves: true } if nat.masquerade => Err(DropReason::NatUnsupported),
+            _ => Ok(false),
+        };
+    };
+    let tracked = match nat.ct.track_existing(seen, now_ms) {
+        Some(found) => found?,
+        None => match policy(l3, nat, side, &seen, dst) {
+            Some(policy) => nat.ct.track(seen, now_ms, |_| policy)?,
+            None => return Ok(false),
+        },
+    };
+    apply(frame, ip_at, &seen, &tracked)?;
+    Ok(true)
+}
 
 impl From<CtDrop> for DropReason {
     fn from(d: CtDrop) -> DropReason {
@@ -39,10 +114,11 @@ pub fn apply(frame: &mut Frame, ip_at: usize, seen: &Seen, tracked: &Tracked) ->
         return Ok(());
     }
     // Offloaded frames (virtio-net "needs checksum", GSO) carry a seed.
-    let seed = ip_at >= VNET_HDR_LEN
-        && frame.meta.eth_offset == Some(VNET_HDR_LEN as u16)
-        && VnetHdr::new_checked(frame.data()).is_some_and(|h| h.flags() & VnetHdr::F_NEEDS_CSUM != 0);
-    let mode = if seed { L4Checksum::Seed } else { L4Checksum::Complete };
+    let mode = if frame.meta.csum_partial {
+        L4Checksum::Seed
+    } else {
+        L4Checksum::Complete
+    };
     rewrite_ipv4(&mut frame.data_mut()[ip_at..], &rw, mode).map_err(|_| DropReason::Malformed)
 }
 

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use etherparse::PacketBuilder;
 
-use super::fdb::Fdb;
 use super::*;
 use crate::packet::{PacketPool, VNET_HDR_LEN};
 use crate::port::{LivePort, PortFault, PortIo};
 use crate::snapshot::{BridgeSlot, PortSlot};
 use crate::stats::PortCounters;
+use crate::tables::fdb::Fdb;
 
 /// A port whose output is a list of frames (from the Ethernet header on).
 type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
@@ -260,7 +260,7 @@ impl World {
                 gateway: gw.into(),
                 gateway_mac: mac,
                 routes_to: vec![slot as u32, 1 - slot as u32],
-                neigh: Arc::new(super::neigh::NeighTable::default()),
+                neigh: Arc::new(crate::tables::neigh::NeighTable::default()),
                 internal: None,
                 uplink: None,
                 nat: None,

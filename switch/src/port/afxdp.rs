@@ -16,13 +16,13 @@ use std::sync::{Mutex, PoisonError};
 
 use vswitch_ctl::MacAddr;
 
-use super::bpf::XdpMode;
-use super::veth::{VethError, VethPair};
 use super::xsk::{RxRings, TxRings, XskError, XskSocket};
 use super::{PortFault, PortIo};
 use crate::offload::{OffloadError, OffloadRequest, Segmenter};
 use crate::packet::{Batch, PacketPool, VnetHdr, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
+use crate::sys::bpf::XdpMode;
+use crate::sys::veth::{VethError, VethPair};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {

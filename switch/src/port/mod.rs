@@ -1,4 +1,6 @@
-//! Ports: where frames enter and leave the switch.
+//! Ports: where frames enter and leave the switch. Packet I/O only: the
+//! OS plumbing that creates and configures devices (netlink, namespaces,
+//! veth pairs, BPF) is in `sys`, the control plane decides what to open.
 //!
 //! [`PortIo`] is the datapath's view of a device: burst reads into a batch and
 //! burst writes from one. [`LivePort`] wraps it with what every port has: a
@@ -11,11 +13,7 @@
 //! and `vsctl show` says why).
 
 pub mod afxdp;
-pub mod bpf;
-pub mod netlink;
-pub mod netns;
 pub mod tap;
-pub mod veth;
 pub mod xsk;
 
 use std::os::fd::RawFd;
@@ -39,8 +37,6 @@ pub enum PortError {
         #[source]
         source: std::io::Error,
     },
-    #[error("an uplink is an afxdp or a tap port, not {0}")]
-    UplinkType(vswitch_ctl::PortType),
 }
 
 /// The device under a port can no longer be used (errno).
@@ -119,39 +115,6 @@ impl LivePort {
         match self.fault() {
             None => "up".to_string(),
             Some(errno) => format!("failed: {}", std::io::Error::from_raw_os_error(errno)),
-        }
-    }
-}
-
-/// The MAC address of interface `ifname` in vswitchd's namespace.
-pub fn read_mac(ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address"))?;
-    text.trim()
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-/// Interface names the kernel accepts: 1-15 bytes, no '/', ':' or whitespace,
-/// not "." or "..".
-pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < libc::IFNAMSIZ
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interface_names() {
-        assert!(valid_ifname("eth0"));
-        assert!(valid_ifname("a234567890abcde"));
-        assert!(!valid_ifname("a234567890abcdef"), "16 bytes is one too many");
-        for bad in ["", ".", "..", "a/b", "a:b", "a b", "é"] {
-            assert!(!valid_ifname(bad), "{bad:?}");
         }
     }
 }

@@ -21,11 +21,12 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use vswitch_ctl::MacAddr;
 
-use super::netlink::{self, LinkChange};
-use super::netns::{self, NetnsError};
-use super::{read_mac, valid_ifname, PortFault, PortIo};
+use super::{PortFault, PortIo};
 use crate::packet::{Batch, PacketPool, MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
+use crate::sys::netlink::{self, LinkChange};
+use crate::sys::netns::{self, NetnsError};
+use crate::sys::{read_mac, valid_ifname};
 
 /// Offloads we accept from the kernel: frames may carry partial checksums and
 /// be TCP super-frames; we pass the header through to the receiving TAP.

@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::bpf::{BpfError, XdpMode, XdpRedirect};
+use crate::sys::bpf::{BpfError, XdpMode, XdpRedirect};
 
 pub const CHUNK_SIZE: usize = 2048;
 /// Chunks per UMEM: 8 MiB, pinned (vswitchd as root has CAP_IPC_LOCK; the

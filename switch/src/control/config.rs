@@ -1,6 +1,12 @@
 //! Desired state: what the user configured, persisted on every change and
 //! restored at start-up.
 //!
+//! In the switch's own types: the control protocol's enums and records
+//! (`PortType`, `PublishRule`, ...) are converted at the boundary
+//! (`control::wire`), so the protocol can change without touching the file.
+//! Addresses (`Ipv4Net`, `MacAddr`) are plain values both ends share, like
+//! `Ipv4Addr`. The JSON is the same as the earlier versions wrote.
+//!
 //! Saved atomically: written to a temporary file, fsynced, renamed over the
 //! old one, and the directory fsynced, so a crash at any point leaves either
 //! the old or the new state, never a torn one. Live objects (devices, FDB,
@@ -12,12 +18,86 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vswitch_ctl::{Ipv4Net, MacAddr, PortType, PublishRule, XdpModeRequest};
+use vswitch_ctl::{Ipv4Net, MacAddr};
+use vswitch_nat::tuple::Proto;
 
 pub const STATE_FILE: &str = "state.json";
 const STATE_VERSION: u32 = 1;
 pub const DEFAULT_AGING_SECS: u64 = 300;
 pub const DEFAULT_MAX_MACS: usize = 8192;
+
+/// The kinds of port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    Tap,
+    Afxdp,
+    /// A TAP in the host namespace wearing the gateway's MAC and address.
+    Internal,
+}
+
+impl PortKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PortKind::Tap => "tap",
+            PortKind::Afxdp => "afxdp",
+            PortKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for PortKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where an AF_XDP port's XDP program runs: native if the driver has it
+/// (`Auto`), or as asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpChoice {
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// The transport protocols a port can be published for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for L4Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        })
+    }
+}
+
+impl From<L4Proto> for Proto {
+    fn from(p: L4Proto) -> Proto {
+        match p {
+            L4Proto::Tcp => Proto::Tcp,
+            L4Proto::Udp => Proto::Udp,
+        }
+    }
+}
+
+/// Connections to the uplink address's `proto`/`port` go to
+/// `to_ip`:`to_port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: L4Proto,
+    pub port: u16,
+    pub to_ip: Ipv4Addr,
+    pub to_port: u16,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredState {
@@ -60,7 +140,7 @@ pub struct BridgeConfig {
     pub masquerade: bool,
     /// Ports of the uplink address forwarded to containers (`publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub published: Vec<PublishRule>,
+    pub published: Vec<Published>,
 }
 
 /// The gateway's leg on the outside: a port on `iface` (its name is the
@@ -68,9 +148,9 @@ pub struct BridgeConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UplinkConfig {
     pub iface: String,
-    pub port_type: PortType,
+    pub port_type: PortKind,
     #[serde(default)]
-    pub mode: XdpModeRequest,
+    pub mode: XdpChoice,
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gw: Ipv4Addr,
@@ -89,7 +169,7 @@ pub struct Lease {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortConfig {
     pub name: String,
-    pub port_type: PortType,
+    pub port_type: PortKind,
     pub netns: Option<String>,
     pub ifname: String,
     /// Given by the user, or the kernel's choice at creation, kept so that a
@@ -105,7 +185,7 @@ pub struct PortConfig {
 /// the port and whose other end is `ifname` in `netns`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AfxdpConfig {
-    pub mode: XdpModeRequest,
+    pub mode: XdpChoice,
     pub queue: u32,
     #[serde(default)]
     pub iface: Option<String>,
@@ -199,7 +279,7 @@ impl DesiredState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -209,7 +289,7 @@ mod tests {
         dir
     }
 
-    fn sample() -> DesiredState {
+    pub(in crate::control) fn sample() -> DesiredState {
         DesiredState {
             version: STATE_VERSION,
             links: vec![("br0".into(), "br1".into())],
@@ -226,23 +306,23 @@ mod tests {
                 }],
                 uplink: Some(UplinkConfig {
                     iface: "up0".into(),
-                    port_type: PortType::Afxdp,
-                    mode: XdpModeRequest::Generic,
+                    port_type: PortKind::Afxdp,
+                    mode: XdpChoice::Generic,
                     ip: "192.0.2.2".parse().unwrap(),
                     prefix: 24,
                     gw: "192.0.2.1".parse().unwrap(),
                     mac: None,
                 }),
                 masquerade: true,
-                published: vec![PublishRule {
-                    proto: vswitch_ctl::NatProto::Tcp,
+                published: vec![Published {
+                    proto: L4Proto::Tcp,
                     port: 8080,
                     to_ip: "10.20.0.2".parse().unwrap(),
                     to_port: 80,
                 }],
                 ports: vec![PortConfig {
                     name: "p1".into(),
-                    port_type: PortType::Tap,
+                    port_type: PortKind::Tap,
                     netns: Some("c1".into()),
                     ifname: "eth0".into(),
                     mac: Some("02:00:00:00:00:01".parse().unwrap()),
@@ -281,6 +361,27 @@ mod tests {
             DesiredState::load(&dir),
             Err(StateError::Version { found: 99, .. })
         ));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A file as earlier versions wrote it, with the protocol's spelling.
+    #[test]
+    fn an_earlier_file_still_loads() {
+        let dir = temp_dir("old");
+        let text = r#"{"version":1,"bridges":[{"name":"br0","aging_secs":300,"max_macs":8192,
+            "ports":[{"name":"p1","port_type":"afxdp","netns":"c1","ifname":"eth0","mac":null,
+            "afxdp":{"mode":"generic","queue":0,"iface":null}}],
+            "subnet":"10.20.0.0/24","gateway":"10.20.0.1",
+            "uplink":{"iface":"up0","port_type":"tap","mode":"auto","ip":"192.0.2.2","prefix":24,"gw":"192.0.2.1","mac":null},
+            "masquerade":true,"published":[{"proto":"udp","port":53,"to_ip":"10.20.0.2","to_port":5353}]}],
+            "links":[]}"#;
+        fs::write(dir.join(STATE_FILE), text).unwrap();
+        let state = DesiredState::load(&dir).unwrap();
+        let br = &state.bridges[0];
+        assert_eq!(br.ports[0].port_type, PortKind::Afxdp);
+        assert_eq!(br.ports[0].afxdp.as_ref().unwrap().mode, XdpChoice::Generic);
+        assert_eq!(br.uplink.as_ref().unwrap().port_type, PortKind::Tap);
+        assert_eq!(br.published[0].proto, L4Proto::Udp);
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 use vswitch_ctl::{Request, Response};
 
-use crate::manager::{error_chain, Manager};
+use super::{error_chain, Manager};
 
 /// Longest request line accepted.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;

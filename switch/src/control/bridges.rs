@@ -1,0 +1,124 @@
+//! Bridges: `add-br`, `del-br`, `link-br` and `unlink-br`.
+
+use std::net::Ipv4Addr;
+
+use tracing::info;
+use vswitch_ctl::Ipv4Net;
+
+use super::config::{BridgeConfig, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
+use super::{ControlError, Manager};
+
+const MAX_AGING_SECS: u64 = 1_000_000;
+const MAX_MACS_LIMIT: usize = 1 << 20;
+const MAX_BRIDGE_NAME: usize = 32;
+
+/// `add-br` as asked.
+pub(super) struct NewBridge {
+    pub name: String,
+    pub aging_secs: Option<u64>,
+    pub max_macs: Option<usize>,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Names of bridges and ports: letters, digits, '.', '-', '_'.
+pub(super) fn valid_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty() && name.len() <= max_len && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// `value`, or an error naming `what` and the range it must be in.
+fn in_range(what: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ControlError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ControlError::OutOfRange { what, value, min, max })
+    }
+}
+
+impl Manager {
+    pub(super) fn add_br(&mut self, new: NewBridge) -> Result<(), ControlError> {
+        let NewBridge {
+            name,
+            aging_secs,
+            max_macs,
+            subnet,
+            gateway,
+        } = new;
+        if gateway.is_some() && subnet.is_none() {
+            return Err(ControlError::Option("--gateway needs --subnet"));
+        }
+        if !valid_name(&name, MAX_BRIDGE_NAME) {
+            return Err(ControlError::BadBridgeName(name));
+        }
+        let aging_secs = in_range("aging", aging_secs.unwrap_or(DEFAULT_AGING_SECS), 1, MAX_AGING_SECS)?;
+        let max_macs = max_macs.unwrap_or(DEFAULT_MAX_MACS);
+        in_range("max-macs", max_macs as u64, 1, MAX_MACS_LIMIT as u64)?;
+        let gateway = match subnet {
+            Some(net) => {
+                let gw = gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(net.addr()) + 1));
+                if !net.is_host(gw) {
+                    return Err(ControlError::BadGateway {
+                        gateway: gw,
+                        subnet: net,
+                    });
+                }
+                Some(gw)
+            }
+            None => None,
+        };
+        let config = BridgeConfig {
+            name: name.clone(),
+            aging_secs,
+            max_macs,
+            ports: Vec::new(),
+            subnet,
+            gateway,
+            leases: Vec::new(),
+            uplink: None,
+            masquerade: false,
+            published: Vec::new(),
+        };
+        self.commit(|txn| {
+            txn.desired.bridges.push(config);
+            Ok(())
+        })?;
+        info!(bridge = %name, aging_secs, max_macs, "bridge added");
+        Ok(())
+    }
+
+    /// Removes the bridge with its ports, uplink, links and connections.
+    pub(super) fn del_br(&mut self, name: &str) -> Result<(), ControlError> {
+        let ports = self.bridge(name)?.ports.len();
+        self.commit(|txn| {
+            txn.desired.bridges.retain(|b| b.name != name);
+            txn.desired.links.retain(|(a, b)| a != name && b != name);
+            Ok(())
+        })?;
+        info!(bridge = %name, ports, "bridge deleted");
+        Ok(())
+    }
+
+    /// Routes between two bridges (`link`), or stops it.
+    pub(super) fn link_br(&mut self, a: &str, b: &str, link: bool) -> Result<(), ControlError> {
+        for name in [a, b] {
+            self.routed_bridge(name)?;
+        }
+        if a == b {
+            return Err(ControlError::SelfLink);
+        }
+        if self.desired.linked(a, b) == link {
+            return Ok(());
+        }
+        self.commit(|txn| {
+            let links = &mut txn.desired.links;
+            if link {
+                links.push((a.to_string(), b.to_string()));
+            } else {
+                links.retain(|(x, y)| !((x == a && y == b) || (x == b && y == a)));
+            }
+            Ok(())
+        })?;
+        info!(a, b, link, "bridge link changed");
+        Ok(())
+    }
+}

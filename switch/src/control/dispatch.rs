@@ -1,0 +1,102 @@
+//! A request to its family's handler, with the protocol's types converted
+//! on the way in (`wire`) and the handler's result wrapped in a reply.
+
+use vswitch_ctl::{AddPort, Reply, Request};
+
+use super::attach::Attach;
+use super::bridges::NewBridge;
+use super::ports::{NewPort, NewUplink};
+use super::{ControlError, Manager};
+
+/// The interface an attached namespace gets unless told otherwise.
+const DEFAULT_IFNAME: &str = "eth0";
+
+impl Manager {
+    /// Applies one request; a failed one changed nothing.
+    pub fn handle(&mut self, request: Request) -> Result<Reply, ControlError> {
+        let done = |r: Result<(), ControlError>| r.map(|()| Reply::Done);
+        match request {
+            Request::AddBr {
+                name,
+                aging_secs,
+                max_macs,
+                subnet,
+                gateway,
+            } => done(self.add_br(NewBridge {
+                name,
+                aging_secs,
+                max_macs,
+                subnet,
+                gateway,
+            })),
+            Request::DelBr { name } => done(self.del_br(&name)),
+            Request::ListBr => Ok(Reply::Bridges(self.list_br())),
+            Request::AddPort(request) => done(self.add_port(new_port(request))),
+            Request::DelPort { bridge, name } => done(self.del_port(&bridge, &name)),
+            Request::ListPorts { bridge } => self.list_ports(&bridge).map(Reply::Ports),
+            Request::Show => Ok(Reply::Show(self.show())),
+            Request::FdbShow { bridge } => self.fdb_show(&bridge).map(Reply::Fdb),
+            Request::PortStats { port } => self.port_stats(port.as_deref()).map(Reply::PortStats),
+            Request::PmdStats => Ok(Reply::PmdStats(self.pmd_stats())),
+            Request::Attach {
+                bridge,
+                netns,
+                port_type,
+                ip,
+                ifname,
+            } => self
+                .attach(Attach {
+                    bridge,
+                    netns,
+                    kind: port_type.into(),
+                    ip,
+                    ifname: ifname.unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
+                })
+                .map(Reply::Attached),
+            Request::Detach { bridge, netns } => done(self.detach(&bridge, &netns)),
+            Request::LinkBr { a, b } => done(self.link_br(&a, &b, true)),
+            Request::UnlinkBr { a, b } => done(self.link_br(&a, &b, false)),
+            Request::NeighShow { bridge } => self.neigh_show(bridge.as_deref()).map(Reply::Neigh),
+            Request::AddUplink {
+                bridge,
+                iface,
+                ip,
+                prefix,
+                gw,
+                port_type,
+                mode,
+            } => done(self.add_uplink(NewUplink {
+                bridge,
+                iface,
+                ip,
+                prefix,
+                gw,
+                kind: port_type.into(),
+                mode: mode.unwrap_or_default().into(),
+            })),
+            Request::DelUplink { bridge } => done(self.del_uplink(&bridge)),
+            Request::SetNat { bridge, masquerade } => done(self.set_nat(&bridge, masquerade)),
+            Request::Publish { bridge, rule } => done(self.publish_port(&bridge, rule.into())),
+            Request::Unpublish { bridge, proto, port } => done(self.unpublish_port(&bridge, proto.into(), port)),
+            Request::ListPublished { bridge } => self.list_published(&bridge).map(Reply::Published),
+            Request::CtShow { bridge } => self.ct_show(bridge.as_deref()).map(Reply::Conns),
+            Request::CtFlush { bridge, addr } => self.ct_flush(bridge.as_deref(), addr).map(Reply::Flushed),
+            Request::CtStats => Ok(Reply::CtStats(self.ct_stats())),
+        }
+    }
+}
+
+/// `add-port` in the switch's terms.
+fn new_port(r: AddPort) -> NewPort {
+    NewPort {
+        kind: r.port_type.into(),
+        mode: r.mode.map(Into::into),
+        bridge: r.bridge,
+        name: r.name,
+        netns: r.netns,
+        ifname: r.ifname,
+        mac: r.mac,
+        queue: r.queue,
+        iface: r.iface,
+    }
+}

@@ -1,0 +1,135 @@
+//! The control plane's errors: what a request can fail with, each naming
+//! what failed, and the one-line form vsctl prints.
+
+use std::net::Ipv4Addr;
+
+use vswitch_ctl::Ipv4Net;
+
+use super::config::{L4Proto, PortKind, StateError};
+use super::validate::Invalid;
+use crate::port::PortError;
+use crate::sys::netns::NetnsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("bridge name '{0}' is not valid (1-32 characters: letters, digits, '.', '-', '_')")]
+    BadBridgeName(String),
+    #[error("port name '{0}' is not valid (1-15 characters: letters, digits, '.', '-', '_')")]
+    BadPortName(String),
+    #[error("interface name '{0}' is not valid (1-15 characters, no '/', ':' or spaces)")]
+    BadIfname(String),
+    #[error("bridge '{0}' does not exist")]
+    NoBridge(String),
+    #[error("port '{0}' does not exist")]
+    NoPort(String),
+    #[error("port '{port}' is on bridge '{actual}', not '{asked}'")]
+    WrongBridge {
+        port: String,
+        actual: String,
+        asked: String,
+    },
+    #[error("{what} must be between {min} and {max}, not {value}")]
+    OutOfRange {
+        what: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("cannot create port '{port}'")]
+    CreatePort {
+        port: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("{0}")]
+    Option(&'static str),
+    #[error("bridge '{0}' has no subnet (add-br --subnet)")]
+    NoSubnet(String),
+    #[error("gateway {gateway} is not a host address of {subnet}")]
+    BadGateway { gateway: Ipv4Addr, subnet: Ipv4Net },
+    #[error("{ip} is not a free host address of {subnet} (the gateway is {gateway})")]
+    BadAddress {
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
+        gateway: Ipv4Addr,
+    },
+    #[error("{ip} is already leased to network namespace '{netns}'")]
+    AddressTaken { ip: Ipv4Addr, netns: String },
+    #[error("network namespace '{netns}' holds {ip} on bridge '{bridge}'; detach it first to change address")]
+    LeaseMismatch {
+        netns: String,
+        ip: Ipv4Addr,
+        bridge: String,
+    },
+    #[error("no free address left in {0}")]
+    SubnetFull(Ipv4Net),
+    #[error("network namespace '{netns}' is already attached to bridge '{bridge}' (port '{port}')")]
+    AlreadyAttached {
+        netns: String,
+        bridge: String,
+        port: String,
+    },
+    #[error("network namespace '{netns}' is not attached to bridge '{bridge}'")]
+    NotAttached { netns: String, bridge: String },
+    #[error("cannot give the internal port the gateway address")]
+    InternalAddress(#[source] std::io::Error),
+    #[error("bridge '{bridge}' already has an internal port ('{port}')")]
+    InternalExists { bridge: String, port: String },
+    #[error("bridge '{bridge}' already has an uplink ({iface})")]
+    UplinkExists { bridge: String, iface: String },
+    #[error("bridge '{0}' has no uplink")]
+    NoUplink(String),
+    #[error("uplink address {ip}/{prefix} with next hop {gw}: the next hop must be another host of that network")]
+    BadUplinkAddress { ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr },
+    #[error("port {proto}/{port} is not published on bridge '{bridge}'")]
+    NotPublished { bridge: String, proto: L4Proto, port: u16 },
+    #[error("{ip} is not a host of bridge '{bridge}' ({subnet}): published ports lead to its containers")]
+    PublishOutside {
+        ip: Ipv4Addr,
+        bridge: String,
+        subnet: Ipv4Net,
+    },
+    #[error("port 0 cannot be published or published to")]
+    PortZero,
+    #[error("a bridge cannot be linked to itself")]
+    SelfLink,
+    #[error("cannot give the attached interface its address")]
+    Address(#[source] NetnsError),
+    #[error("cannot save the configuration; nothing was changed")]
+    Persist(#[source] StateError),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("an uplink is an afxdp or a tap port, not {0}")]
+    UplinkType(PortKind),
+}
+
+/// An error and its causes on one line: "cannot create port 'p1': interface
+/// 'eth0' already exists in network namespace 'c1'".
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_joins_causes() {
+        let err = ControlError::Persist(StateError::Write {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with("cannot save the configuration; nothing was changed: cannot write state file /x: "),
+            "{text}"
+        );
+    }
+}

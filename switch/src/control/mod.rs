@@ -1,0 +1,407 @@
+//! The control plane: requests in, a new desired state saved and a new
+//! snapshot published out.
+//!
+//! The [`Manager`] holds the desired state (what the user configured, as
+//! saved) and the live objects built from it: bridges' tables and ports'
+//! devices. Every change goes through one transaction, [`Manager::commit`]:
+//! clone the desired state, let the request edit the copy (opening the
+//! devices it adds on the way), validate it, save it atomically, then make
+//! it the switch's and publish a snapshot. If any step fails nothing
+//! changed, neither in memory nor on disk, and the devices the request
+//! opened are closed again. Removed ports are closed only after every poll
+//! thread has let go of the snapshot that still named them, so no thread
+//! ever writes to a device that is being closed.
+//!
+//! One file per request family: `bridges`, `ports` (ports and uplinks),
+//! `attach` (addresses), `nat`, `views` (read-only replies); `dispatch`
+//! routes a request to its family and `wire` converts the protocol's types.
+//! `snapshot_build` turns the state into the datapath's snapshot, `restore`
+//! rebuilds the switch at start-up, `socket` serves the control socket,
+//! `config` is the saved state and `validate` the rules it keeps.
+//!
+//! The control plane reads the datapath's counters and tables and publishes
+//! snapshots; it never touches a poll thread's state otherwise.
+
+mod attach;
+mod bridges;
+pub mod config;
+mod dispatch;
+mod error;
+mod nat;
+mod ports;
+mod restore;
+mod snapshot_build;
+pub mod socket;
+mod validate;
+mod views;
+mod wire;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+use vswitch_ctl::Ipv4Net;
+use vswitch_nat::table::ConnTable;
+
+use crate::pmd::PmdHandle;
+use crate::port::{LivePort, PortIo};
+use crate::snapshot::SnapshotCell;
+use crate::tables::fdb::Fdb;
+use crate::tables::neigh::NeighTable;
+use crate::tables::publish::PublishTable;
+use config::{BridgeConfig, DesiredState};
+pub use error::{error_chain, ControlError};
+
+/// How long a change waits for the poll threads to let go of the old snapshot.
+const GRACE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A bridge's live tables, kept across snapshots.
+struct LiveBridge {
+    /// Index in the snapshot's bridges; also the conntrack zone.
+    slot: u32,
+    fdb: Arc<Fdb>,
+    neigh: Arc<NeighTable>,
+    uplink_neigh: Arc<NeighTable>,
+    published: Arc<PublishTable>,
+}
+
+/// A configured port or uplink: live, or not, with the reason.
+struct PortEntry {
+    bridge: String,
+    slot: u32,
+    live: Result<Arc<LivePort>, String>,
+    /// The bridge's uplink (a router leg), not one of its ports.
+    uplink: bool,
+}
+
+/// A device opened for a port or uplink that a change adds. It becomes
+/// live only if the change commits; dropped, it is closed (and a device
+/// vswitchd created is removed).
+struct Opened {
+    name: String,
+    io: Box<dyn PortIo>,
+}
+
+/// A change in progress: the edited copy of the desired state, and the
+/// devices opened for it.
+struct Txn {
+    desired: DesiredState,
+    opened: Vec<Opened>,
+}
+
+impl Txn {
+    fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeConfig, ControlError> {
+        self.desired
+            .bridge_mut(name)
+            .ok_or_else(|| ControlError::NoBridge(name.to_string()))
+    }
+
+    /// Checks the edited state now, before devices are opened for it.
+    fn validate(&self) -> Result<(), ControlError> {
+        Ok(self.desired.validate()?)
+    }
+
+    fn open(&mut self, name: &str, io: Box<dyn PortIo>) {
+        self.opened.push(Opened {
+            name: name.to_string(),
+            io,
+        });
+    }
+}
+
+/// What a committed change removed, cleaned up once no poll thread holds
+/// the snapshot that still named it.
+#[derive(Default)]
+struct Retired {
+    /// Removed ports, with the FDB of their bridge when it lives on.
+    ports: Vec<(PortEntry, Option<Arc<Fdb>>)>,
+    /// Conntrack zones of removed bridges.
+    zones: Vec<u16>,
+}
+
+pub struct Manager {
+    state_dir: PathBuf,
+    desired: DesiredState,
+    bridges: BTreeMap<String, LiveBridge>,
+    ports: BTreeMap<String, PortEntry>,
+    pmds: Vec<Arc<PmdHandle>>,
+    cell: Arc<SnapshotCell>,
+    generation: u64,
+    next_uid: u64,
+    /// Every bridge's connections; the zone (bridge slot) keeps them apart.
+    ct: Arc<ConnTable>,
+}
+
+impl Manager {
+    pub fn new(
+        state_dir: PathBuf,
+        desired: DesiredState,
+        pmds: Vec<Arc<PmdHandle>>,
+        cell: Arc<SnapshotCell>,
+        conntrack: ConnTable,
+    ) -> Manager {
+        Manager {
+            state_dir,
+            desired,
+            bridges: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            pmds,
+            cell,
+            generation: 0,
+            next_uid: 1,
+            ct: Arc::new(conntrack),
+        }
+    }
+
+    /// The connection table, for housekeeping.
+    pub fn conntrack(&self) -> Arc<ConnTable> {
+        self.ct.clone()
+    }
+
+    /// The tables housekeeping ages.
+    pub fn fdbs(&self) -> Vec<Arc<Fdb>> {
+        self.bridges.values().map(|b| b.fdb.clone()).collect()
+    }
+
+    pub fn neigh_tables(&self) -> Vec<Arc<NeighTable>> {
+        self.bridges
+            .values()
+            .flat_map(|b| [b.neigh.clone(), b.uplink_neigh.clone()])
+            .collect()
+    }
+
+    /// The configuration as it stands (as saved).
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// The one way the configuration changes (see the module comment).
+    /// `change` edits the copy and opens the devices of what it adds;
+    /// nothing is applied unless it, the validation and the save succeed.
+    /// A change that leaves the state as it was saves nothing.
+    fn commit<T>(&mut self, change: impl FnOnce(&mut Txn) -> Result<T, ControlError>) -> Result<T, ControlError> {
+        let mut txn = Txn {
+            desired: self.desired.clone(),
+            opened: Vec::new(),
+        };
+        let out = change(&mut txn)?;
+        let Txn { desired, opened } = txn;
+        if desired == self.desired && opened.is_empty() {
+            return Ok(out);
+        }
+        desired.validate()?;
+        desired.save(&self.state_dir).map_err(ControlError::Persist)?;
+        let old = std::mem::replace(&mut self.desired, desired);
+        let retired = self.apply(&old, opened);
+        self.publish();
+        self.retire(retired);
+        Ok(out)
+    }
+
+    /// Brings the live objects in line with the committed desired state:
+    /// tables for new bridges, published ports, the opened devices as
+    /// ports; what is no longer configured is taken out (and returned, to
+    /// be cleaned up after the snapshot is published).
+    fn apply(&mut self, old: &DesiredState, opened: Vec<Opened>) -> Retired {
+        let mut retired = Retired::default();
+        // Port and uplink name -> (bridge, is the uplink).
+        let configured: HashMap<String, (String, bool)> = self
+            .desired
+            .bridges
+            .iter()
+            .flat_map(|b| {
+                let uplink = b.uplink.as_ref().map(|u| (u.iface.clone(), (b.name.clone(), true)));
+                b.ports
+                    .iter()
+                    .map(|p| (p.name.clone(), (b.name.clone(), false)))
+                    .chain(uplink)
+            })
+            .collect();
+        let gone: Vec<String> = self
+            .ports
+            .iter()
+            .filter(|(name, e)| configured.get(name.as_str()) != Some(&(e.bridge.clone(), e.uplink)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(entry) = self.ports.remove(&name) {
+                let fdb = self.bridges.get(&entry.bridge).map(|b| b.fdb.clone());
+                retired.ports.push((entry, fdb));
+            }
+        }
+        let wanted: HashSet<&str> = self.desired.bridges.iter().map(|b| b.name.as_str()).collect();
+        let dead: Vec<String> = self
+            .bridges
+            .keys()
+            .filter(|name| !wanted.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in dead {
+            if let Some(live) = self.bridges.remove(&name) {
+                retired.zones.push(live.slot as u16);
+            }
+        }
+        for br in &self.desired.bridges {
+            let (Some(live), Some(before)) = (self.bridges.get(&br.name), old.bridge(&br.name)) else {
+                continue;
+            };
+            if before.published == br.published {
+                continue;
+            }
+            let (was, is): (HashSet<_>, HashSet<_>) =
+                (before.published.iter().collect(), br.published.iter().collect());
+            for r in was.difference(&is) {
+                live.published.remove(r.proto.into(), r.port);
+            }
+            for r in is.difference(&was) {
+                live.published.insert(r.proto.into(), r.port, (r.to_ip, r.to_port));
+            }
+        }
+        let new: Vec<BridgeConfig> = (self.desired.bridges.iter())
+            .filter(|b| !self.bridges.contains_key(&b.name))
+            .cloned()
+            .collect();
+        for br in &new {
+            self.start_bridge(br);
+        }
+        for Opened { name, io } in opened {
+            let Some((bridge, uplink)) = configured.get(&name).cloned() else {
+                warn!(port = %name, "a device was opened for a port the change did not add");
+                continue;
+            };
+            let live = self.make_live(name.clone(), io);
+            self.insert_entry(name, bridge, Ok(live), uplink);
+        }
+        retired
+    }
+
+    /// Cleans up after a published change: learned MACs of removed ports,
+    /// connections of removed bridges, and the devices themselves.
+    fn retire(&self, retired: Retired) {
+        for (entry, fdb) in &retired.ports {
+            if let (Ok(live), Some(fdb)) = (&entry.live, fdb) {
+                fdb.flush_port(live.uid);
+            }
+        }
+        for zone in retired.zones {
+            self.ct.flush(|c| c.orig.zone == zone);
+        }
+        // Every poll thread has moved on: closing the devices here is safe.
+        drop(retired.ports);
+    }
+
+    /// Publishes a snapshot of the current live state and waits until every
+    /// poll thread forwards with it.
+    fn publish(&mut self) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.cell.publish(self.build_snapshot());
+        for pmd in &self.pmds {
+            pmd.wake();
+        }
+        let deadline = Instant::now() + GRACE_TIMEOUT;
+        for pmd in &self.pmds {
+            while pmd.seen_generation.load(Ordering::Acquire) < generation {
+                if Instant::now() > deadline {
+                    warn!(
+                        core = pmd.core,
+                        "poll thread did not take the new configuration in time"
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+    }
+
+    /// Creates the live tables of a configured bridge.
+    fn start_bridge(&mut self, br: &BridgeConfig) {
+        let slot = free_slot(self.bridges.values().map(|b| b.slot));
+        let published = Arc::new(PublishTable::default());
+        for r in &br.published {
+            published.insert(r.proto.into(), r.port, (r.to_ip, r.to_port));
+        }
+        let live = LiveBridge {
+            slot,
+            fdb: Arc::new(Fdb::new(br.max_macs, br.aging_secs)),
+            neigh: Arc::new(NeighTable::default()),
+            uplink_neigh: Arc::new(NeighTable::default()),
+            published,
+        };
+        self.bridges.insert(br.name.clone(), live);
+    }
+
+    fn make_live(&mut self, name: String, io: Box<dyn PortIo>) -> Arc<LivePort> {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        Arc::new(LivePort::new(uid, name, io, self.pmds.len()))
+    }
+
+    /// Records a port (or an uplink) in the lowest free slot.
+    fn insert_entry(&mut self, name: String, bridge: String, live: Result<Arc<LivePort>, String>, uplink: bool) {
+        let slot = free_slot(self.ports.values().map(|p| p.slot));
+        let entry = PortEntry {
+            bridge,
+            slot,
+            live,
+            uplink,
+        };
+        self.ports.insert(name, entry);
+    }
+
+    /// Bridge `name` as configured.
+    fn bridge(&self, name: &str) -> Result<&BridgeConfig, ControlError> {
+        self.desired
+            .bridge(name)
+            .ok_or_else(|| ControlError::NoBridge(name.to_string()))
+    }
+
+    /// Bridge `name` and its subnet, for what needs a routed bridge.
+    fn routed_bridge(&self, name: &str) -> Result<(&BridgeConfig, Ipv4Net), ControlError> {
+        let br = self.bridge(name)?;
+        let subnet = br.subnet.ok_or_else(|| ControlError::NoSubnet(name.to_string()))?;
+        Ok((br, subnet))
+    }
+
+    /// The conntrack zone of bridge `name`.
+    fn zone(&self, name: &str) -> Result<u16, ControlError> {
+        self.bridges
+            .get(name)
+            .map(|b| b.slot as u16)
+            .ok_or_else(|| ControlError::NoBridge(name.to_string()))
+    }
+}
+
+/// The lowest slot number not in `used`.
+fn free_slot(used: impl Iterator<Item = u32>) -> u32 {
+    let mut used: Vec<u32> = used.collect();
+    used.sort_unstable();
+    let mut slot = 0;
+    for u in used {
+        if u == slot {
+            slot += 1;
+        } else if u > slot {
+            break;
+        }
+    }
+    slot
+}
+
+/// A stable, locally administered MAC for the gateway of bridge `name`:
+/// 02:76:73 ("vs") and three bytes of an FNV-1a hash of the name.
+fn gateway_mac(name: &str) -> [u8; 6] {
+    let h = fnv1a(name.as_bytes());
+    [0x02, 0x76, 0x73, (h >> 16) as u8, (h >> 8) as u8, h as u8]
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+//! Ports and uplinks: `add-port`, `del-port`, `add-uplink`, `del-uplink`,
+//! and opening their devices (here and at restore).
+//!
+//! A device is opened inside the change's transaction, after the edited
+//! state has been validated and before it is saved: a device that cannot be
+//! opened fails the request with nothing changed, and a device opened for a
+//! change that then fails is closed again.
+
+use std::net::Ipv4Addr;
+
+use tracing::{info, warn};
+use vswitch_ctl::{Ipv4Net, MacAddr};
+
+use super::bridges::valid_name;
+use super::config::{AfxdpConfig, BridgeConfig, PortConfig, PortKind, UplinkConfig, XdpChoice};
+use super::{gateway_mac, ControlError, Manager, Txn};
+use crate::port::afxdp::{AfXdpPort, Attachment};
+use crate::port::tap::{TapPort, TapSpec};
+use crate::port::{PortError, PortIo};
+use crate::sys::bpf::XdpMode;
+use crate::sys::{netlink, read_mac, valid_ifname};
+
+/// Highest interface queue an AF_XDP port may bind.
+const MAX_QUEUE: u32 = 255;
+
+/// `add-port` as asked.
+pub(super) struct NewPort {
+    pub bridge: String,
+    pub name: String,
+    pub kind: PortKind,
+    pub netns: Option<String>,
+    pub ifname: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub mode: Option<XdpChoice>,
+    pub queue: Option<u32>,
+    pub iface: Option<String>,
+}
+
+impl NewPort {
+    /// A TAP or AF_XDP port into `netns`, as `attach` creates them.
+    pub fn into_netns(bridge: &str, name: &str, kind: PortKind, netns: &str, ifname: &str) -> NewPort {
+        NewPort {
+            bridge: bridge.to_string(),
+            name: name.to_string(),
+            kind,
+            netns: Some(netns.to_string()),
+            ifname: Some(ifname.to_string()),
+            mac: None,
+            mode: None,
+            queue: None,
+            iface: None,
+        }
+    }
+}
+
+/// `add-uplink` as asked.
+pub(super) struct NewUplink {
+    pub bridge: String,
+    pub iface: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gw: Ipv4Addr,
+    pub kind: PortKind,
+    pub mode: XdpChoice,
+}
+
+impl Manager {
+    pub(super) fn add_port(&mut self, request: NewPort) -> Result<(), ControlError> {
+        let bridge = request.bridge.clone();
+        let config = self.port_config(request)?;
+        let (name, kind) = (config.name.clone(), config.port_type);
+        let (netns, ifname) = (config.netns.clone(), config.ifname.clone());
+        self.commit(|txn| txn.add_port(&bridge, config))?;
+        if kind == PortKind::Internal {
+            route_uplink_via_internal(self.bridge(&bridge)?);
+        }
+        info!(port = %name, bridge = %bridge, %kind, ?netns, %ifname, "port added");
+        Ok(())
+    }
+
+    /// Checks an `add-port` request's options and makes its configuration.
+    /// What depends on the rest of the switch (names taken, interfaces in
+    /// use) is checked with the whole state, in the transaction.
+    pub(super) fn port_config(&self, request: NewPort) -> Result<PortConfig, ControlError> {
+        let NewPort {
+            bridge,
+            name,
+            kind,
+            netns,
+            ifname,
+            mac,
+            mode,
+            queue,
+            iface,
+        } = request;
+        if !valid_name(&name, libc::IFNAMSIZ - 1) {
+            return Err(ControlError::BadPortName(name));
+        }
+        let br = self.bridge(&bridge)?;
+        let afxdp = match kind {
+            PortKind::Internal => {
+                if br.subnet.is_none() {
+                    return Err(ControlError::NoSubnet(bridge));
+                }
+                if let Some(other) = br.ports.iter().find(|p| p.port_type == PortKind::Internal) {
+                    return Err(ControlError::InternalExists {
+                        bridge: bridge.clone(),
+                        port: other.name.clone(),
+                    });
+                }
+                if netns.is_some()
+                    || ifname.is_some()
+                    || mac.is_some()
+                    || mode.is_some()
+                    || queue.is_some()
+                    || iface.is_some()
+                {
+                    return Err(ControlError::Option(
+                        "an internal port lives in the host namespace under its own name, with the gateway's MAC: it takes no options",
+                    ));
+                }
+                None
+            }
+            PortKind::Tap => {
+                if mode.is_some() || queue.is_some() || iface.is_some() {
+                    return Err(ControlError::Option(
+                        "--mode, --queue and --iface apply to afxdp ports only",
+                    ));
+                }
+                None
+            }
+            PortKind::Afxdp => {
+                if iface.is_some() && (netns.is_some() || ifname.is_some() || mac.is_some()) {
+                    return Err(ControlError::Option(
+                        "--iface binds to an existing interface; --netns, --ifname and --mac describe a veth pair vswitchd creates",
+                    ));
+                }
+                if iface.is_none() && netns.is_none() {
+                    return Err(ControlError::Option(
+                        "an afxdp port needs --netns NS (vswitchd creates a veth pair into it) or --iface DEV (an existing interface)",
+                    ));
+                }
+                let queue = queue.unwrap_or(0);
+                if queue > MAX_QUEUE {
+                    return Err(ControlError::OutOfRange {
+                        what: "queue",
+                        value: queue.into(),
+                        min: 0,
+                        max: MAX_QUEUE.into(),
+                    });
+                }
+                Some(AfxdpConfig {
+                    mode: mode.unwrap_or_default(),
+                    queue,
+                    iface: iface.clone(),
+                })
+            }
+        };
+        let ifname = iface.or(ifname).unwrap_or_else(|| name.clone());
+        if !valid_ifname(&ifname) {
+            return Err(ControlError::BadIfname(ifname));
+        }
+        // An internal port answers for the gateway: it wears the gateway's MAC.
+        let mac = match kind {
+            PortKind::Internal => Some(MacAddr(gateway_mac(&bridge))),
+            _ => mac,
+        };
+        Ok(PortConfig {
+            name,
+            port_type: kind,
+            netns,
+            ifname,
+            mac,
+            afxdp,
+        })
+    }
+
+    pub(super) fn del_port(&mut self, bridge: &str, name: &str) -> Result<(), ControlError> {
+        self.bridge(bridge)?;
+        match self.desired.port(name) {
+            None => return Err(ControlError::NoPort(name.to_string())),
+            Some((br, _)) if br.name != bridge => {
+                return Err(ControlError::WrongBridge {
+                    port: name.to_string(),
+                    actual: br.name.clone(),
+                    asked: bridge.to_string(),
+                })
+            }
+            Some(_) => {}
+        }
+        self.commit(|txn| {
+            txn.bridge_mut(bridge)?.ports.retain(|p| p.name != name);
+            Ok(())
+        })?;
+        info!(port = %name, bridge = %bridge, "port deleted");
+        Ok(())
+    }
+
+    pub(super) fn add_uplink(&mut self, request: NewUplink) -> Result<(), ControlError> {
+        let NewUplink {
+            bridge,
+            iface,
+            ip,
+            prefix,
+            gw,
+            kind,
+            mode,
+        } = request;
+        let (br, _) = self.routed_bridge(&bridge)?;
+        if let Some(u) = &br.uplink {
+            return Err(ControlError::UplinkExists {
+                bridge,
+                iface: u.iface.clone(),
+            });
+        }
+        if !valid_ifname(&iface) {
+            return Err(ControlError::BadIfname(iface));
+        }
+        if !matches!(kind, PortKind::Afxdp | PortKind::Tap) {
+            return Err(ControlError::UplinkType(kind));
+        }
+        let valid = Ipv4Net::new(ip, prefix).is_some_and(|n| n.is_host(ip) && n.is_host(gw) && ip != gw);
+        if !valid {
+            return Err(ControlError::BadUplinkAddress { ip, prefix, gw });
+        }
+        let cfg = UplinkConfig {
+            iface: iface.clone(),
+            port_type: kind,
+            mode,
+            ip,
+            prefix,
+            gw,
+            mac: None,
+        };
+        self.commit(|txn| {
+            txn.bridge_mut(&bridge)?.uplink = Some(cfg.clone());
+            txn.validate()?;
+            let (io, mac) = open_uplink_io(&cfg)?;
+            if let Some(up) = txn.bridge_mut(&bridge)?.uplink.as_mut() {
+                up.mac = Some(mac);
+            }
+            txn.open(&cfg.iface, io);
+            Ok(())
+        })?;
+        route_uplink_via_internal(self.bridge(&bridge)?);
+        info!(bridge, iface = %iface, ip = %ip, gw = %gw, "uplink added");
+        Ok(())
+    }
+
+    pub(super) fn del_uplink(&mut self, bridge: &str) -> Result<(), ControlError> {
+        let Some(iface) = self.bridge(bridge)?.uplink.as_ref().map(|u| u.iface.clone()) else {
+            return Err(ControlError::NoUplink(bridge.to_string()));
+        };
+        self.commit(|txn| {
+            txn.bridge_mut(bridge)?.uplink = None;
+            Ok(())
+        })?;
+        info!(bridge, iface = %iface, "uplink deleted");
+        Ok(())
+    }
+}
+
+impl Txn {
+    /// Adds port `config` to `bridge` and opens its device: an internal
+    /// port also gets the gateway address.
+    pub(super) fn add_port(&mut self, bridge: &str, config: PortConfig) -> Result<(), ControlError> {
+        let br = self.bridge_mut(bridge)?;
+        let gateway = br.subnet.zip(br.gateway);
+        br.ports.push(config.clone());
+        self.validate()?;
+        let (io, mac) = open_port_io(&config, false).map_err(|source| ControlError::CreatePort {
+            port: config.name.clone(),
+            source,
+        })?;
+        if let Some(p) = self.bridge_mut(bridge)?.ports.last_mut() {
+            p.mac = mac;
+        }
+        if let (PortKind::Internal, Some((subnet, gateway))) = (config.port_type, gateway) {
+            configure_internal(&config.ifname, gateway, subnet.prefix()).map_err(ControlError::InternalAddress)?;
+        }
+        self.open(&config.name, io);
+        Ok(())
+    }
+}
+
+/// The XDP modes to try, in order, for what the user asked.
+fn xdp_modes(choice: XdpChoice) -> &'static [XdpMode] {
+    match choice {
+        XdpChoice::Auto => &[XdpMode::Native, XdpMode::Generic],
+        XdpChoice::Native => &[XdpMode::Native],
+        XdpChoice::Generic => &[XdpMode::Generic],
+    }
+}
+
+/// Opens the device of a configured port. `restoring`: the port existed
+/// before this start-up, so a veth pair left by the previous run is taken
+/// over instead of refused. Returns the device and its MAC, when it has one
+/// of ours.
+pub(super) fn open_port_io(
+    port: &PortConfig,
+    restoring: bool,
+) -> Result<(Box<dyn PortIo>, Option<MacAddr>), PortError> {
+    match (port.port_type, &port.afxdp) {
+        (PortKind::Tap | PortKind::Internal, _) => {
+            let netns = match port.port_type {
+                PortKind::Tap => port.netns.as_deref(),
+                _ => None,
+            };
+            let spec = TapSpec {
+                ifname: &port.ifname,
+                netns,
+                mac: port.mac,
+            };
+            let (tap, mac) = TapPort::create(spec)?;
+            Ok((Box::new(tap), Some(mac)))
+        }
+        (PortKind::Afxdp, Some(cfg)) => {
+            let modes = xdp_modes(cfg.mode);
+            let at = match (&cfg.iface, &port.netns) {
+                (Some(iface), _) => Attachment::Iface(iface),
+                (None, Some(netns)) => Attachment::Veth {
+                    host: &port.name,
+                    netns,
+                    ifname: &port.ifname,
+                    mac: port.mac,
+                    adopt: restoring,
+                },
+                (None, None) => return Err(PortError::Incomplete(port.name.clone())),
+            };
+            let (xsk, mac) = AfXdpPort::open(at, cfg.queue, modes)?;
+            Ok((Box::new(xsk), mac))
+        }
+        (PortKind::Afxdp, None) => Err(PortError::Incomplete(port.name.clone())),
+    }
+}
+
+/// Opens an uplink's device; returns it and the MAC frames to it must carry.
+pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, MacAddr), ControlError> {
+    let create = |source| ControlError::CreatePort {
+        port: cfg.iface.clone(),
+        source,
+    };
+    match cfg.port_type {
+        PortKind::Afxdp => {
+            let (port, _) =
+                AfXdpPort::open(Attachment::Iface(&cfg.iface), 0, xdp_modes(cfg.mode)).map_err(|e| create(e.into()))?;
+            let mac = read_mac(&cfg.iface).map_err(|source| {
+                create(PortError::Mac {
+                    iface: cfg.iface.clone(),
+                    source,
+                })
+            })?;
+            Ok((Box::new(port), mac))
+        }
+        PortKind::Tap => {
+            let spec = TapSpec {
+                ifname: &cfg.iface,
+                netns: None,
+                mac: cfg.mac,
+            };
+            let (tap, mac) = TapPort::create(spec).map_err(|e| create(e.into()))?;
+            Ok((Box::new(tap), mac))
+        }
+        PortKind::Internal => Err(ControlError::UplinkType(cfg.port_type)),
+    }
+}
+
+/// Routes a bridge's uplink address through its internal port, so the host
+/// reaches the ports published there.
+pub(super) fn route_uplink_via_internal(br: &BridgeConfig) {
+    let Some(up) = &br.uplink else { return };
+    let Some(internal) = br.ports.iter().find(|p| p.port_type == PortKind::Internal) else {
+        return;
+    };
+    let result = nix::net::if_::if_nametoindex(internal.ifname.as_str())
+        .map_err(std::io::Error::from)
+        .and_then(|index| netlink::set_host_route(index, up.ip));
+    if let Err(err) = result {
+        warn!(bridge = %br.name, uplink = %up.ip, %err, "host route to the uplink address not set");
+    }
+}
+
+/// Gives an internal port the gateway address in the host namespace.
+pub(super) fn configure_internal(ifname: &str, gateway: Ipv4Addr, prefix: u8) -> std::io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+    netlink::add_address(index, gateway, prefix)
+}

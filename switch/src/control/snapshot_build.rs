@@ -1,0 +1,107 @@
+//! Desired state and live objects -> the datapath's [`Snapshot`].
+//!
+//! Ports and bridges go to their slots; each poll thread gets its share of
+//! the ports to read (round robin over the live ones); routed bridges get
+//! their gateway view: linked bridges, internal port, uplink, NAT.
+
+use vswitch_ctl::Ipv4Net;
+
+use super::config::PortKind;
+use super::{gateway_mac, Manager};
+use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, UplinkL3};
+
+impl Manager {
+    pub(super) fn build_snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            generation: self.generation,
+            ..Default::default()
+        };
+        for (name, br) in &self.bridges {
+            let slot = br.slot as usize;
+            if snap.bridges.len() <= slot {
+                snap.bridges.resize_with(slot + 1, || None);
+            }
+            snap.bridges[slot] = Some(BridgeSlot {
+                fdb: br.fdb.clone(),
+                ports: Vec::new(),
+                l3: self.bridge_l3(name),
+            });
+        }
+        let mut live_slots = Vec::new();
+        for entry in self.ports.values() {
+            let (Ok(live), Some(br)) = (&entry.live, self.bridges.get(&entry.bridge)) else {
+                continue;
+            };
+            let slot = entry.slot as usize;
+            if snap.ports.len() <= slot {
+                snap.ports.resize_with(slot + 1, || None);
+            }
+            snap.ports[slot] = Some(PortSlot {
+                port: live.clone(),
+                bridge: br.slot,
+                vnet_hdr: live.io.has_vnet_hdr(),
+                uplink: entry.uplink,
+            });
+            if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize).filter(|_| !entry.uplink) {
+                b.ports.push(entry.slot);
+            }
+            live_slots.push(entry.slot);
+        }
+        for b in snap.bridges.iter_mut().flatten() {
+            b.ports.sort_unstable();
+        }
+        live_slots.sort_unstable();
+        let threads = self.pmds.len().max(1);
+        snap.rx_assign = vec![Vec::new(); threads];
+        for (i, slot) in live_slots.into_iter().enumerate() {
+            snap.rx_assign[i % threads].push(slot);
+        }
+        snap
+    }
+
+    /// The gateway view of bridge `name` for the snapshot.
+    fn bridge_l3(&self, name: &str) -> Option<BridgeL3> {
+        let config = self.desired.bridge(name)?;
+        let (subnet, gateway) = (config.subnet?, config.gateway?);
+        let live = self.bridges.get(name)?;
+        let mut routes_to = vec![live.slot];
+        for other in &self.desired.bridges {
+            let linked = other.name != name && other.subnet.is_some() && self.desired.linked(name, &other.name);
+            if let Some(b) = self.bridges.get(&other.name).filter(|_| linked) {
+                routes_to.push(b.slot);
+            }
+        }
+        let internal = config
+            .ports
+            .iter()
+            .filter(|p| p.port_type == PortKind::Internal)
+            .find_map(|p| self.ports.get(&p.name).filter(|e| e.live.is_ok()).map(|e| e.slot));
+        let uplink = config.uplink.as_ref().and_then(|u| {
+            let entry = self.ports.get(&u.iface).filter(|e| e.uplink && e.live.is_ok())?;
+            Some(UplinkL3 {
+                slot: entry.slot,
+                ip: u.ip,
+                net: Ipv4Net::new(u.ip, u.prefix)?,
+                gw: u.gw,
+                mac: u.mac?.0,
+                neigh: live.uplink_neigh.clone(),
+            })
+        });
+        let nat = (config.masquerade || !config.published.is_empty()).then(|| NatL3 {
+            masquerade: config.masquerade,
+            published: live.published.clone(),
+            ct: self.ct.clone(),
+            zone: live.slot as u16,
+        });
+        Some(BridgeL3 {
+            subnet,
+            gateway,
+            gateway_mac: gateway_mac(name),
+            routes_to,
+            neigh: live.neigh.clone(),
+            internal,
+            uplink,
+            nat,
+        })
+    }
+}

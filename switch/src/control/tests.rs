@@ -1,0 +1,188 @@
+//! The transaction helper, without devices: bridges, links, NAT settings
+//! and published ports need no root and no kernel objects.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use vswitch_ctl::{NatProto, PublishRule, Reply, Request};
+use vswitch_nat::table::ConnTable;
+use vswitch_nat::tuple::Proto;
+
+use super::bridges::valid_name;
+use super::config::STATE_FILE;
+use super::*;
+use crate::snapshot::Snapshot;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vswitch-control-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn manager(dir: &Path) -> Manager {
+    let cell = Arc::new(SnapshotCell::new(Snapshot::default()));
+    let mut m = Manager::new(
+        dir.to_path_buf(),
+        DesiredState::default(),
+        Vec::new(),
+        cell,
+        ConnTable::new(16),
+    );
+    m.restore();
+    m
+}
+
+fn add_br(name: &str, subnet: &str) -> Request {
+    Request::AddBr {
+        name: name.into(),
+        aging_secs: None,
+        max_macs: None,
+        subnet: Some(subnet.parse().unwrap()),
+        gateway: None,
+    }
+}
+
+fn publish(port: u16) -> Request {
+    Request::Publish {
+        bridge: "br0".into(),
+        rule: PublishRule {
+            proto: NatProto::Tcp,
+            port,
+            to_ip: "10.1.0.5".parse().unwrap(),
+            to_port: 80,
+        },
+    }
+}
+
+/// What a client can see of the switch: the state it shows and the
+/// snapshot the poll threads forward with.
+fn seen(m: &Manager) -> (String, u64, Vec<bool>) {
+    let show = serde_json::to_string(&m.show()).unwrap();
+    let snap = m.cell.load();
+    let l3 = snap.bridges.iter().flatten().map(|b| b.l3.is_some()).collect();
+    (show, snap.generation, l3)
+}
+
+#[test]
+fn a_failed_save_changes_nothing() {
+    let dir = temp_dir("save");
+    let mut m = manager(&dir);
+    for r in [
+        add_br("br0", "10.1.0.0/24"),
+        add_br("br1", "10.2.0.0/24"),
+        publish(8080),
+    ] {
+        assert_eq!(m.handle(r).unwrap(), Reply::Done);
+    }
+    let file = fs::read(dir.join(STATE_FILE)).unwrap();
+    let before = seen(&m);
+    let desired = m.desired.clone();
+
+    // The temporary file cannot be created: every save fails, even as root.
+    fs::create_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    let changes = [
+        add_br("br2", "10.3.0.0/24"),
+        Request::DelBr { name: "br1".into() },
+        Request::LinkBr {
+            a: "br0".into(),
+            b: "br1".into(),
+        },
+        Request::SetNat {
+            bridge: "br0".into(),
+            masquerade: true,
+        },
+        publish(9090),
+        Request::Unpublish {
+            bridge: "br0".into(),
+            proto: NatProto::Tcp,
+            port: 8080,
+        },
+    ];
+    for request in changes {
+        let err = m.handle(request.clone()).expect_err("the save must fail");
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with("cannot save the configuration; nothing was changed: cannot write state file"),
+            "{request:?}: {text}"
+        );
+        assert_eq!(
+            fs::read(dir.join(STATE_FILE)).unwrap(),
+            file,
+            "{request:?}: the file moved"
+        );
+        assert_eq!(seen(&m), before, "{request:?}: the running switch moved");
+        assert_eq!(m.desired, desired, "{request:?}");
+        let table = &m.bridges["br0"].published;
+        assert!(table.get(Proto::Tcp, 8080).is_some() && table.get(Proto::Tcp, 9090).is_none());
+        assert_eq!(m.bridges.len(), 2);
+    }
+
+    fs::remove_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    m.handle(publish(9090)).unwrap();
+    m.handle(Request::DelBr { name: "br1".into() }).unwrap();
+    assert!(m.bridges["br0"].published.get(Proto::Tcp, 9090).is_some());
+    assert_eq!(m.bridges.len(), 1);
+    assert!(seen(&m).1 > before.1, "a new snapshot was published");
+    let saved = DesiredState::load(&dir).unwrap();
+    assert_eq!(saved, m.desired);
+    assert_eq!(saved.bridges.len(), 1);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_invalid_change_is_refused_whole() {
+    let dir = temp_dir("invalid");
+    let mut m = manager(&dir);
+    m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
+    m.handle(publish(8080)).unwrap();
+    let file = fs::read(dir.join(STATE_FILE)).unwrap();
+    let before = seen(&m);
+    for (request, expected) in [
+        (add_br("br0", "10.9.0.0/24"), "bridge 'br0' already exists"),
+        (
+            add_br("big", "10.0.0.0/8"),
+            "subnet 10.0.0.0/8 of bridge 'big' overlaps 10.1.0.0/24 of bridge 'br0'",
+        ),
+        (publish(8080), "port tcp/8080 is already published on bridge 'br0'"),
+    ] {
+        let text = error_chain(&m.handle(request).unwrap_err());
+        assert_eq!(text, expected);
+        assert_eq!(fs::read(dir.join(STATE_FILE)).unwrap(), file);
+        assert_eq!(seen(&m), before);
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_change_that_changes_nothing_saves_nothing() {
+    let dir = temp_dir("noop");
+    let mut m = manager(&dir);
+    m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
+    let generation = seen(&m).1;
+    fs::create_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    let off = Request::SetNat {
+        bridge: "br0".into(),
+        masquerade: false,
+    };
+    assert_eq!(m.handle(off).unwrap(), Reply::Done, "already off: no save needed");
+    assert_eq!(seen(&m).1, generation);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn slots_are_reused_lowest_first() {
+    assert_eq!(free_slot([].into_iter()), 0);
+    assert_eq!(free_slot([0, 1, 3].into_iter()), 2);
+    assert_eq!(free_slot([3, 1, 0, 2].into_iter()), 4);
+    assert_eq!(free_slot([1].into_iter()), 0);
+}
+
+#[test]
+fn names() {
+    assert!(valid_name("br-0_a.b", 32));
+    assert!(!valid_name("", 32));
+    assert!(!valid_name("br 0", 32));
+    assert!(!valid_name("a/b", 32));
+    assert!(!valid_name(&"x".repeat(33), 32));
+}

@@ -1,0 +1,85 @@
+//! A change the switch cannot save changes nothing: not the running switch,
+//! not the state file, not the devices it would have created.
+
+use std::process::Command;
+
+use vswitch_tests::{require_root, short_name, Netns, Switch};
+
+const SAVE_FAILED: &str = "cannot save the configuration; nothing was changed";
+
+fn host_link_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_change_that_cannot_be_saved_changes_nothing() {
+    require_root();
+    let sw = Switch::start("txn", "0");
+    let c1 = Netns::new("txn1");
+    let c2 = Netns::new("txn2");
+    sw.ok(&["add-br", "br0", "--subnet", "10.151.0.0/24"]);
+    sw.ok(&["add-br", "br1", "--subnet", "10.152.0.0/24"]);
+    sw.ok(&["attach", "br0", &c1.name]);
+    assert!(c1.ping("10.151.0.1", 1), "the gateway answers before");
+    let show = sw.json(&["show"]);
+    let state_file = sw.state_dir.join("state.json");
+    let saved = std::fs::read(&state_file).unwrap();
+
+    // The state directory is "full": the temporary file cannot be written
+    // (a directory in its place stops root too, where a read-only mode would not).
+    let blocker = sw.state_dir.join("state.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let internal = short_name("vt");
+    let veth = short_name("vx");
+    let changes: Vec<Vec<&str>> = vec![
+        vec!["attach", "br0", &c2.name],
+        vec![
+            "add-port", "br0", "p2", "--type", "tap", "--netns", &c2.name, "--ifname", "eth0",
+        ],
+        vec![
+            "add-port", "br0", &veth, "--type", "afxdp", "--netns", &c2.name, "--ifname", "eth1",
+        ],
+        vec!["add-port", "br0", &internal, "--type", "internal"],
+        vec!["detach", "br0", &c1.name],
+        vec!["link-br", "br0", "br1"],
+        vec!["set-nat", "br0", "masquerade"],
+        vec![
+            "publish",
+            "br0",
+            "--proto",
+            "tcp",
+            "--port",
+            "8080",
+            "--to",
+            "10.151.0.2:80",
+        ],
+        vec!["del-br", "br1"],
+    ];
+    for change in &changes {
+        sw.expect_error(change, SAVE_FAILED);
+        assert_eq!(sw.json(&["show"]), show, "{change:?} changed the running switch");
+        assert_eq!(
+            std::fs::read(&state_file).unwrap(),
+            saved,
+            "{change:?} changed the file"
+        );
+    }
+    // The devices made for the failed changes are gone again.
+    for dev in ["eth0", "eth1"] {
+        assert!(c2.mac(dev).is_none(), "{dev} was left in {}", c2.name);
+    }
+    assert!(!host_link_exists(&internal), "internal port {internal} was left behind");
+    assert!(!host_link_exists(&veth), "the veth host end {veth} was left behind");
+    assert!(c1.ping("10.151.0.1", 1), "the attached namespace still forwards");
+
+    // Once the state can be saved again, the same changes go through.
+    std::fs::remove_dir(&blocker).unwrap();
+    let attached = sw.ok(&["attach", "br0", &c2.name]);
+    assert!(attached.contains("10.151.0.3"), "{attached}");
+    assert!(c2.ping("10.151.0.2", 1), "the new namespace reaches the old one");
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(state.contains(&c2.name), "the lease was saved: {state}");
+}
