@@ -66,6 +66,16 @@ impl Ipv4Net {
         (first..last).map(Ipv4Addr::from)
     }
 
+    /// Every address of the network, its network and broadcast ones too.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        (u32::from(self.addr)..=u32::from(self.broadcast())).map(Ipv4Addr::from)
+    }
+
+    /// True when every address of `other` is one of ours.
+    pub fn covers(&self, other: &Ipv4Net) -> bool {
+        other.prefix >= self.prefix && self.contains(other.addr)
+    }
+
     pub fn is_host(&self, ip: Ipv4Addr) -> bool {
         self.contains(ip) && ip != self.addr && ip != self.broadcast()
     }

@@ -65,6 +65,9 @@ pub enum Request {
         /// The gateway address (default: the subnet's first host address).
         #[serde(default)]
         gateway: Option<Ipv4Addr>,
+        /// Where in the subnet this host's addresses come from (default: all of it).
+        #[serde(default)]
+        ip_range: Option<Ipv4Net>,
     },
     DelBr {
         name: String,
@@ -300,6 +303,9 @@ pub struct BridgeInfo {
     pub gateway: Option<Ipv4Addr>,
     #[serde(default)]
     pub gateway_mac: Option<MacAddr>,
+    /// The part of the subnet `attach` hands addresses out of.
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
     #[serde(default)]
     pub leases: Vec<LeaseInfo>,
     /// Bridges this one routes to.

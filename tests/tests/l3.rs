@@ -95,6 +95,55 @@ fn attach_hands_out_addresses_and_routes_that_survive_a_restart() {
     sw.expect_error(&["detach", "br0", &ns2.name], "is not attached");
 }
 
+/// Two hosts sharing one network give each its own slice of the subnet.
+#[test]
+fn an_ip_range_is_where_addresses_come_from_also_after_a_restart() {
+    require_root();
+    let mut sw = Switch::start("iprange", "0");
+    let (a, b, c) = (Netns::new("ira"), Netns::new("irb"), Netns::new("irc"));
+    sw.expect_error(
+        &[
+            "add-br",
+            "br0",
+            "--subnet",
+            "10.110.0.0/24",
+            "--ip-range",
+            "10.111.0.0/25",
+        ],
+        "address range 10.111.0.0/25 is not part of 10.110.0.0/24",
+    );
+    let out = sw.vsctl(&["add-br", "br0", "--ip-range", "10.110.0.64/26"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--ip-range without --subnet is a usage error"
+    );
+    sw.ok(&[
+        "add-br",
+        "br0",
+        "--subnet",
+        "10.110.0.0/24",
+        "--ip-range",
+        "10.110.0.64/26",
+    ]);
+    let ip_a = attach(&sw, "br0", &a, &[]);
+    let ip_b = attach(&sw, "br0", &b, &["--type", "afxdp"]);
+    assert_eq!((ip_a.as_str(), ip_b.as_str()), ("10.110.0.64", "10.110.0.65"));
+    assert!(a.ping(&ip_b, 2), "addresses from the range work like any other");
+    assert!(a.ping("10.110.0.1", 1), "the gateway stays outside the range");
+    assert!(sw.ok(&["show"]).contains("addresses handed out from 10.110.0.64/26"));
+
+    sw.kill9();
+    sw.launch();
+    assert_eq!(bridge_info(&sw, "br0")["ip_range"], "10.110.0.64/26");
+    assert_eq!(
+        attach(&sw, "br0", &c, &[]),
+        "10.110.0.66",
+        "leases and the range survive"
+    );
+    assert!(c.ping(&ip_a, 2));
+}
+
 #[test]
 fn bridges_are_isolated_until_linked_and_routing_decrements_ttl() {
     require_root();

@@ -48,6 +48,9 @@ enum Command {
         /// Gateway address (default: the subnet's first host address).
         #[arg(long, requires = "subnet")]
         gateway: Option<Ipv4Addr>,
+        /// Hand out addresses only from this part of the subnet (e.g. 10.20.0.128/25), so hosts sharing a network never hand out the same address.
+        #[arg(long, requires = "subnet", value_name = "CIDR")]
+        ip_range: Option<Ipv4Net>,
     },
     /// Delete a bridge and all its ports.
     DelBr { name: String },
@@ -276,12 +279,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_macs,
             subnet,
             gateway,
+            ip_range,
         } => Request::AddBr {
             name,
             aging_secs: aging,
             max_macs,
             subnet,
             gateway,
+            ip_range,
         },
         Command::DelBr { name } => Request::DelBr { name },
         Command::ListBr => Request::ListBr,
@@ -466,6 +471,9 @@ fn print_show(bridges: &[BridgeInfo]) {
                 br.linked.join(", ")
             };
             println!("    subnet {subnet}, gateway {gw} ({mac}), routes to: {linked}");
+            if let Some(range) = br.ip_range {
+                println!("    addresses handed out from {range}");
+            }
             if let Some(u) = &br.uplink {
                 let mac = u.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
                 println!(

@@ -6,10 +6,11 @@
 //! closed and nothing is recorded. Leases are part of the saved state: a
 //! namespace attached again gets its address back.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use tracing::info;
-use vswitch_ctl::AttachInfo;
+use vswitch_ctl::{AttachInfo, Ipv4Net};
 
 use super::config::{Lease, PortKind};
 use super::ports::NewPort;
@@ -65,10 +66,8 @@ impl Manager {
                 }
                 ip
             }
-            (None, None) => subnet
-                .hosts()
-                .find(|h| *h != gateway && !br.leases.iter().any(|l| l.ip == *h))
-                .ok_or(ControlError::SubnetFull(subnet))?,
+            (None, None) => next_free(subnet, br.ip_range, gateway, &br.leases)
+                .ok_or(ControlError::SubnetFull(br.ip_range.unwrap_or(subnet)))?,
         };
         let port = match &lease {
             Some(l) => l.port.clone(),
@@ -139,6 +138,21 @@ impl Manager {
     }
 }
 
+/// The lowest address of `range` (all of `subnet` when None) that is a host
+/// of `subnet`, not the gateway, and not leased.
+pub(super) fn next_free(
+    subnet: Ipv4Net,
+    range: Option<Ipv4Net>,
+    gateway: Ipv4Addr,
+    leases: &[Lease],
+) -> Option<Ipv4Addr> {
+    let leased: HashSet<Ipv4Addr> = leases.iter().map(|l| l.ip).collect();
+    range
+        .unwrap_or(subnet)
+        .addresses()
+        .find(|ip| subnet.is_host(*ip) && *ip != gateway && !leased.contains(ip))
+}
+
 /// Puts `ip/prefix` on `ifname` in `netns`, with a default route via
 /// `gateway`, through netlink from inside the namespace.
 pub(super) fn configure_address(
@@ -153,4 +167,39 @@ pub(super) fn configure_address(
         netlink::add_address(index, ip, prefix)?;
         netlink::set_default_route(index, gateway)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(ip: &str) -> Lease {
+        Lease {
+            ip: ip.parse().unwrap(),
+            netns: ip.to_string(),
+            port: String::new(),
+        }
+    }
+
+    #[test]
+    fn addresses_come_from_the_range_lowest_free_first() {
+        let subnet: Ipv4Net = "10.20.0.0/24".parse().unwrap();
+        let gw = "10.20.0.1".parse().unwrap();
+        let ip = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
+        assert_eq!(next_free(subnet, None, gw, &[]), ip("10.20.0.2"));
+        let upper = Some("10.20.0.128/25".parse().unwrap());
+        // The range's own first address is a host of the subnet: handed out.
+        assert_eq!(next_free(subnet, upper, gw, &[]), ip("10.20.0.128"));
+        assert_eq!(
+            next_free(subnet, upper, gw, &[lease("10.20.0.128"), lease("10.20.0.130")]),
+            ip("10.20.0.129")
+        );
+        // The subnet's broadcast address is not.
+        let last = Some("10.20.0.252/30".parse().unwrap());
+        let taken: Vec<Lease> = ["10.20.0.252", "10.20.0.253", "10.20.0.254"].map(lease).to_vec();
+        assert_eq!(next_free(subnet, last, gw, &taken), None);
+        // Nor the gateway, nor the network address.
+        let first = Some("10.20.0.0/30".parse().unwrap());
+        assert_eq!(next_free(subnet, first, gw, &[]), ip("10.20.0.2"));
+    }
 }

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use tracing::info;
 use vswitch_ctl::Ipv4Net;
 
+use super::attach::next_free;
 use super::config::{BridgeConfig, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
 use super::{ControlError, Manager};
 
@@ -19,6 +20,7 @@ pub(super) struct NewBridge {
     pub max_macs: Option<usize>,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
 }
 
 /// Names of bridges and ports: letters, digits, '.', '-', '_'.
@@ -43,9 +45,13 @@ impl Manager {
             max_macs,
             subnet,
             gateway,
+            ip_range,
         } = new;
         if gateway.is_some() && subnet.is_none() {
             return Err(ControlError::Option("--gateway needs --subnet"));
+        }
+        if ip_range.is_some() && subnet.is_none() {
+            return Err(ControlError::Option("--ip-range needs --subnet"));
         }
         if !valid_name(&name, MAX_BRIDGE_NAME) {
             return Err(ControlError::BadBridgeName(name));
@@ -62,6 +68,11 @@ impl Manager {
                         subnet: net,
                     });
                 }
+                if let Some(range) = ip_range {
+                    if !net.covers(&range) || next_free(net, Some(range), gw, &[]).is_none() {
+                        return Err(ControlError::BadIpRange { range, subnet: net });
+                    }
+                }
                 Some(gw)
             }
             None => None,
@@ -73,6 +84,7 @@ impl Manager {
             ports: Vec::new(),
             subnet,
             gateway,
+            ip_range,
             leases: Vec::new(),
             uplink: None,
             masquerade: false,

@@ -129,6 +129,10 @@ pub struct BridgeConfig {
     pub subnet: Option<Ipv4Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// The part of the subnet `attach` hands addresses out of (all of it
+    /// when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
     /// Addresses handed out by `vsctl attach`, one per namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<Lease>,
@@ -299,6 +303,7 @@ pub(super) mod tests {
                 max_macs: 10,
                 subnet: Some("10.20.0.0/24".parse().unwrap()),
                 gateway: Some("10.20.0.1".parse().unwrap()),
+                ip_range: Some("10.20.0.128/25".parse().unwrap()),
                 leases: vec![Lease {
                     ip: "10.20.0.2".parse().unwrap(),
                     netns: "c1".into(),

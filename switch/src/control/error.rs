@@ -47,6 +47,8 @@ pub enum ControlError {
     NoSubnet(String),
     #[error("gateway {gateway} is not a host address of {subnet}")]
     BadGateway { gateway: Ipv4Addr, subnet: Ipv4Net },
+    #[error("address range {range} is not part of {subnet}, or holds no host address but the gateway")]
+    BadIpRange { range: Ipv4Net, subnet: Ipv4Net },
     #[error("{ip} is not a free host address of {subnet} (the gateway is {gateway})")]
     BadAddress {
         ip: Ipv4Addr,

@@ -40,6 +40,7 @@ fn add_br(name: &str, subnet: &str) -> Request {
         max_macs: None,
         subnet: Some(subnet.parse().unwrap()),
         gateway: None,
+        ip_range: None,
     }
 }
 
@@ -151,6 +152,33 @@ fn an_invalid_change_is_refused_whole() {
         assert_eq!(fs::read(dir.join(STATE_FILE)).unwrap(), file);
         assert_eq!(seen(&m), before);
     }
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_address_range_must_lie_in_the_subnet() {
+    let dir = temp_dir("range");
+    let mut m = manager(&dir);
+    let with_range = |name: &str, range: &str| Request::AddBr {
+        name: name.into(),
+        aging_secs: None,
+        max_macs: None,
+        subnet: Some("10.1.0.0/24".parse().unwrap()),
+        gateway: None,
+        ip_range: Some(range.parse().unwrap()),
+    };
+    for range in ["10.2.0.0/25", "10.1.0.0/23"] {
+        let text = error_chain(&m.handle(with_range("br0", range)).unwrap_err());
+        assert_eq!(
+            text,
+            format!("address range {range} is not part of 10.1.0.0/24, or holds no host address but the gateway")
+        );
+    }
+    assert!(m.desired.bridges.is_empty());
+    m.handle(with_range("br0", "10.1.0.128/25")).unwrap();
+    let shown = m.show();
+    assert_eq!(shown[0].ip_range, Some("10.1.0.128/25".parse().unwrap()));
+    assert_eq!(DesiredState::load(&dir).unwrap().bridges[0].ip_range, shown[0].ip_range);
     fs::remove_dir_all(dir).unwrap();
 }
 

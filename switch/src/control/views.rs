@@ -49,6 +49,7 @@ impl Manager {
                     subnet: br.subnet,
                     gateway: br.gateway,
                     gateway_mac: br.subnet.map(|_| MacAddr(gateway_mac(&br.name))),
+                    ip_range: br.ip_range,
                     leases: br
                         .leases
                         .iter()
