@@ -164,6 +164,57 @@ pub enum Request {
         #[serde(default)]
         bridge: Option<String>,
     },
+    /// Stretch a bridge over VXLAN.
+    AddVxlan(AddVxlan),
+    DelVxlan {
+        bridge: String,
+    },
+    /// A remote VTEP that floods reach.
+    AddVtep {
+        bridge: String,
+        ip: Ipv4Addr,
+    },
+    DelVtep {
+        bridge: String,
+        ip: Ipv4Addr,
+    },
+    /// A static remote MAC, behind `vtep`; never ages.
+    FdbAdd {
+        bridge: String,
+        mac: MacAddr,
+        vtep: Ipv4Addr,
+    },
+    FdbDel {
+        bridge: String,
+        mac: MacAddr,
+    },
+    VtepShow {
+        #[serde(default)]
+        bridge: Option<String>,
+    },
+}
+
+/// The fields of `Request::AddVxlan`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddVxlan {
+    pub bridge: String,
+    pub vni: u32,
+    /// The UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The bridge whose uplink carries the tunnel (default: this bridge's).
+    #[serde(default)]
+    pub underlay: Option<String>,
+    /// Remote VTEPs that floods reach.
+    #[serde(default)]
+    pub remotes: Vec<Ipv4Addr>,
+    /// Learn remote MACs from what arrives (default true).
+    #[serde(default = "yes")]
+    pub learn: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The fields of `Request::AddPort`.
@@ -212,6 +263,28 @@ pub enum Reply {
     Conns(Vec<ConnEntry>),
     CtStats(CtStatsInfo),
     Flushed(usize),
+    Vteps(Vec<TunnelInfo>),
+}
+
+/// A bridge's VXLAN tunnel, for `vtep-show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelInfo {
+    pub bridge: String,
+    pub vni: u32,
+    pub port: u16,
+    /// The bridge whose uplink carries the tunnel, its interface and the
+    /// local VTEP address (None while that uplink is not up).
+    pub underlay: String,
+    pub uplink: Option<String>,
+    pub local_ip: Option<Ipv4Addr>,
+    pub remotes: Vec<Ipv4Addr>,
+    pub learn: bool,
+    /// How frames too large for one packet cross: "software segmentation".
+    pub path: String,
+    /// Static MACs (`fdb-add`) with their VTEP.
+    pub static_macs: Vec<(MacAddr, Ipv4Addr)>,
+    /// Remote MACs learned from the tunnel.
+    pub learned_macs: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -350,8 +423,15 @@ pub struct PortInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbEntry {
     pub mac: MacAddr,
+    /// The port, or "vxlan" for a MAC behind a remote VTEP.
     pub port: String,
     pub age_secs: u64,
+    /// The remote VTEP, for MACs behind the tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<Ipv4Addr>,
+    /// Added with `fdb-add`: never ages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_static: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -106,6 +106,7 @@ fn world(routed: bool) -> World {
             fdb: Arc::new(Fdb::new(1024, 300)),
             ports: ports.to_vec(),
             l3,
+            tunnel: None,
         }));
     }
     let mut scratch = Scratch::default();

@@ -14,6 +14,7 @@
 use std::fmt;
 
 use smoltcp::wire::EthernetProtocol;
+use vswitch_vxlan::Outer;
 
 /// Frames read from one port per burst; the unit of work of every stage.
 pub const BATCH_SIZE: usize = 32;
@@ -44,6 +45,11 @@ pub struct Meta {
     /// The L4 checksum field holds only the pseudo-header sum, for the
     /// receiver to finish (virtio-net "needs checksum").
     pub csum_partial: bool,
+    /// The device checked the checksums (virtio-net "data valid").
+    pub csum_valid: bool,
+    /// The frame leaves through a VXLAN tunnel: the port that sends it puts
+    /// these outer headers in front (of each segment, if it cuts it).
+    pub encap: Option<Outer>,
 }
 
 impl Meta {
@@ -254,12 +260,23 @@ pub struct VnetHdr<'a> {
 
 impl<'a> VnetHdr<'a> {
     pub const F_NEEDS_CSUM: u8 = 1;
+    /// VIRTIO_NET_HDR_F_DATA_VALID: the device checked the checksums.
+    pub const F_DATA_VALID: u8 = 2;
     const GSO_NONE: u8 = 0;
     const GSO_TCPV4: u8 = 1;
     const GSO_UDP: u8 = 3;
     const GSO_TCPV6: u8 = 4;
     const GSO_UDP_L4: u8 = 5;
     const GSO_ECN: u8 = 0x80;
+
+    /// Writes a header that asks only for the L4 checksum: computed from
+    /// `start` (relative to the Ethernet header), stored at `start + offset`.
+    pub fn write_needs_csum(out: &mut [u8; VNET_HDR_LEN], start: u16, offset: u16) {
+        *out = [0; VNET_HDR_LEN];
+        out[0] = Self::F_NEEDS_CSUM;
+        out[6..8].copy_from_slice(&start.to_le_bytes());
+        out[8..10].copy_from_slice(&offset.to_le_bytes());
+    }
 
     pub fn new_checked(frame: &'a [u8]) -> Option<VnetHdr<'a>> {
         let bytes = frame.get(..VNET_HDR_LEN)?.try_into().ok()?;

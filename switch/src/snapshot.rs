@@ -11,12 +11,14 @@
 //! Built only by `control::snapshot_build`; holds the live ports and the
 //! `tables` by `Arc` and knows nothing of the control plane or its types.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use vswitch_ctl::Ipv4Net;
 use vswitch_nat::table::ConnTable;
+use vswitch_vxlan::Vni;
 
 use crate::port::LivePort;
 use crate::tables::fdb::{Fdb, PortHandle};
@@ -39,6 +41,36 @@ pub struct BridgeSlot {
     pub ports: Vec<u32>,
     /// The gateway, for a bridge with a subnet.
     pub l3: Option<BridgeL3>,
+    /// The VXLAN tunnel, for a bridge stretched over hosts.
+    pub tunnel: Option<TunnelL2>,
+}
+
+/// A bridge's VXLAN tunnel: one more member of the bridge, whose far side
+/// is every remote VTEP.
+pub struct TunnelL2 {
+    pub vni: Vni,
+    pub port: u16,
+    /// Slot of the bridge whose uplink carries the tunnel.
+    pub underlay: u32,
+    /// Where floods from local ports go (head-end replication).
+    pub remotes: Vec<Ipv4Addr>,
+    pub learn: bool,
+    /// `fdb-add` entries: MAC -> VTEP; looked up before learned ones.
+    pub statics: HashMap<[u8; 6], Ipv4Addr>,
+    /// The largest inner frame (Ethernet header included) one underlay
+    /// packet carries: the uplink's MTU less the outer IPv4, UDP and VXLAN
+    /// headers.
+    pub max_inner: usize,
+}
+
+/// A tunnel an uplink carries: what arrives on `port` with `vni` belongs to
+/// bridge `bridge`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelIn {
+    pub port: u16,
+    pub vni: Vni,
+    pub bridge: u32,
+    pub learn: bool,
 }
 
 /// A routed bridge: vswitchd is the gateway of its subnet.
@@ -74,6 +106,8 @@ pub struct UplinkL3 {
     pub gw: Ipv4Addr,
     pub mac: [u8; 6],
     pub neigh: Arc<NeighTable>,
+    /// The tunnels it carries, as the local VTEP (usually none or one).
+    pub tunnels: Vec<TunnelIn>,
 }
 
 #[derive(Default)]

@@ -81,10 +81,30 @@ pub enum DropReason {
     NatPortsExhausted,
     /// Masquerade needed, but the protocol has no ports to translate.
     NatUnsupported,
+    /// VXLAN for us whose outer headers are cut short.
+    VxlanTruncated,
+    /// VXLAN for us with a bad outer IPv4 header.
+    VxlanBadIpv4,
+    /// VXLAN for us in outer IPv4 fragments.
+    VxlanFragment,
+    /// VXLAN for us whose UDP length does not fit.
+    VxlanBadUdpLength,
+    /// VXLAN for us with a wrong outer UDP checksum.
+    VxlanBadChecksum,
+    /// VXLAN for us with flags a plain VTEP does not accept.
+    VxlanBadFlags,
+    /// VXLAN for us with a VNI no bridge has.
+    VxlanUnknownVni,
+    /// VXLAN for us whose inner frame is shorter than an Ethernet header.
+    VxlanInnerTooShort,
+    /// Too large for the tunnel (and not a segmentable TCP super-frame).
+    TunnelTooBig,
+    /// From one remote VTEP to a MAC behind another (split horizon).
+    TunnelToTunnel,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 34;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -110,6 +130,16 @@ impl DropReason {
         DropReason::CtTableFull,
         DropReason::NatPortsExhausted,
         DropReason::NatUnsupported,
+        DropReason::VxlanTruncated,
+        DropReason::VxlanBadIpv4,
+        DropReason::VxlanFragment,
+        DropReason::VxlanBadUdpLength,
+        DropReason::VxlanBadChecksum,
+        DropReason::VxlanBadFlags,
+        DropReason::VxlanUnknownVni,
+        DropReason::VxlanInnerTooShort,
+        DropReason::TunnelTooBig,
+        DropReason::TunnelToTunnel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +168,16 @@ impl DropReason {
             DropReason::CtTableFull => "ct-table-full",
             DropReason::NatPortsExhausted => "nat-ports-exhausted",
             DropReason::NatUnsupported => "nat-unsupported",
+            DropReason::VxlanTruncated => "vxlan-truncated",
+            DropReason::VxlanBadIpv4 => "vxlan-bad-ipv4",
+            DropReason::VxlanFragment => "vxlan-fragment",
+            DropReason::VxlanBadUdpLength => "vxlan-bad-udp-length",
+            DropReason::VxlanBadChecksum => "vxlan-bad-checksum",
+            DropReason::VxlanBadFlags => "vxlan-bad-flags",
+            DropReason::VxlanUnknownVni => "vxlan-unknown-vni",
+            DropReason::VxlanInnerTooShort => "vxlan-inner-too-short",
+            DropReason::TunnelTooBig => "tunnel-too-big",
+            DropReason::TunnelToTunnel => "tunnel-to-tunnel",
         }
     }
 
@@ -148,7 +188,7 @@ impl DropReason {
 
 /// One poll thread's counters for one port.
 #[repr(align(64))]
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct PortCounters {
     pub rx_packets: Counter,
     pub rx_bytes: Counter,
@@ -157,6 +197,20 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
     pub tx_gso_packets: Counter,
     drops: [Counter; DropReason::COUNT],
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            rx_gso_packets: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            tx_gso_packets: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
+        }
+    }
 }
 
 impl PortCounters {
@@ -177,7 +231,7 @@ pub struct PortStatsCells {
 }
 
 /// A port's counters summed over all poll threads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortTotals {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -186,6 +240,20 @@ pub struct PortTotals {
     pub tx_bytes: u64,
     pub tx_gso_packets: u64,
     pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for PortTotals {
+    fn default() -> Self {
+        PortTotals {
+            rx_packets: 0,
+            rx_bytes: 0,
+            rx_gso_packets: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            tx_gso_packets: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl PortStatsCells {

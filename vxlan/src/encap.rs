@@ -65,16 +65,32 @@ pub enum EncapError {
 /// the inner frame is the rest of it.
 pub fn encapsulate(packet: &mut [u8], outer: &Outer) -> Result<(), EncapError> {
     let len = packet.len();
-    let inner_len = len
-        .checked_sub(OVERHEAD)
-        .filter(|&n| n >= ETH_HDR_LEN)
-        .ok_or(EncapError::NoRoom { len })?;
+    let inner_len = len.checked_sub(OVERHEAD).ok_or(EncapError::NoRoom { len })?;
+    write_headers(&mut packet[..OVERHEAD], outer, inner_len)?;
+    if outer.csum == OuterCsum::Full {
+        let mut udp = UdpPacket::new_unchecked(&mut packet[ETH_HDR_LEN + IPV4_HDR_LEN..]);
+        udp.fill_checksum(&IpAddress::Ipv4(outer.src_ip), &IpAddress::Ipv4(outer.dst_ip));
+    }
+    Ok(())
+}
+
+/// Writes the outer headers for an inner frame of `inner_len` bytes into
+/// `headers` (at least [`OVERHEAD`] bytes), for a caller that sends them
+/// in front of the inner frame without moving it (a vectored write). The
+/// outer UDP checksum is left zero whatever `outer.csum` says: it covers
+/// the inner frame, which only [`encapsulate`] sees.
+pub fn write_headers(headers: &mut [u8], outer: &Outer, inner_len: usize) -> Result<(), EncapError> {
+    if headers.len() < OVERHEAD || inner_len < ETH_HDR_LEN {
+        return Err(EncapError::NoRoom {
+            len: headers.len() + inner_len,
+        });
+    }
     let udp_len = UDP_HDR_LEN + VXLAN_HDR_LEN + inner_len;
     if IPV4_HDR_LEN + udp_len > IPV4_MAX_LEN {
         return Err(EncapError::TooLong { inner_len });
     }
 
-    let mut eth = EthernetFrame::new_unchecked(&mut packet[..]);
+    let mut eth = EthernetFrame::new_unchecked(&mut headers[..]);
     eth.set_dst_addr(EthernetAddress(outer.dst_mac));
     eth.set_src_addr(EthernetAddress(outer.src_mac));
     eth.set_ethertype(EthernetProtocol::Ipv4);
@@ -86,22 +102,20 @@ pub fn encapsulate(packet: &mut [u8], outer: &Outer) -> Result<(), EncapError> {
         payload_len: udp_len,
         hop_limit: outer.ttl,
     };
-    let mut ip = Ipv4Packet::new_unchecked(&mut packet[ETH_HDR_LEN..]);
+    let mut ip = Ipv4Packet::new_unchecked(&mut headers[ETH_HDR_LEN..]);
     repr.emit(&mut ip, &ChecksumCapabilities::ignored());
     ip.set_ident(outer.ident);
     ip.set_dont_frag(outer.dont_frag);
     ip.fill_checksum();
 
-    let mut udp = UdpPacket::new_unchecked(&mut packet[ETH_HDR_LEN + IPV4_HDR_LEN..]);
+    let at = ETH_HDR_LEN + IPV4_HDR_LEN;
+    let mut udp = UdpPacket::new_unchecked(&mut headers[at..at + UDP_HDR_LEN]);
     udp.set_src_port(outer.src_port);
     udp.set_dst_port(outer.dst_port);
     // Fits: checked against the IPv4 maximum above.
     udp.set_len(udp_len as u16);
     udp.set_checksum(0);
-    VxlanHeader::new_unchecked(&mut udp.payload_mut()[..VXLAN_HDR_LEN]).emit(outer.vni);
-    if outer.csum == OuterCsum::Full {
-        udp.fill_checksum(&IpAddress::Ipv4(outer.src_ip), &IpAddress::Ipv4(outer.dst_ip));
-    }
+    VxlanHeader::new_unchecked(&mut headers[at + UDP_HDR_LEN..OVERHEAD]).emit(outer.vni);
     Ok(())
 }
 

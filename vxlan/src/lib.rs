@@ -21,7 +21,7 @@ pub mod fuzzing;
 pub mod header;
 
 pub use decap::{decapsulate, Decapped, Expect, Malformed};
-pub use encap::{encapsulate, EncapError, Outer, OuterCsum};
+pub use encap::{encapsulate, write_headers, EncapError, Outer, OuterCsum};
 pub use flow::source_port;
 pub use header::{Vni, VxlanHeader};
 

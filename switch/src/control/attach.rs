@@ -11,12 +11,14 @@ use std::net::Ipv4Addr;
 
 use tracing::info;
 use vswitch_ctl::{AttachInfo, Ipv4Net};
+use vswitch_vxlan::OVERHEAD;
 
-use super::config::{Lease, PortKind};
+use super::config::{DesiredState, Lease, PortKind};
 use super::ports::NewPort;
 use super::{fnv1a, ControlError, Manager};
-use crate::sys::netlink;
+use crate::sys::netlink::{self, LinkChange};
 use crate::sys::netns::{self, NetnsError};
+use crate::sys::read_mtu;
 
 /// `attach` as asked.
 pub(super) struct Attach {
@@ -74,6 +76,7 @@ impl Manager {
             None => self.attach_port_name(&bridge, &netns),
         };
         let config = self.port_config(NewPort::into_netns(&bridge, &port, kind, &netns, &ifname))?;
+        let mtu = overlay_mtu(&self.desired, &bridge);
         self.commit(|txn| {
             if lease.is_none() {
                 txn.bridge_mut(&bridge)?.leases.push(Lease {
@@ -84,7 +87,7 @@ impl Manager {
             }
             // Validates the lease with the port, before the device exists.
             txn.add_port(&bridge, config)?;
-            configure_address(&netns, &ifname, ip, subnet.prefix(), gateway).map_err(ControlError::Address)
+            configure_address(&netns, &ifname, ip, subnet.prefix(), gateway, mtu).map_err(ControlError::Address)
         })?;
         info!(bridge = %bridge, netns = %netns, %ip, port = %port, "namespace attached");
         Ok(AttachInfo {
@@ -153,17 +156,37 @@ pub(super) fn next_free(
         .find(|ip| subnet.is_host(*ip) && *ip != gateway && !leased.contains(ip))
 }
 
+/// The MTU of a container on bridge `name` when it is stretched over a
+/// tunnel: the underlay's less the 50 bytes of outer headers.
+pub(super) fn overlay_mtu(desired: &DesiredState, name: &str) -> Option<u32> {
+    let underlay = desired.bridge(name)?.underlay()?;
+    let up = desired.bridge(underlay)?.uplink.as_ref()?;
+    let mtu = read_mtu(&up.iface).ok()?;
+    // The container's MTU counts from its IP header: the whole overhead goes.
+    u32::try_from(mtu.checked_sub(OVERHEAD)?).ok()
+}
+
 /// Puts `ip/prefix` on `ifname` in `netns`, with a default route via
-/// `gateway`, through netlink from inside the namespace.
+/// `gateway` (and the MTU, when one is given), through netlink from inside
+/// the namespace.
 pub(super) fn configure_address(
     netns: &str,
     ifname: &str,
     ip: Ipv4Addr,
     prefix: u8,
     gateway: Ipv4Addr,
+    mtu: Option<u32>,
 ) -> Result<(), NetnsError> {
     netns::run_in(netns, || {
         let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+        if let Some(mtu) = mtu {
+            let change = LinkChange {
+                index: index as i32,
+                mtu: Some(mtu),
+                ..Default::default()
+            };
+            netlink::set_link(&change)?;
+        }
         netlink::add_address(index, ip, prefix)?;
         netlink::set_default_route(index, gateway)
     })

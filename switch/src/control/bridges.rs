@@ -89,6 +89,7 @@ impl Manager {
             uplink: None,
             masquerade: false,
             published: Vec::new(),
+            vxlan: None,
         };
         self.commit(|txn| {
             txn.desired.bridges.push(config);

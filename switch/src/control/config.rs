@@ -145,6 +145,36 @@ pub struct BridgeConfig {
     /// Ports of the uplink address forwarded to containers (`publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Published>,
+    /// The bridge stretched over VXLAN (`add-vxlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<TunnelConfig>,
+}
+
+/// A bridge's VXLAN tunnel: a member of the bridge whose far side is every
+/// remote VTEP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelConfig {
+    pub vni: u32,
+    pub port: u16,
+    /// The bridge whose uplink carries the tunnel; None: the bridge's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
+    /// Remote VTEPs that floods reach.
+    #[serde(default)]
+    pub remotes: Vec<Ipv4Addr>,
+    /// Learn remote MACs from what arrives.
+    pub learn: bool,
+    /// Remote MACs given by `fdb-add`, with their VTEP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_macs: Vec<(MacAddr, Ipv4Addr)>,
+}
+
+impl BridgeConfig {
+    /// The bridge whose uplink carries this bridge's tunnel.
+    pub fn underlay(&self) -> Option<&str> {
+        let tunnel = self.vxlan.as_ref()?;
+        Some(tunnel.underlay.as_deref().unwrap_or(&self.name))
+    }
 }
 
 /// The gateway's leg on the outside: a port on `iface` (its name is the
@@ -325,6 +355,14 @@ pub(super) mod tests {
                     to_ip: "10.20.0.2".parse().unwrap(),
                     to_port: 80,
                 }],
+                vxlan: Some(TunnelConfig {
+                    vni: 42,
+                    port: 4789,
+                    underlay: None,
+                    remotes: vec!["192.0.2.9".parse().unwrap()],
+                    learn: true,
+                    static_macs: vec![("02:00:00:00:00:09".parse().unwrap(), "192.0.2.9".parse().unwrap())],
+                }),
                 ports: vec![PortConfig {
                     name: "p1".into(),
                     port_type: PortKind::Tap,

@@ -84,6 +84,13 @@ impl Manager {
             Request::CtShow { bridge } => self.ct_show(bridge.as_deref()).map(Reply::Conns),
             Request::CtFlush { bridge, addr } => self.ct_flush(bridge.as_deref(), addr).map(Reply::Flushed),
             Request::CtStats => Ok(Reply::CtStats(self.ct_stats())),
+            Request::AddVxlan(request) => done(self.add_vxlan(request)),
+            Request::DelVxlan { bridge } => done(self.del_vxlan(&bridge)),
+            Request::AddVtep { bridge, ip } => done(self.add_vtep(&bridge, ip)),
+            Request::DelVtep { bridge, ip } => done(self.del_vtep(&bridge, ip)),
+            Request::FdbAdd { bridge, mac, vtep } => done(self.fdb_add(&bridge, mac, vtep)),
+            Request::FdbDel { bridge, mac } => done(self.fdb_del(&bridge, mac)),
+            Request::VtepShow { bridge } => self.vtep_show(bridge.as_deref()).map(Reply::Vteps),
         }
     }
 }

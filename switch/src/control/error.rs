@@ -97,6 +97,16 @@ pub enum ControlError {
     SelfLink,
     #[error("cannot give the attached interface its address")]
     Address(#[source] NetnsError),
+    #[error("bridge '{bridge}' already has a tunnel (vni {vni}); del-vxlan first")]
+    TunnelExists { bridge: String, vni: u32 },
+    #[error("bridge '{0}' has no tunnel (add-vxlan)")]
+    NoTunnel(String),
+    #[error("{ip} is not a remote VTEP of bridge '{bridge}'")]
+    NoVtep { bridge: String, ip: Ipv4Addr },
+    #[error("{mac} is not a static MAC of bridge '{bridge}'")]
+    NoStaticMac { bridge: String, mac: vswitch_ctl::MacAddr },
+    #[error("{0} cannot be a remote VTEP (one unicast host address)")]
+    BadVtep(Ipv4Addr),
     #[error("cannot save the configuration; nothing was changed")]
     Persist(#[source] StateError),
     #[error(transparent)]

@@ -13,7 +13,7 @@
 //! ever writes to a device that is being closed.
 //!
 //! One file per request family: `bridges`, `ports` (ports and uplinks),
-//! `attach` (addresses), `nat`, `views` (read-only replies); `dispatch`
+//! `attach` (addresses), `nat`, `tunnels` (VXLAN), `views` (read-only replies); `dispatch`
 //! routes a request to its family and `wire` converts the protocol's types.
 //! `snapshot_build` turns the state into the datapath's snapshot, `restore`
 //! rebuilds the switch at start-up, `socket` serves the control socket,
@@ -32,6 +32,7 @@ mod ports;
 mod restore;
 mod snapshot_build;
 pub mod socket;
+mod tunnels;
 mod validate;
 mod views;
 mod wire;

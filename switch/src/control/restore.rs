@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::attach::configure_address;
+use super::attach::{configure_address, overlay_mtu};
 use super::config::PortKind;
 use super::ports::{configure_internal, open_port_io, open_uplink_io, route_uplink_via_internal};
 use super::{error_chain, ControlError, Manager};
@@ -61,7 +61,9 @@ impl Manager {
                 let Some(port) = br.ports.iter().find(|p| p.name == lease.port).filter(|_| live) else {
                     continue;
                 };
-                if let Err(err) = configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix(), gateway) {
+                let mtu = overlay_mtu(&desired, &br.name);
+                if let Err(err) = configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix(), gateway, mtu)
+                {
                     warn!(netns = %lease.netns, ip = %lease.ip, error = %error_chain(&err), "address not restored");
                 }
             }

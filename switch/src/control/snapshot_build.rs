@@ -4,11 +4,17 @@
 //! the ports to read (round robin over the live ones); routed bridges get
 //! their gateway view: linked bridges, internal port, uplink, NAT.
 
+use tracing::warn;
 use vswitch_ctl::Ipv4Net;
+use vswitch_vxlan::{Vni, ETH_HDR_LEN, OVERHEAD};
 
-use super::config::PortKind;
+use super::config::{BridgeConfig, PortKind};
 use super::{gateway_mac, Manager};
-use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, UplinkL3};
+use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, TunnelIn, TunnelL2, UplinkL3};
+use crate::sys::read_mtu;
+
+/// The MTU assumed for an underlay whose own cannot be read.
+const DEFAULT_MTU: usize = 1500;
 
 impl Manager {
     pub(super) fn build_snapshot(&self) -> Snapshot {
@@ -25,6 +31,7 @@ impl Manager {
                 fdb: br.fdb.clone(),
                 ports: Vec::new(),
                 l3: self.bridge_l3(name),
+                tunnel: self.desired.bridge(name).and_then(|c| self.tunnel_l2(c)),
             });
         }
         let mut live_slots = Vec::new();
@@ -85,6 +92,7 @@ impl Manager {
                 gw: u.gw,
                 mac: u.mac?.0,
                 neigh: live.uplink_neigh.clone(),
+                tunnels: self.tunnels_over(name),
             })
         });
         let nat = (config.masquerade || !config.published.is_empty()).then(|| NatL3 {
@@ -103,5 +111,46 @@ impl Manager {
             uplink,
             nat,
         })
+    }
+
+    /// The tunnel of bridge `config`, when its underlay uplink is there.
+    fn tunnel_l2(&self, config: &BridgeConfig) -> Option<TunnelL2> {
+        let t = config.vxlan.as_ref()?;
+        let underlay = config.underlay()?;
+        let up = self.desired.bridge(underlay)?.uplink.as_ref()?;
+        let mtu = match read_mtu(&up.iface) {
+            Ok(mtu) => mtu,
+            Err(err) => {
+                warn!(uplink = %up.iface, %err, "cannot read the underlay's MTU; assuming {DEFAULT_MTU}");
+                DEFAULT_MTU
+            }
+        };
+        Some(TunnelL2 {
+            vni: Vni::new(t.vni)?,
+            port: t.port,
+            underlay: self.bridges.get(underlay)?.slot,
+            remotes: t.remotes.clone(),
+            learn: t.learn,
+            statics: t.static_macs.iter().map(|(mac, vtep)| (mac.0, *vtep)).collect(),
+            max_inner: mtu.saturating_sub(OVERHEAD - ETH_HDR_LEN),
+        })
+    }
+
+    /// The tunnels the uplink of bridge `underlay` carries.
+    fn tunnels_over(&self, underlay: &str) -> Vec<TunnelIn> {
+        self.desired
+            .bridges
+            .iter()
+            .filter(|b| b.underlay() == Some(underlay))
+            .filter_map(|b| {
+                let t = b.vxlan.as_ref()?;
+                Some(TunnelIn {
+                    port: t.port,
+                    vni: Vni::new(t.vni)?,
+                    bridge: self.bridges.get(&b.name)?.slot,
+                    learn: t.learn,
+                })
+            })
+            .collect()
     }
 }

@@ -50,6 +50,15 @@ pub enum Invalid {
     AddressTaken { ip: Ipv4Addr, netns: String },
     #[error("bridges '{a}' and '{b}' are linked but one of them has no subnet")]
     BadLink { a: String, b: String },
+    #[error("the tunnel of bridge '{bridge}' needs the uplink of bridge '{underlay}' (add-uplink first; del-vxlan before removing it)")]
+    NoUnderlay { bridge: String, underlay: String },
+    #[error("VNI {vni} on port {port} of the uplink of bridge '{underlay}' is already the tunnel of bridge '{other}'")]
+    VniTaken {
+        vni: u32,
+        port: u16,
+        underlay: String,
+        other: String,
+    },
 }
 
 /// Two networks share addresses.
@@ -145,6 +154,27 @@ impl DesiredState {
                     new: net,
                     other: other.to_string(),
                     existing: *existing,
+                });
+            }
+        }
+        // Tunnels: over an uplink that exists; one bridge per (uplink, port, VNI).
+        let mut tunnels: HashMap<(&str, u16, u32), &str> = HashMap::new();
+        for br in &self.bridges {
+            let (Some(t), Some(underlay)) = (&br.vxlan, br.underlay()) else {
+                continue;
+            };
+            if self.bridge(underlay).is_none_or(|u| u.uplink.is_none()) {
+                return Err(Invalid::NoUnderlay {
+                    bridge: br.name.clone(),
+                    underlay: underlay.to_string(),
+                });
+            }
+            if let Some(other) = tunnels.insert((underlay, t.port, t.vni), &br.name) {
+                return Err(Invalid::VniTaken {
+                    vni: t.vni,
+                    port: t.port,
+                    underlay: underlay.to_string(),
+                    other: other.to_string(),
                 });
             }
         }

@@ -12,6 +12,9 @@ use super::{gateway_mac, ControlError, Manager, PortEntry};
 use crate::clock;
 use crate::stats::DropReason;
 
+/// What `fdb-show` calls the tunnel, as the port of MACs behind it.
+const TUNNEL_PORT: &str = "vxlan";
+
 impl Manager {
     pub(super) fn list_br(&self) -> Vec<String> {
         self.desired.bridges.iter().map(|b| b.name.clone()).collect()
@@ -117,18 +120,29 @@ impl Manager {
             .iter()
             .filter_map(|(name, e)| e.live.as_ref().ok().map(|l| (l.uid, name.as_str())))
             .collect();
-        let entries = br
-            .fdb
-            .records(clock::now_ms())
-            .into_iter()
-            .filter_map(|r| {
-                by_uid.get(&r.port.uid).map(|port| FdbEntry {
-                    mac: MacAddr(r.mac),
-                    port: port.to_string(),
-                    age_secs: r.age_ms / 1000,
-                })
+        let statics = self.bridge(bridge)?.vxlan.iter().flat_map(|t| &t.static_macs);
+        let mut entries: Vec<FdbEntry> = statics
+            .map(|(mac, vtep)| FdbEntry {
+                mac: *mac,
+                port: TUNNEL_PORT.to_string(),
+                age_secs: 0,
+                vtep: Some(*vtep),
+                is_static: true,
             })
             .collect();
+        entries.extend(br.fdb.records(clock::now_ms()).into_iter().filter_map(|r| {
+            let port = match r.port.as_vtep() {
+                Some(_) => TUNNEL_PORT,
+                None => by_uid.get(&r.port.uid)?,
+            };
+            Some(FdbEntry {
+                mac: MacAddr(r.mac),
+                port: port.to_string(),
+                age_secs: r.age_ms / 1000,
+                vtep: r.port.as_vtep(),
+                is_static: false,
+            })
+        }));
         Ok(entries)
     }
 

@@ -25,6 +25,7 @@ pub fn classify(frame: &mut Frame, vnet_hdr: bool) -> Result<(), DropReason> {
         let l2_len = data.len() - VNET_HDR_LEN;
         let csum_end = usize::from(hdr.csum_start()) + usize::from(hdr.csum_offset()) + 2;
         meta.csum_partial = hdr.flags() & VnetHdr::F_NEEDS_CSUM != 0;
+        meta.csum_valid = hdr.flags() & VnetHdr::F_DATA_VALID != 0;
         if meta.csum_partial && csum_end > l2_len {
             return Err(DropReason::BadVnetHdr);
         }

@@ -4,13 +4,15 @@
 //! on every valid frame, including the ones flooded or dropped for their
 //! destination, as a bridge does.
 
+use std::net::Ipv4Addr;
+
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
 use super::Verdict;
 use crate::packet::Frame;
 use crate::snapshot::{BridgeSlot, Snapshot};
 use crate::stats::DropReason;
-use crate::tables::fdb::PortHandle;
+use crate::tables::fdb::{PortHandle, TUNNEL_SLOT};
 
 /// 01:80:c2:00:00:00 - 01:80:c2:00:00:0f: link-local groups (STP, pause,
 /// LACP, 802.1X, LLDP) that IEEE 802.1D bridges never forward.
@@ -19,13 +21,27 @@ fn is_reserved_group(mac: &EthernetAddress) -> bool {
     b[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && b[5] & 0xf0 == 0
 }
 
+/// Where a frame entered the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A local port.
+    Port(PortHandle),
+    /// The tunnel, from remote VTEP `vtep`; `learn`: record the source MAC
+    /// behind it.
+    Tunnel { vtep: Ipv4Addr, learn: bool },
+}
+
 /// Learns the source and decides where the frame goes. On a routed bridge,
-/// frames for the gateway MAC and broadcast ARP go to L3.
+/// frames from local ports for the gateway MAC, and their broadcast ARP, go
+/// to L3; from the tunnel they do not (each host's gateway answers its own
+/// containers: gateway traffic never crosses the tunnel). A destination
+/// behind a remote VTEP (learned, or `fdb-add`) goes to the tunnel; the
+/// tunnel never sends back into itself (split horizon).
 pub fn decide(
     snap: &Snapshot,
     bridge_slot: u32,
     bridge: &BridgeSlot,
-    in_port: PortHandle,
+    from: Source,
     frame: &Frame,
     now_ms: u64,
 ) -> Verdict {
@@ -39,16 +55,28 @@ pub fn decide(
     if !src.is_unicast() || src.as_bytes() == [0u8; 6] {
         return Verdict::Drop(DropReason::BadSrcMac);
     }
-    bridge.fdb.learn(src.0, in_port, now_ms);
+    let in_port = match from {
+        Source::Port(handle) => Some(handle),
+        Source::Tunnel { vtep, learn } => learn.then_some(PortHandle::vtep(vtep)),
+    };
+    if let Some(handle) = in_port {
+        bridge.fdb.learn(src.0, handle, now_ms);
+    }
     if let Some(l3) = &bridge.l3 {
         let arp_broadcast = dst.is_broadcast() && ethertype == EthernetProtocol::Arp;
-        if dst.0 == l3.gateway_mac || arp_broadcast {
-            return Verdict::L3;
+        match from {
+            Source::Port(_) if dst.0 == l3.gateway_mac || arp_broadcast => return Verdict::L3,
+            Source::Tunnel { .. } if dst.0 == l3.gateway_mac => return Verdict::Drop(DropReason::ToGateway),
+            _ => {}
         }
     }
+    let except = match from {
+        Source::Port(handle) => handle.slot,
+        Source::Tunnel { .. } => TUNNEL_SLOT,
+    };
     let flood = Verdict::Flood {
         bridge: bridge_slot,
-        except: Some(in_port.slot),
+        except: Some(except),
     };
     if dst.is_multicast() {
         if is_reserved_group(&dst) {
@@ -56,9 +84,28 @@ pub fn decide(
         }
         return flood;
     }
-    match bridge.fdb.lookup(dst.0, now_ms) {
-        Some(out) if out.slot == in_port.slot && out.uid == in_port.uid => Verdict::Drop(DropReason::SameInPort),
-        Some(out) if snap.is_usable(out) => Verdict::Forward(out.slot),
+    let remote = bridge.tunnel.as_ref().and_then(|t| t.statics.get(&dst.0).copied());
+    match (remote, from) {
+        (Some(_), Source::Tunnel { .. }) => return Verdict::Drop(DropReason::TunnelToTunnel),
+        (Some(vtep), Source::Port(_)) => {
+            return Verdict::Tunnel {
+                bridge: bridge_slot,
+                vtep,
+            }
+        }
+        (None, _) => {}
+    }
+    let Some(out) = bridge.fdb.lookup(dst.0, now_ms) else {
+        return flood;
+    };
+    match (out.as_vtep(), from) {
+        (None, Source::Port(p)) if out == p => Verdict::Drop(DropReason::SameInPort),
+        (None, _) if snap.is_usable(out) => Verdict::Forward(out.slot),
+        (Some(_), Source::Tunnel { .. }) => Verdict::Drop(DropReason::TunnelToTunnel),
+        (Some(vtep), Source::Port(_)) if bridge.tunnel.is_some() => Verdict::Tunnel {
+            bridge: bridge_slot,
+            vtep,
+        },
         _ => flood,
     }
 }

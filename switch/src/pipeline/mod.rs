@@ -16,6 +16,7 @@ pub mod classify;
 pub mod l2;
 pub mod l3;
 pub mod nat;
+pub mod vxlan;
 
 use std::net::Ipv4Addr;
 
@@ -48,6 +49,12 @@ pub enum Verdict {
     Hold {
         via: NextHop,
         ip: Ipv4Addr,
+    },
+    /// Into `bridge`'s tunnel, to the remote VTEP `vtep` (the `vxlan`
+    /// stage turns it into a frame for the underlay's uplink).
+    Tunnel {
+        bridge: u32,
+        vtep: Ipv4Addr,
     },
 }
 
@@ -146,12 +153,16 @@ pub fn run_batch(
         let verdict = match classify::classify(frame, input.vnet_hdr) {
             Err(reason) => Verdict::Drop(reason),
             // An uplink is a router leg: no learning, no flooding.
-            Ok(()) if input.uplink => l3::from_uplink(frame, &ingress),
+            // What arrives for a tunnel is decapsulated and switched on;
+            // the rest of the uplink's traffic is routed.
+            Ok(()) if input.uplink => {
+                vxlan::from_underlay(frame, &ingress).unwrap_or_else(|| l3::from_uplink(frame, &ingress))
+            }
             Ok(()) => {
                 if frame.meta.gso.is_some() {
                     counters.rx_gso_packets.add(1);
                 }
-                l2::decide(snap, input.bridge, bridge, in_handle, frame, now_ms)
+                l2::decide(snap, input.bridge, bridge, l2::Source::Port(in_handle), frame, now_ms)
             }
         };
         scratch.verdicts[i] = match verdict {
@@ -159,6 +170,7 @@ pub fn run_batch(
             other => other,
         };
     }
+    vxlan::to_tunnels(snap, counters, batch, pool, &mut scratch.verdicts, now_ms);
     hold_unresolved(snap, in_slot, counters, batch, pool, scratch, now_ms);
     dispatch(snap, thread, Some(counters), batch, scratch);
 }
@@ -246,8 +258,14 @@ pub fn run_held(
             pool.free(held.frame);
             continue;
         };
-        let offset = held.frame.meta.eth_offset.map_or(0, usize::from);
-        l3::set_macs(&mut held.frame, offset, mac, src_mac);
+        match &mut held.frame.meta.encap {
+            // A tunnel frame waited for the next hop toward its VTEP.
+            Some(outer) => outer.dst_mac = mac,
+            None => {
+                let offset = held.frame.meta.eth_offset.map_or(0, usize::from);
+                l3::set_macs(&mut held.frame, offset, mac, src_mac);
+            }
+        }
         let verdict = l3::deliver_via(snap, held.via, mac, now_ms);
         match batch.push_generated(held.frame) {
             Ok(()) => scratch.verdicts[batch.len() - 1] = verdict,
@@ -273,6 +291,8 @@ fn dispatch(snap: &Snapshot, thread: usize, counters: Option<&PortCounters>, bat
         match scratch.verdicts[i] {
             Verdict::Drop(reason) => count(reason),
             Verdict::Consumed | Verdict::L3 | Verdict::Hold { .. } => {}
+            // Left over only when the tunnel went away under the frame.
+            Verdict::Tunnel { .. } => count(DropReason::NoRoute),
             Verdict::Forward(slot) => {
                 if !scratch.enqueue(slot, i) {
                     count(DropReason::NoDestination);

@@ -82,7 +82,12 @@ impl World {
             members[bridge as usize].push(slot);
         }
         for (fdb, ports) in fdbs.into_iter().zip(members) {
-            snap.bridges.push(Some(BridgeSlot { fdb, ports, l3: None }));
+            snap.bridges.push(Some(BridgeSlot {
+                fdb,
+                ports,
+                l3: None,
+                tunnel: None,
+            }));
         }
         let mut scratch = Scratch::default();
         scratch.fit(snap.ports.len());

@@ -18,6 +18,8 @@ use vswitch_ctl::MacAddr;
 
 use super::xsk::{RxRings, TxRings, XskError, XskSocket};
 use super::{PortFault, PortIo};
+use vswitch_vxlan::{encapsulate, Outer, OVERHEAD};
+
 use crate::offload::{OffloadError, OffloadRequest, Segmenter};
 use crate::packet::{Batch, PacketPool, VnetHdr, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
@@ -99,13 +101,33 @@ impl AfXdpPort {
         self.xsk.mode()
     }
 
-    fn send_frame(&self, rings: &mut TxRings, data: &[u8], request: OffloadRequest, counters: &PortCounters) {
+    /// Sends one frame (`data` from its Ethernet header), cut and finished
+    /// as `request` asks; with `encap`, each piece goes out inside a VXLAN
+    /// packet, its outer headers written in front of it in the same chunk.
+    fn send_frame(
+        &self,
+        rings: &mut TxRings,
+        data: &[u8],
+        request: OffloadRequest,
+        encap: Option<&Outer>,
+        counters: &PortCounters,
+    ) {
         let mut segments = match Segmenter::new(data, request) {
             Ok(s) => s,
             Err(_) => return counters.drop(DropReason::TxSegmentError),
         };
+        let mut fill = |chunk: &mut [u8]| match encap {
+            None => segments.next_into(chunk),
+            Some(outer) => {
+                let inner = segments.next_into(chunk.get_mut(OVERHEAD..)?)?;
+                Some(inner.and_then(|n| {
+                    encapsulate(&mut chunk[..OVERHEAD + n], outer).map_err(|_| OffloadError::NoRoom)?;
+                    Ok(OVERHEAD + n)
+                }))
+            }
+        };
         loop {
-            match self.xsk.queue_tx(rings, |chunk| segments.next_into(chunk)) {
+            match self.xsk.queue_tx(rings, &mut fill) {
                 Ok(Some(len)) => {
                     counters.tx_packets.add(1);
                     counters.tx_bytes.add(len as u64);
@@ -156,13 +178,15 @@ impl PortIo for AfXdpPort {
                 continue;
             };
             let data = frame.data();
+            let encap = frame.meta.encap.as_ref();
             match frame.meta.eth_offset.map(usize::from) {
-                Some(0) => self.send_frame(&mut rings, data, OffloadRequest::default(), counters),
+                Some(0) => self.send_frame(&mut rings, data, OffloadRequest::default(), encap, counters),
                 Some(VNET_HDR_LEN) => match VnetHdr::new_checked(data) {
                     Some(hdr) => self.send_frame(
                         &mut rings,
                         &data[VNET_HDR_LEN..],
                         OffloadRequest::from_vnet(&hdr),
+                        encap,
                         counters,
                     ),
                     None => counters.drop(DropReason::TxError),

@@ -18,11 +18,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Mutex, PoisonError};
 
 use vswitch_ctl::MacAddr;
+use vswitch_vxlan::{write_headers, Outer, OVERHEAD};
 
 use super::{PortFault, PortIo};
-use crate::packet::{Batch, PacketPool, MAX_FRAME_LEN, VNET_HDR_LEN};
+use crate::offload::{OffloadRequest, Segmenter};
+use crate::packet::{Batch, Frame, PacketPool, VnetHdr, MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
 use crate::sys::netlink::{self, LinkChange};
 use crate::sys::netns::{self, NetnsError};
@@ -74,6 +77,9 @@ pub struct TapSpec<'a> {
 
 pub struct TapPort {
     file: File,
+    /// Where a TCP super-frame for a tunnel is cut, one segment at a time
+    /// (allocated once, used only on that path).
+    segment: Mutex<Vec<u8>>,
 }
 
 fn ifreq_with_name(name: &str) -> libc::ifreq {
@@ -157,6 +163,7 @@ impl TapPort {
             netns_fd: netns_file.as_ref().map(|f| f.as_raw_fd()),
             ifname: spec.netns.map(|_| spec.ifname),
             mac: spec.mac.map(|m| m.0),
+            mtu: None,
             up: true,
         };
         netlink::set_link(&change).map_err(|source| {
@@ -169,7 +176,82 @@ impl TapPort {
                 configure(source)
             }
         })?;
-        Ok((TapPort { file }, mac))
+        let port = TapPort {
+            file,
+            segment: Mutex::new(vec![0; MAX_FRAME_LEN]),
+        };
+        Ok((port, mac))
+    }
+}
+
+impl TapPort {
+    /// Writes one frame with its virtio-net header: a whole frame or nothing.
+    fn write_frame(&self, parts: &[IoSlice<'_>], eth_len: usize, gso: bool, counters: &PortCounters) {
+        let expected: usize = parts.iter().map(|p| p.len()).sum();
+        match (&self.file).write_vectored(parts) {
+            Ok(n) if n != expected => counters.drop(DropReason::TxError),
+            Ok(_) => {
+                counters.tx_packets.add(1);
+                counters.tx_bytes.add(eth_len as u64);
+                if gso {
+                    counters.tx_gso_packets.add(1);
+                }
+            }
+            Err(err) => counters.drop(match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => DropReason::TxFull,
+                Some(libc::EIO) => DropReason::TxLinkDown,
+                _ => DropReason::TxError,
+            }),
+        }
+    }
+
+    /// Sends a frame inside a VXLAN packet: the outer headers written in
+    /// front of it in one vectored write. A checksum left to the device
+    /// stays left to it (its start moves by the outer headers); a TCP
+    /// super-frame is cut here first, each segment in its own packet.
+    fn send_tunnelled(&self, frame: &Frame, outer: &Outer, counters: &PortCounters) {
+        let data = frame.data();
+        let (vnet, inner) = match frame.meta.eth_offset.map(usize::from) {
+            Some(VNET_HDR_LEN) => (VnetHdr::new_checked(data), &data[VNET_HDR_LEN..]),
+            Some(0) => (None, data),
+            _ => return counters.drop(DropReason::TxError),
+        };
+        let request = vnet.as_ref().map(OffloadRequest::from_vnet).unwrap_or_default();
+        let mut headers = [0u8; OVERHEAD];
+        if request.gso.is_none() {
+            let mut hdr = NO_OFFLOAD_HDR;
+            if let Some((start, offset)) = request.csum {
+                let Ok(start) = u16::try_from(usize::from(start) + OVERHEAD) else {
+                    return counters.drop(DropReason::TxOversize);
+                };
+                VnetHdr::write_needs_csum(&mut hdr, start, offset);
+            }
+            if write_headers(&mut headers, outer, inner.len()).is_err() {
+                return counters.drop(DropReason::TxOversize);
+            }
+            let parts = [IoSlice::new(&hdr), IoSlice::new(&headers), IoSlice::new(inner)];
+            return self.write_frame(&parts, OVERHEAD + inner.len(), false, counters);
+        }
+        let mut segments = match Segmenter::new(inner, request) {
+            Ok(s) => s,
+            Err(_) => return counters.drop(DropReason::TxSegmentError),
+        };
+        let mut buf = self.segment.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(next) = segments.next_into(&mut buf) {
+            let Ok(n) = next else {
+                return counters.drop(DropReason::TxSegmentError);
+            };
+            if write_headers(&mut headers, outer, n).is_err() {
+                return counters.drop(DropReason::TxOversize);
+            }
+            let parts = [
+                IoSlice::new(&NO_OFFLOAD_HDR),
+                IoSlice::new(&headers),
+                IoSlice::new(&buf[..n]),
+            ];
+            self.write_frame(&parts, OVERHEAD + n, false, counters);
+        }
+        counters.tx_gso_packets.add(1);
     }
 }
 
@@ -219,42 +301,21 @@ impl PortIo for TapPort {
             let Some(frame) = batch.get(usize::from(i)) else {
                 continue;
             };
+            if let Some(outer) = &frame.meta.encap {
+                self.send_tunnelled(frame, outer, counters);
+                continue;
+            }
             // A frame from a port without offloads is complete as it is: an
             // all-zero virtio-net header ("nothing to do") goes in front.
-            let (written, expected, eth_len) = match frame.meta.eth_offset.map(usize::from) {
-                Some(VNET_HDR_LEN) => (
-                    (&self.file).write(frame.data()),
-                    frame.len(),
-                    frame.len() - VNET_HDR_LEN,
-                ),
+            let data = frame.data();
+            let gso = frame.meta.gso.is_some();
+            match frame.meta.eth_offset.map(usize::from) {
+                Some(VNET_HDR_LEN) => self.write_frame(&[IoSlice::new(data)], data.len() - VNET_HDR_LEN, gso, counters),
                 Some(0) => {
-                    let parts = [IoSlice::new(&NO_OFFLOAD_HDR), IoSlice::new(frame.data())];
-                    (
-                        (&self.file).write_vectored(&parts),
-                        VNET_HDR_LEN + frame.len(),
-                        frame.len(),
-                    )
+                    let parts = [IoSlice::new(&NO_OFFLOAD_HDR), IoSlice::new(data)];
+                    self.write_frame(&parts, data.len(), gso, counters)
                 }
-                _ => {
-                    counters.drop(DropReason::TxError);
-                    continue;
-                }
-            };
-            // A TAP write takes a whole frame or nothing.
-            match written {
-                Ok(n) if n != expected => counters.drop(DropReason::TxError),
-                Ok(_) => {
-                    counters.tx_packets.add(1);
-                    counters.tx_bytes.add(eth_len as u64);
-                    if frame.meta.gso.is_some() {
-                        counters.tx_gso_packets.add(1);
-                    }
-                }
-                Err(err) => counters.drop(match err.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) => DropReason::TxFull,
-                    Some(libc::EIO) => DropReason::TxLinkDown,
-                    _ => DropReason::TxError,
-                }),
+                _ => counters.drop(DropReason::TxError),
             }
         }
     }

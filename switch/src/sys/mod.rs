@@ -18,6 +18,14 @@ pub fn read_mac(ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// The MTU of interface `ifname` in vswitchd's namespace.
+pub fn read_mtu(ifname: &str) -> std::io::Result<usize> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))?;
+    text.trim()
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// Interface names the kernel accepts: 1-15 bytes, no '/', ':' or whitespace,
 /// not "." or "..".
 pub fn valid_ifname(name: &str) -> bool {

@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 // include/uapi/linux/if_link.h and veth.h
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
@@ -38,6 +39,7 @@ pub struct LinkChange<'a> {
     pub netns_fd: Option<RawFd>,
     pub ifname: Option<&'a str>,
     pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
     pub up: bool,
 }
 
@@ -119,6 +121,9 @@ fn link_change(change: &LinkChange<'_>) -> Message {
     }
     if let Some(mac) = change.mac {
         msg.attr(IFLA_ADDRESS, &mac);
+    }
+    if let Some(mtu) = change.mtu {
+        msg.attr(IFLA_MTU, &mtu.to_ne_bytes());
     }
     msg
 }
@@ -280,6 +285,7 @@ mod tests {
             netns_fd: Some(5),
             ifname: Some("eth0"),
             mac: Some([2, 0, 0, 0, 0, 1]),
+            mtu: None,
             up: true,
         };
         let mut msg = link_change(&change);

@@ -177,6 +177,7 @@ impl VethPair {
             netns_fd: Some(netns_file.as_raw_fd()),
             ifname: Some(ifname),
             mac: Some(mac.0),
+            mtu: None,
             up: true,
         };
         netlink::set_link(&change).map_err(|source| {

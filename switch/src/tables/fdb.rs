@@ -5,6 +5,7 @@
 //! thread still running on an old snapshot must not send frames to the port
 //! that took the slot next.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::aging::AgingMap;
@@ -16,6 +17,28 @@ pub use super::aging::Learned;
 pub struct PortHandle {
     pub slot: u32,
     pub uid: u64,
+}
+
+/// The slot that stands for a bridge's VXLAN tunnel: a MAC learned there is
+/// behind the remote VTEP its handle names ([`PortHandle::vtep`]).
+pub const TUNNEL_SLOT: u32 = u32::MAX;
+/// Marks the uid of a VTEP handle; port uids count up from 1 and stay far
+/// below it.
+const VTEP_UID: u64 = 1 << 32;
+
+impl PortHandle {
+    /// The handle of remote VTEP `ip`, as the FDB stores MACs behind it.
+    pub fn vtep(ip: Ipv4Addr) -> PortHandle {
+        PortHandle {
+            slot: TUNNEL_SLOT,
+            uid: VTEP_UID | u64::from(u32::from(ip)),
+        }
+    }
+
+    /// The remote VTEP this handle names, if it names one.
+    pub fn as_vtep(self) -> Option<Ipv4Addr> {
+        (self.slot == TUNNEL_SLOT).then_some(Ipv4Addr::from(self.uid as u32))
+    }
 }
 
 pub struct Fdb {
@@ -72,6 +95,11 @@ impl Fdb {
     /// Forgets everything learned on a port (it is being deleted).
     pub fn flush_port(&self, uid: u64) -> usize {
         self.table.retain(|port| port.uid != uid)
+    }
+
+    /// Forgets every MAC learned behind the tunnel (it is being removed).
+    pub fn flush_tunnel(&self) -> usize {
+        self.table.retain(|port| port.slot != TUNNEL_SLOT)
     }
 
     /// Entries that have not aged out, sorted by MAC.

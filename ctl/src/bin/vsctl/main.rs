@@ -14,9 +14,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use vswitch_ctl::{
-    AddPort, BridgeInfo, FdbEntry, Ipv4Net, MacAddr, NatProto, NeighEntry, PmdStats, PortStats, PortType, PublishRule,
-    Reply, Request, Response, XdpModeRequest, DEFAULT_SOCKET,
+    AddPort, AddVxlan, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request, Response, XdpModeRequest,
+    DEFAULT_SOCKET,
 };
+
+mod print;
+use print::print_reply;
 
 #[derive(Parser)]
 #[command(name = "vsctl", version, about = "Configure and inspect vswitchd")]
@@ -172,6 +175,47 @@ enum Command {
     },
     /// Connection tracking counters.
     CtStats,
+    /// Stretch a bridge over VXLAN (the tunnel becomes one of its members).
+    AddVxlan {
+        bridge: String,
+        /// The VXLAN network identifier, 0 to 16777215.
+        #[arg(long)]
+        vni: u32,
+        /// The UDP port: 4789 (IANA), or 8472 to meet Linux's default.
+        #[arg(long, default_value_t = 4789)]
+        port: u16,
+        /// The bridge whose uplink carries the tunnel (default: this bridge's own).
+        #[arg(long, value_name = "UPLINK_BR")]
+        underlay: Option<String>,
+        /// A remote VTEP that floods reach (repeat for more).
+        #[arg(long = "remote", value_name = "IP")]
+        remotes: Vec<Ipv4Addr>,
+        /// Do not learn remote MACs from the tunnel (only fdb-add entries are used).
+        #[arg(long)]
+        no_learn: bool,
+    },
+    /// Remove a bridge's tunnel.
+    DelVxlan { bridge: String },
+    /// Add a remote VTEP to a bridge's tunnel.
+    AddVtep { bridge: String, ip: Ipv4Addr },
+    /// Remove a remote VTEP (and the MACs learned behind it).
+    DelVtep { bridge: String, ip: Ipv4Addr },
+    /// A static remote MAC behind a VTEP; never ages.
+    FdbAdd {
+        bridge: String,
+        #[arg(value_parser = MacAddr::parse_unicast)]
+        mac: MacAddr,
+        #[arg(long)]
+        vtep: Ipv4Addr,
+    },
+    /// Remove a static remote MAC.
+    FdbDel {
+        bridge: String,
+        #[arg(value_parser = MacAddr::parse_unicast)]
+        mac: MacAddr,
+    },
+    /// Show tunnels: VNI, port, underlay, remote VTEPs, MACs.
+    VtepShow { bridge: Option<String> },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -381,6 +425,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CtShow { bridge } => Request::CtShow { bridge },
         Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
         Command::CtStats => Request::CtStats,
+        Command::AddVxlan {
+            bridge,
+            vni,
+            port,
+            underlay,
+            remotes,
+            no_learn,
+        } => Request::AddVxlan(AddVxlan {
+            bridge,
+            vni,
+            port: Some(port),
+            underlay,
+            remotes,
+            learn: !no_learn,
+        }),
+        Command::DelVxlan { bridge } => Request::DelVxlan { bridge },
+        Command::AddVtep { bridge, ip } => Request::AddVtep { bridge, ip },
+        Command::DelVtep { bridge, ip } => Request::DelVtep { bridge, ip },
+        Command::FdbAdd { bridge, mac, vtep } => Request::FdbAdd { bridge, mac, vtep },
+        Command::FdbDel { bridge, mac } => Request::FdbDel { bridge, mac },
+        Command::VtepShow { bridge } => Request::VtepShow { bridge },
     };
     let reply = call(&cli.socket, &request)?;
     if cli.json {
@@ -413,142 +478,5 @@ fn call(socket: &PathBuf, request: &Request) -> anyhow::Result<Reply> {
     match serde_json::from_str::<Response>(&answer).context("vswitchd sent an answer vsctl does not understand")? {
         Response::Ok { result } => Ok(result),
         Response::Error { message } => Err(anyhow!(message)),
-    }
-}
-
-fn print_reply(reply: &Reply) {
-    match reply {
-        Reply::Done => {}
-        Reply::Bridges(names) | Reply::Ports(names) => {
-            for name in names {
-                println!("{name}");
-            }
-        }
-        Reply::Show(bridges) => print_show(bridges),
-        Reply::Fdb(entries) => print_fdb(entries),
-        Reply::PortStats(stats) => print_port_stats(stats),
-        Reply::PmdStats(stats) => print_pmd_stats(stats),
-        Reply::Attached(a) => println!("{} {}/{} gateway {}", a.port, a.ip, a.prefix, a.gateway),
-        Reply::Neigh(entries) => print_neigh(entries),
-        Reply::Published(rules) => {
-            for r in rules {
-                println!("{} {} -> {}:{}", r.proto, r.port, r.to_ip, r.to_port);
-            }
-        }
-        Reply::Conns(conns) => {
-            for c in conns {
-                println!(
-                    "{} {} {}  reply {}  {} ({}s)",
-                    c.bridge, c.proto, c.orig, c.reply, c.state, c.expires_secs
-                );
-            }
-        }
-        Reply::CtStats(s) => println!(
-            "entries {}/{}, creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={}",
-            s.entries,
-            s.max_entries,
-            s.creates,
-            s.expiries,
-            s.invalid,
-            s.out_of_window,
-            s.table_full,
-            s.ports_exhausted
-        ),
-        Reply::Flushed(n) => println!("{n} connections flushed"),
-    }
-}
-
-fn print_show(bridges: &[BridgeInfo]) {
-    for br in bridges {
-        println!(
-            "bridge {}: aging {}s, macs {}/{}, learn-limit hits {}, mac moves {}",
-            br.name, br.aging_secs, br.learned_macs, br.max_macs, br.learn_limit_hits, br.mac_moves
-        );
-        if let (Some(subnet), Some(gw), Some(mac)) = (br.subnet, br.gateway, br.gateway_mac) {
-            let linked = if br.linked.is_empty() {
-                "none".to_string()
-            } else {
-                br.linked.join(", ")
-            };
-            println!("    subnet {subnet}, gateway {gw} ({mac}), routes to: {linked}");
-            if let Some(range) = br.ip_range {
-                println!("    addresses handed out from {range}");
-            }
-            if let Some(u) = &br.uplink {
-                let mac = u.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
-                println!(
-                    "    uplink {} ({}): {}/{} via {}, mac {}, {}",
-                    u.iface, u.port_type, u.ip, u.prefix, u.gw, mac, u.state
-                );
-                if let Some(detail) = &u.detail {
-                    println!("        {detail}");
-                }
-            }
-            for lease in &br.leases {
-                println!("    lease {} -> netns {} (port {})", lease.ip, lease.netns, lease.port);
-            }
-        }
-        for p in &br.ports {
-            let netns = p.netns.as_deref().unwrap_or("(host)");
-            let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
-            let pmd = p.pmd_core.map(|c| format!("core {c}")).unwrap_or_else(|| "-".into());
-            println!(
-                "    port {}: type {}, netns {}, ifname {}, mac {}, pmd {}, {}",
-                p.name, p.port_type, netns, p.ifname, mac, pmd, p.state
-            );
-            if let Some(detail) = &p.detail {
-                println!("        {detail}");
-            }
-        }
-    }
-}
-
-fn print_neigh(entries: &[NeighEntry]) {
-    println!("{:<16} {:<16} {:<18} {:>8}", "bridge", "ip", "mac", "age(s)");
-    for e in entries {
-        println!(
-            "{:<16} {:<16} {:<18} {:>8}",
-            e.bridge,
-            e.ip.to_string(),
-            e.mac.to_string(),
-            e.age_secs
-        );
-    }
-}
-
-fn print_fdb(entries: &[FdbEntry]) {
-    println!("{:<16} {:<18} {:>8}", "port", "mac", "age(s)");
-    for e in entries {
-        println!("{:<16} {:<18} {:>8}", e.port, e.mac.to_string(), e.age_secs);
-    }
-}
-
-fn print_port_stats(stats: &[PortStats]) {
-    for s in stats {
-        println!("port {} (bridge {}):", s.name, s.bridge);
-        println!(
-            "    rx: {} packets, {} bytes, {} gso",
-            s.rx_packets, s.rx_bytes, s.rx_gso_packets
-        );
-        println!(
-            "    tx: {} packets, {} bytes, {} gso",
-            s.tx_packets, s.tx_bytes, s.tx_gso_packets
-        );
-        let drops: Vec<String> = s.drops.iter().map(|(reason, n)| format!("{reason}={n}")).collect();
-        println!("    drops: {}", drops.join(" "));
-        if !s.kernel.is_empty() {
-            let kernel: Vec<String> = s.kernel.iter().map(|(name, n)| format!("{name}={n}")).collect();
-            println!("    kernel: {}", kernel.join(" "));
-        }
-    }
-}
-
-fn print_pmd_stats(stats: &[PmdStats]) {
-    for s in stats {
-        println!("pmd core {}: ports [{}]", s.core, s.ports.join(", "));
-        println!(
-            "    packets {}, busy iterations {}, idle iterations {}, sleeps {}, {:.1} ns/packet",
-            s.packets, s.busy_iterations, s.idle_iterations, s.sleeps, s.avg_ns_per_packet
-        );
     }
 }

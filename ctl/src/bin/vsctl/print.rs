@@ -1,0 +1,175 @@
+//! How vsctl prints each reply for people (`--json` prints the data as it
+//! came instead).
+
+use vswitch_ctl::{BridgeInfo, FdbEntry, NeighEntry, PmdStats, PortStats, Reply, TunnelInfo};
+
+pub fn print_reply(reply: &Reply) {
+    match reply {
+        Reply::Done => {}
+        Reply::Bridges(names) | Reply::Ports(names) => {
+            for name in names {
+                println!("{name}");
+            }
+        }
+        Reply::Show(bridges) => print_show(bridges),
+        Reply::Fdb(entries) => print_fdb(entries),
+        Reply::PortStats(stats) => print_port_stats(stats),
+        Reply::PmdStats(stats) => print_pmd_stats(stats),
+        Reply::Attached(a) => println!("{} {}/{} gateway {}", a.port, a.ip, a.prefix, a.gateway),
+        Reply::Neigh(entries) => print_neigh(entries),
+        Reply::Published(rules) => {
+            for r in rules {
+                println!("{} {} -> {}:{}", r.proto, r.port, r.to_ip, r.to_port);
+            }
+        }
+        Reply::Conns(conns) => {
+            for c in conns {
+                println!(
+                    "{} {} {}  reply {}  {} ({}s)",
+                    c.bridge, c.proto, c.orig, c.reply, c.state, c.expires_secs
+                );
+            }
+        }
+        Reply::CtStats(s) => println!(
+            "entries {}/{}, creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={}",
+            s.entries,
+            s.max_entries,
+            s.creates,
+            s.expiries,
+            s.invalid,
+            s.out_of_window,
+            s.table_full,
+            s.ports_exhausted
+        ),
+        Reply::Flushed(n) => println!("{n} connections flushed"),
+        Reply::Vteps(tunnels) => print_tunnels(tunnels),
+    }
+}
+
+fn print_tunnels(tunnels: &[TunnelInfo]) {
+    for t in tunnels {
+        let local = match (&t.uplink, t.local_ip) {
+            (Some(iface), Some(ip)) => format!("{ip} on {iface}"),
+            _ => "no uplink".to_string(),
+        };
+        let learn = if t.learn { "learning" } else { "not learning" };
+        println!(
+            "bridge {}: vni {}, port {}, underlay {} ({local}), {learn}, {}",
+            t.bridge, t.vni, t.port, t.underlay, t.path
+        );
+        let remotes: Vec<String> = t.remotes.iter().map(|r| r.to_string()).collect();
+        println!(
+            "    remotes: {}",
+            if remotes.is_empty() {
+                "none".to_string()
+            } else {
+                remotes.join(", ")
+            }
+        );
+        for (mac, vtep) in &t.static_macs {
+            println!("    static {mac} -> {vtep}");
+        }
+        println!("    learned remote macs: {}", t.learned_macs);
+    }
+}
+
+fn print_show(bridges: &[BridgeInfo]) {
+    for br in bridges {
+        println!(
+            "bridge {}: aging {}s, macs {}/{}, learn-limit hits {}, mac moves {}",
+            br.name, br.aging_secs, br.learned_macs, br.max_macs, br.learn_limit_hits, br.mac_moves
+        );
+        if let (Some(subnet), Some(gw), Some(mac)) = (br.subnet, br.gateway, br.gateway_mac) {
+            let linked = if br.linked.is_empty() {
+                "none".to_string()
+            } else {
+                br.linked.join(", ")
+            };
+            println!("    subnet {subnet}, gateway {gw} ({mac}), routes to: {linked}");
+            if let Some(range) = br.ip_range {
+                println!("    addresses handed out from {range}");
+            }
+            if let Some(u) = &br.uplink {
+                let mac = u.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "    uplink {} ({}): {}/{} via {}, mac {}, {}",
+                    u.iface, u.port_type, u.ip, u.prefix, u.gw, mac, u.state
+                );
+                if let Some(detail) = &u.detail {
+                    println!("        {detail}");
+                }
+            }
+            for lease in &br.leases {
+                println!("    lease {} -> netns {} (port {})", lease.ip, lease.netns, lease.port);
+            }
+        }
+        for p in &br.ports {
+            let netns = p.netns.as_deref().unwrap_or("(host)");
+            let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+            let pmd = p.pmd_core.map(|c| format!("core {c}")).unwrap_or_else(|| "-".into());
+            println!(
+                "    port {}: type {}, netns {}, ifname {}, mac {}, pmd {}, {}",
+                p.name, p.port_type, netns, p.ifname, mac, pmd, p.state
+            );
+            if let Some(detail) = &p.detail {
+                println!("        {detail}");
+            }
+        }
+    }
+}
+
+fn print_neigh(entries: &[NeighEntry]) {
+    println!("{:<16} {:<16} {:<18} {:>8}", "bridge", "ip", "mac", "age(s)");
+    for e in entries {
+        println!(
+            "{:<16} {:<16} {:<18} {:>8}",
+            e.bridge,
+            e.ip.to_string(),
+            e.mac.to_string(),
+            e.age_secs
+        );
+    }
+}
+
+fn print_fdb(entries: &[FdbEntry]) {
+    println!("{:<16} {:<18} {:>8}  vtep", "port", "mac", "age(s)");
+    for e in entries {
+        let age = if e.is_static {
+            "static".to_string()
+        } else {
+            e.age_secs.to_string()
+        };
+        let vtep = e.vtep.map(|v| v.to_string()).unwrap_or_default();
+        println!("{:<16} {:<18} {:>8}  {vtep}", e.port, e.mac.to_string(), age);
+    }
+}
+
+fn print_port_stats(stats: &[PortStats]) {
+    for s in stats {
+        println!("port {} (bridge {}):", s.name, s.bridge);
+        println!(
+            "    rx: {} packets, {} bytes, {} gso",
+            s.rx_packets, s.rx_bytes, s.rx_gso_packets
+        );
+        println!(
+            "    tx: {} packets, {} bytes, {} gso",
+            s.tx_packets, s.tx_bytes, s.tx_gso_packets
+        );
+        let drops: Vec<String> = s.drops.iter().map(|(reason, n)| format!("{reason}={n}")).collect();
+        println!("    drops: {}", drops.join(" "));
+        if !s.kernel.is_empty() {
+            let kernel: Vec<String> = s.kernel.iter().map(|(name, n)| format!("{name}={n}")).collect();
+            println!("    kernel: {}", kernel.join(" "));
+        }
+    }
+}
+
+fn print_pmd_stats(stats: &[PmdStats]) {
+    for s in stats {
+        println!("pmd core {}: ports [{}]", s.core, s.ports.join(", "));
+        println!(
+            "    packets {}, busy iterations {}, idle iterations {}, sleeps {}, {:.1} ns/packet",
+            s.packets, s.busy_iterations, s.idle_iterations, s.sleeps, s.avg_ns_per_packet
+        );
+    }
+}

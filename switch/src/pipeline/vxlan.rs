@@ -1,0 +1,196 @@
+//! The VXLAN stage: a bridge's tunnel as one more member of the bridge.
+//!
+//! In: a frame on an uplink that is VXLAN for one of the tunnels it carries
+//! is checked and decapsulated (`vswitch_vxlan::decapsulate`), and its
+//! inner frame is switched in the tunnel's bridge as if it came in on a
+//! port (`l2::From::Tunnel`: its source learned behind the remote VTEP);
+//! a malformed one is dropped with its reason, counted on the uplink.
+//!
+//! Out: a frame for a MAC behind a remote VTEP (`Verdict::Tunnel`) gets its
+//! outer headers decided here (`meta.encap`: VTEP address, the uplink's
+//! address and MAC, a source port from the inner flow's hash) and goes to
+//! the underlay's uplink, or waits for the next hop's MAC like a routed
+//! frame. The uplink's port writes the headers in front of the frame, or of
+//! each segment when it has to cut a TCP super-frame. A flood from a local
+//! port is copied to every remote VTEP (head-end replication); a flood from
+//! the tunnel, or one the gateway sends, stays local.
+
+use smoltcp::wire::EthernetProtocol;
+use vswitch_vxlan::flow::SOURCE_PORTS;
+use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsum};
+
+use super::l2::{self, Source};
+use super::l3::Ingress;
+use super::{classify, NextHop, Verdict};
+use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY};
+use crate::snapshot::Snapshot;
+use crate::stats::{DropReason, PortCounters};
+use crate::tables::fdb::TUNNEL_SLOT;
+
+/// The outer TTL of tunnel packets.
+const TUNNEL_TTL: u8 = 64;
+
+impl From<Malformed> for DropReason {
+    fn from(m: Malformed) -> DropReason {
+        match m {
+            Malformed::Truncated => DropReason::VxlanTruncated,
+            Malformed::BadIpv4 => DropReason::VxlanBadIpv4,
+            Malformed::Fragment => DropReason::VxlanFragment,
+            Malformed::BadUdpLength => DropReason::VxlanBadUdpLength,
+            Malformed::BadChecksum => DropReason::VxlanBadChecksum,
+            Malformed::BadFlags => DropReason::VxlanBadFlags,
+            Malformed::UnknownVni(_) => DropReason::VxlanUnknownVni,
+            Malformed::InnerTooShort => DropReason::VxlanInnerTooShort,
+        }
+    }
+}
+
+/// A frame received on an uplink: the verdict for its inner frame when it
+/// is VXLAN for a tunnel the uplink carries, None when it is not (the
+/// uplink's other traffic, routed as before).
+pub fn from_underlay(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
+    let up = at.snap.bridge(at.bridge)?.l3.as_ref()?.uplink.as_ref()?;
+    if up.tunnels.is_empty() || frame.meta.ethertype != Some(EthernetProtocol::Ipv4) {
+        return None;
+    }
+    let eth_at = usize::from(frame.meta.eth_offset?);
+    // A device that vouched for the outer checksum saves us the check.
+    let verify_csum = !frame.meta.csum_partial && !frame.meta.csum_valid;
+    for (i, t) in up.tunnels.iter().enumerate() {
+        // One look per port, whatever the number of VNIs on it.
+        if up.tunnels[..i].iter().any(|o| o.port == t.port) {
+            continue;
+        }
+        let expect = Expect {
+            local_ip: up.ip,
+            port: t.port,
+            verify_csum,
+        };
+        let on_port = |vni| up.tunnels.iter().find(|o| o.port == t.port && o.vni == vni);
+        let found = decapsulate(&frame.data()[eth_at..], &expect, |vni| on_port(vni).is_some());
+        let d = match found {
+            Ok(None) => continue,
+            Ok(Some(d)) => d,
+            Err(m) => return Some(Verdict::Drop(m.into())),
+        };
+        let tunnel = on_port(d.vni)?;
+        let Some(bridge) = at.snap.bridge(tunnel.bridge) else {
+            return Some(Verdict::Drop(DropReason::VxlanUnknownVni));
+        };
+        frame.advance(eth_at + d.inner_at);
+        frame.set_len(d.inner_len);
+        if let Err(reason) = classify::classify(frame, false) {
+            return Some(Verdict::Drop(reason));
+        }
+        let from = Source::Tunnel {
+            vtep: d.vtep,
+            learn: tunnel.learn,
+        };
+        return Some(l2::decide(at.snap, tunnel.bridge, bridge, from, frame, at.now_ms));
+    }
+    None
+}
+
+/// Turns the batch's tunnel verdicts into frames for the underlay, and
+/// copies floods from local ports to every remote VTEP. Copies go to the
+/// end of the batch; when it or the pool is full they are dropped and
+/// counted on the ingress port.
+pub fn to_tunnels(
+    snap: &Snapshot,
+    counters: &PortCounters,
+    batch: &mut Batch,
+    pool: &mut PacketPool,
+    verdicts: &mut [Verdict; BATCH_CAPACITY],
+    now_ms: u64,
+) {
+    for i in 0..batch.len() {
+        match verdicts[i] {
+            Verdict::Tunnel { bridge, vtep } => {
+                verdicts[i] = encap(snap, bridge, vtep, &mut batch.frames_mut()[i], now_ms);
+            }
+            Verdict::Flood {
+                bridge,
+                except: Some(except),
+            } if except != TUNNEL_SLOT => {
+                let Some(br) = snap.bridge(bridge) else { continue };
+                let Some(tunnel) = &br.tunnel else { continue };
+                let mut sent = false;
+                for &vtep in &tunnel.remotes {
+                    let Some(mut copy) = pool.alloc() else {
+                        counters.drop(DropReason::NoBuffer);
+                        break;
+                    };
+                    let original = &batch.frames()[i];
+                    copy.fill(original.data());
+                    copy.meta = original.meta;
+                    let verdict = encap(snap, bridge, vtep, &mut copy, now_ms);
+                    match batch.push_generated(copy) {
+                        Ok(()) => {
+                            verdicts[batch.len() - 1] = verdict;
+                            sent = true;
+                        }
+                        Err(copy) => {
+                            pool.free(copy);
+                            counters.drop(DropReason::NoBuffer);
+                            break;
+                        }
+                    }
+                }
+                // Flooded to remotes only: not a frame without destination.
+                if sent && br.ports.iter().all(|&p| p == except) {
+                    verdicts[i] = Verdict::Consumed;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decides the outer headers of a frame for `vtep` through `bridge`'s
+/// tunnel, and where the frame goes now: the underlay's uplink, or held
+/// until the next hop toward the VTEP answers ARP.
+fn encap(snap: &Snapshot, bridge: u32, vtep: std::net::Ipv4Addr, frame: &mut Frame, now_ms: u64) -> Verdict {
+    let Some(tunnel) = snap.bridge(bridge).and_then(|b| b.tunnel.as_ref()) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let uplink = snap
+        .bridge(tunnel.underlay)
+        .and_then(|b| b.l3.as_ref()?.uplink.as_ref());
+    let Some(up) = uplink else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let Some(eth_at) = frame.meta.eth_offset.map(usize::from) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    let inner = &frame.data()[eth_at..];
+    // A TCP super-frame is cut to the segment size the sender chose.
+    if frame.meta.gso.is_none() && inner.len() > tunnel.max_inner {
+        return Verdict::Drop(DropReason::TunnelTooBig);
+    }
+    let hop = if up.net.contains(vtep) { vtep } else { up.gw };
+    let mut outer = Outer {
+        src_mac: up.mac,
+        dst_mac: [0; 6],
+        src_ip: up.ip,
+        dst_ip: vtep,
+        src_port: source_port(inner, SOURCE_PORTS),
+        dst_port: tunnel.port,
+        vni: tunnel.vni,
+        ttl: TUNNEL_TTL,
+        ident: 0,
+        dont_frag: true,
+        csum: OuterCsum::Zero,
+    };
+    let verdict = match up.neigh.lookup(hop, now_ms) {
+        Some(mac) => {
+            outer.dst_mac = mac;
+            Verdict::Forward(up.slot)
+        }
+        None => Verdict::Hold {
+            via: NextHop::Uplink(tunnel.underlay),
+            ip: hop,
+        },
+    };
+    frame.meta.encap = Some(outer);
+    verdict
+}
