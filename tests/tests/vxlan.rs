@@ -222,3 +222,154 @@ fn malformed_vxlan_is_dropped_and_counted_and_the_tunnel_goes_on() {
     let links = run_ok(Command::new("ip").args(["-br", "link"]));
     assert!(links.contains(&remote.uplink), "the uplink stays");
 }
+
+/// VXLAN packets seen on `dev` in `ns` during `secs` seconds.
+fn vxlan_packets_seen(ns: &Netns, dev: &str, secs: u32, during: impl FnOnce()) -> usize {
+    let capture = ns
+        .cmd("timeout")
+        .args([
+            &secs.to_string(),
+            "tcpdump",
+            "-i",
+            dev,
+            "-nn",
+            "-l",
+            "-e",
+            "udp port 4789",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump needs a moment to open the device.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    during();
+    let out = capture.wait_with_output().expect("tcpdump output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("VXLAN seen on {dev} in {}:\n{text}", ns.name);
+    text.lines().filter(|l| l.contains("VXLAN")).count()
+}
+
+/// Two kernel VTEPs behind one underlay switch (a Linux bridge in a
+/// namespace): floods reach both, learned unicast only its own, learned
+/// MACs age, static ones stay.
+#[test]
+fn floods_reach_every_vtep_and_unicast_only_its_own() {
+    require_root();
+    let mut sw = Switch::start("vx2", "0");
+    let under = Netns::new("vx2u");
+    under.ip(&["link", "add", "br0", "type", "bridge"]);
+    under.ip(&["link", "set", "br0", "up"]);
+    let uplink = short_name("vxu");
+    let _link = HostLink::veth_into(&uplink, &under);
+    under.ip(&["link", "set", "eth0", "master", "br0"]);
+    let hosts: Vec<(Netns, String, String)> = [
+        ("vx2a", "10.170.0.2", "10.171.0.101"),
+        ("vx2b", "10.170.0.3", "10.171.0.102"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (tag, vtep, ip))| {
+        let ns = Netns::new(tag);
+        let port = format!("p{i}");
+        under.ip(&[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        under.ip(&["link", "set", &port, "master", "br0", "up"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.add_addr("eth0", &format!("{vtep}/24"));
+        ns.tx_offload_off("eth0");
+        ns.ip(&[
+            "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789", "remote", LOCAL_VTEP, "local", vtep,
+            "dev", "eth0",
+        ]);
+        ns.add_addr("vx0", &format!("{ip}/24"));
+        ns.ip(&["link", "set", "vx0", "up"]);
+        (ns, vtep.to_string(), ip.to_string())
+    })
+    .collect();
+    let (a, b) = (&hosts[0], &hosts[1]);
+
+    let c1 = Netns::new("vx2c");
+    sw.ok(&["add-br", "ov", "--subnet", OVERLAY, "--aging", "3"]);
+    sw.ok(&["add-br", "ul", "--subnet", "10.172.0.0/24"]);
+    sw.ok(&[
+        "add-uplink",
+        "ul",
+        &uplink,
+        "--ip",
+        &format!("{LOCAL_VTEP}/24"),
+        "--gw",
+        "10.170.0.254",
+        "--mode",
+        "generic",
+    ]);
+    sw.ok(&["add-vxlan", "ov", "--vni", "42", "--underlay", "ul", "--remote", &a.1]);
+    sw.ok(&["add-vtep", "ov", &b.1]);
+    sw.ok(&["attach", "ov", &c1.name]);
+
+    // The first ping's ARP broadcast is replicated to both VTEPs.
+    let seen_by_b = vxlan_packets_seen(&b.0, "eth0", 2, || assert!(c1.ping(&a.2, 1), "ping behind VTEP a"));
+    assert!(seen_by_b >= 1, "the flood reached VTEP b too");
+    // Learned: unicast to a's container crosses only to a.
+    let seen_by_b = vxlan_packets_seen(&b.0, "eth0", 2, || assert!(c1.ping(&a.2, 3)));
+    assert_eq!(seen_by_b, 0, "unicast to a's container went to a only");
+    assert!(c1.ping(&b.2, 2), "and b's container is reached too");
+
+    // Learned entries age (3 s here), once nothing refreshes them: the
+    // kernels' ARP entries are flushed, so no reachability probe crosses.
+    let mac_a = a.0.mac("vx0").unwrap();
+    let behind = |sw: &Switch, mac: &str| {
+        sw.json(&["fdb-show", "ov"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["mac"] == mac)
+            .cloned()
+    };
+    assert_eq!(behind(&sw, &mac_a).unwrap()["vtep"], a.1.as_str());
+    for (ns, dev) in [(&a.0, "vx0"), (&b.0, "vx0"), (&c1, "eth0")] {
+        ns.ip(&["neigh", "flush", "dev", dev]);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        behind(&sw, &mac_a).is_none(),
+        "a's MAC aged out: {}",
+        sw.json(&["fdb-show", "ov"])
+    );
+
+    // Without learning, a static entry is what sends unicast to b alone.
+    sw.ok(&["del-vxlan", "ov"]);
+    sw.ok(&[
+        "add-vxlan",
+        "ov",
+        "--vni",
+        "42",
+        "--underlay",
+        "ul",
+        "--remote",
+        &a.1,
+        "--remote",
+        &b.1,
+        "--no-learn",
+    ]);
+    let mac_b = b.0.mac("vx0").unwrap();
+    sw.ok(&["fdb-add", "ov", &mac_b, "--vtep", &b.1]);
+    assert!(c1.ping(&b.2, 1), "ARP resolved by flooding");
+    let seen_by_a = vxlan_packets_seen(&a.0, "eth0", 2, || assert!(c1.ping(&b.2, 3)));
+    assert_eq!(seen_by_a, 0, "the static entry sent unicast to b only");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    sw.kill9();
+    sw.launch();
+    let entry = behind(&sw, &mac_b).expect("the static entry outlives aging and a restart");
+    assert_eq!(
+        (entry["vtep"].as_str(), entry["is_static"].as_bool()),
+        (Some(b.1.as_str()), Some(true))
+    );
+    assert_eq!(
+        sw.json(&["vtep-show", "ov"])[0]["learned_macs"],
+        0,
+        "nothing learned with --no-learn"
+    );
+    assert!(c1.ping(&b.2, 2));
+}
