@@ -390,6 +390,9 @@ pub struct BridgeInfo {
     pub masquerade: bool,
     #[serde(default)]
     pub published: Vec<PublishRule>,
+    /// The bridge's VXLAN tunnel.
+    #[serde(default)]
+    pub tunnel: Option<TunnelInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -145,6 +145,9 @@ fn talks_to_a_kernel_vtep(tag: &str, port: u16, udpcsum: bool) {
     assert_eq!(tunnels[0]["port"], port);
     assert_eq!(tunnels[0]["local_ip"], LOCAL_VTEP);
     assert_eq!(tunnels[0]["path"], "software segmentation");
+    let shown = sw.ok(&["show"]);
+    let line = format!("vxlan vni 42 port {port} over ov (software segmentation), remotes: {REMOTE_VTEP}");
+    assert!(shown.contains(&line), "show says which path the tunnel uses: {shown}");
 }
 
 #[test]
@@ -204,6 +207,40 @@ fn malformed_vxlan_is_dropped_and_counted_and_the_tunnel_goes_on() {
         assert_eq!(drops(reason), n, "{reason}");
     }
     assert!(c1.ping(REMOTE_IP, 2), "the tunnel still works");
+
+    // Too big for the tunnel (the container's MTU raised past the
+    // overlay's): with DF set the sender hears the overlay's MTU from its
+    // gateway; without, the frame is a counted drop.
+    let stats = sw.json(&["port-stats"]);
+    let port = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["bridge"] == "ov" && p["name"] != remote.uplink.as_str())
+        .and_then(|p| p["name"].as_str())
+        .expect("the container's port")
+        .to_string();
+    c1.ip(&["link", "set", "eth0", "mtu", "1500"]);
+    let big_ping = |df: &str| {
+        c1.cmd("ping")
+            .args(["-c", "1", "-W", "1", "-M", df, "-s", "1472", REMOTE_IP])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    assert!(!big_ping("do"), "a DF packet too big for the tunnel does not cross");
+    let route = c1.ip(&["route", "get", REMOTE_IP]);
+    assert!(route.contains("mtu 1450"), "the sender learned the path MTU: {route}");
+    assert_eq!(sw.port_counter(&port, "drops.tunnel-too-big"), 1);
+    // Forget the learned MTU, or the kernel fragments to fit.
+    c1.ip(&["route", "flush", "cache"]);
+    assert!(!big_ping("dont"));
+    assert_eq!(
+        sw.port_counter(&port, "drops.tunnel-too-big"),
+        2,
+        "without DF: a counted drop"
+    );
+    c1.ip(&["link", "set", "eth0", "mtu", "1450"]);
 
     // The tunnel is part of the saved state.
     sw.kill9();

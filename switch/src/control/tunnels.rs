@@ -14,7 +14,7 @@ use vswitch_ctl::{AddVxlan, MacAddr, TunnelInfo};
 use vswitch_vxlan::header::VNI_MAX;
 use vswitch_vxlan::IANA_PORT;
 
-use super::config::TunnelConfig;
+use super::config::{BridgeConfig, TunnelConfig};
 use super::{ControlError, Manager};
 use crate::clock;
 use crate::tables::fdb::PortHandle;
@@ -155,36 +155,36 @@ impl Manager {
             self.tunnel(name)?;
         }
         let now = clock::now_ms();
-        let tunnels = self
-            .desired
-            .bridges
-            .iter()
+        let tunnels = (self.desired.bridges.iter())
             .filter(|b| only.is_none_or(|o| o == b.name))
-            .filter_map(|b| {
-                let t = b.vxlan.as_ref()?;
-                let underlay = b.underlay()?.to_string();
-                let up = self.desired.bridge(&underlay).and_then(|u| u.uplink.as_ref());
-                let learned = self.bridges.get(&b.name).map_or(0, |live| {
-                    (live.fdb.records(now).iter())
-                        .filter(|r| r.port.as_vtep().is_some())
-                        .count()
-                });
-                Some(TunnelInfo {
-                    bridge: b.name.clone(),
-                    vni: t.vni,
-                    port: t.port,
-                    underlay,
-                    uplink: up.map(|u| u.iface.clone()),
-                    local_ip: up.map(|u| u.ip),
-                    remotes: t.remotes.clone(),
-                    learn: t.learn,
-                    path: SOFTWARE_PATH.to_string(),
-                    static_macs: t.static_macs.clone(),
-                    learned_macs: learned,
-                })
-            })
+            .filter_map(|b| self.tunnel_info(b, now))
             .collect();
         Ok(tunnels)
+    }
+
+    /// What `vtep-show` and `show` say of bridge `b`'s tunnel.
+    pub(super) fn tunnel_info(&self, b: &BridgeConfig, now: u64) -> Option<TunnelInfo> {
+        let t = b.vxlan.as_ref()?;
+        let underlay = b.underlay()?.to_string();
+        let up = self.desired.bridge(&underlay).and_then(|u| u.uplink.as_ref());
+        let learned = self.bridges.get(&b.name).map_or(0, |live| {
+            (live.fdb.records(now).iter())
+                .filter(|r| r.port.as_vtep().is_some())
+                .count()
+        });
+        Some(TunnelInfo {
+            bridge: b.name.clone(),
+            vni: t.vni,
+            port: t.port,
+            underlay,
+            uplink: up.map(|u| u.iface.clone()),
+            local_ip: up.map(|u| u.ip),
+            remotes: t.remotes.clone(),
+            learn: t.learn,
+            path: SOFTWARE_PATH.to_string(),
+            static_macs: t.static_macs.clone(),
+            learned_macs: learned,
+        })
     }
 
     /// The tunnel of bridge `name`.

@@ -84,6 +84,7 @@ impl Manager {
                     }),
                     masquerade: br.masquerade,
                     published: br.published.iter().map(|&r| r.into()).collect(),
+                    tunnel: self.tunnel_info(br, clock::now_ms()),
                     ports: br
                         .ports
                         .iter()

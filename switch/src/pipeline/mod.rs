@@ -170,7 +170,7 @@ pub fn run_batch(
             other => other,
         };
     }
-    vxlan::to_tunnels(snap, counters, batch, pool, &mut scratch.verdicts, now_ms);
+    vxlan::to_tunnels(&ingress, batch, pool, &mut scratch.verdicts);
     hold_unresolved(snap, in_slot, counters, batch, pool, scratch, now_ms);
     dispatch(snap, thread, Some(counters), batch, scratch);
 }

@@ -15,16 +15,16 @@
 //! port is copied to every remote VTEP (head-end replication); a flood from
 //! the tunnel, or one the gateway sends, stays local.
 
-use smoltcp::wire::EthernetProtocol;
+use smoltcp::wire::{EthernetProtocol, Ipv4Packet};
 use vswitch_vxlan::flow::SOURCE_PORTS;
-use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsum};
+use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsum, ETH_HDR_LEN};
 
 use super::l2::{self, Source};
-use super::l3::Ingress;
+use super::l3::{self, Ingress};
 use super::{classify, NextHop, Verdict};
 use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY};
 use crate::snapshot::Snapshot;
-use crate::stats::{DropReason, PortCounters};
+use crate::stats::DropReason;
 use crate::tables::fdb::TUNNEL_SLOT;
 
 /// The outer TTL of tunnel packets.
@@ -96,17 +96,20 @@ pub fn from_underlay(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
 /// end of the batch; when it or the pool is full they are dropped and
 /// counted on the ingress port.
 pub fn to_tunnels(
-    snap: &Snapshot,
-    counters: &PortCounters,
+    at: &Ingress<'_>,
     batch: &mut Batch,
     pool: &mut PacketPool,
     verdicts: &mut [Verdict; BATCH_CAPACITY],
-    now_ms: u64,
 ) {
+    let (snap, counters, now_ms) = (at.snap, at.counters, at.now_ms);
     for i in 0..batch.len() {
         match verdicts[i] {
             Verdict::Tunnel { bridge, vtep } => {
-                verdicts[i] = encap(snap, bridge, vtep, &mut batch.frames_mut()[i], now_ms);
+                let frame = &mut batch.frames_mut()[i];
+                verdicts[i] = match encap(snap, bridge, vtep, frame, now_ms) {
+                    Verdict::Drop(DropReason::TunnelTooBig) => too_big(frame, bridge, at),
+                    verdict => verdict,
+                };
             }
             Verdict::Flood {
                 bridge,
@@ -144,6 +147,30 @@ pub fn to_tunnels(
             _ => {}
         }
     }
+}
+
+/// A frame too large for the tunnel: dropped and counted, and when it is
+/// IPv4 with DF set on a bridge with a gateway, answered with ICMP
+/// "fragmentation needed" carrying the overlay's MTU, from the gateway.
+fn too_big(frame: &mut Frame, bridge: u32, at: &Ingress<'_>) -> Verdict {
+    let Some(br) = at.snap.bridge(bridge) else {
+        return Verdict::Drop(DropReason::TunnelTooBig);
+    };
+    let (Some(l3), Some(tunnel), Some(offset)) = (&br.l3, &br.tunnel, frame.meta.eth_offset.map(usize::from)) else {
+        return Verdict::Drop(DropReason::TunnelTooBig);
+    };
+    let dont_frag = frame.meta.ethertype == Some(EthernetProtocol::Ipv4)
+        && frame
+            .data()
+            .get(offset + ETH_HDR_LEN..)
+            .and_then(|ip| Ipv4Packet::new_checked(ip).ok())
+            .is_some_and(|ip| ip.dont_frag());
+    if !dont_frag {
+        return Verdict::Drop(DropReason::TunnelTooBig);
+    }
+    at.counters.drop(DropReason::TunnelTooBig);
+    let mtu = u16::try_from(tunnel.max_inner - ETH_HDR_LEN).unwrap_or(u16::MAX);
+    l3::frag_needed(frame, offset, l3.me(), mtu, at)
 }
 
 /// Decides the outer headers of a frame for `vtep` through `bridge`'s

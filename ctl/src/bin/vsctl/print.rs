@@ -103,6 +103,21 @@ fn print_show(bridges: &[BridgeInfo]) {
                 println!("    lease {} -> netns {} (port {})", lease.ip, lease.netns, lease.port);
             }
         }
+        if let Some(t) = &br.tunnel {
+            let remotes: Vec<String> = t.remotes.iter().map(|r| r.to_string()).collect();
+            println!(
+                "    vxlan vni {} port {} over {} ({}), remotes: {}",
+                t.vni,
+                t.port,
+                t.underlay,
+                t.path,
+                if remotes.is_empty() {
+                    "none".to_string()
+                } else {
+                    remotes.join(", ")
+                }
+            );
+        }
         for p in &br.ports {
             let netns = p.netns.as_deref().unwrap_or("(host)");
             let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());

@@ -19,6 +19,7 @@ const ICMP_QUOTE_MAX: usize = 60 + 8;
 /// ICMP codes (RFC 792).
 pub(super) const CODE_NET_UNREACHABLE: u8 = 0;
 pub(super) const CODE_TTL_EXCEEDED: u8 = 0;
+const CODE_FRAG_NEEDED: u8 = 4;
 
 /// Turns an echo request to `me` into its reply, sent back where it came from.
 pub(super) fn echo_reply(frame: &mut Frame, offset: usize, me: Me, at: &Ingress<'_>) -> Verdict {
@@ -56,6 +57,35 @@ pub(super) fn error(
     me: Me,
     message: Icmpv4Message,
     code: u8,
+    at: &Ingress<'_>,
+) -> Verdict {
+    error_with(frame, offset, me, message, code, 0, at)
+}
+
+/// "Fragmentation needed and DF set" (RFC 1191) about a frame too large
+/// for the next link, carrying that link's MTU so the sender's path MTU
+/// discovery shrinks its packets.
+pub fn frag_needed(frame: &mut Frame, offset: usize, me: Me, mtu: u16, at: &Ingress<'_>) -> Verdict {
+    error_with(
+        frame,
+        offset,
+        me,
+        Icmpv4Message::DstUnreachable,
+        CODE_FRAG_NEEDED,
+        mtu,
+        at,
+    )
+}
+
+/// [`error`], with `low_word` in the second half of the ICMP header's
+/// otherwise unused word (the next-hop MTU of "fragmentation needed").
+fn error_with(
+    frame: &mut Frame,
+    offset: usize,
+    me: Me,
+    message: Icmpv4Message,
+    code: u8,
+    low_word: u16,
     at: &Ingress<'_>,
 ) -> Verdict {
     let data = &frame.data()[offset..];
@@ -98,8 +128,9 @@ pub(super) fn error(
         let mut icmp = Icmpv4Packet::new_unchecked(&mut out[ETH_HDR_LEN + IPV4_HDR_LEN..len]);
         icmp.set_msg_type(message);
         icmp.set_msg_code(code);
-        icmp.set_echo_ident(0); // the "unused" word of error messages
-        icmp.set_echo_seq_no(0);
+        // The "unused" word of error messages, but for the next-hop MTU.
+        icmp.set_echo_ident(0);
+        icmp.set_echo_seq_no(low_word);
         icmp.data_mut()[..quote_len].copy_from_slice(&ip_bytes[..quote_len]);
         icmp.fill_checksum();
     }

@@ -30,6 +30,7 @@ use crate::stats::{DropReason, PortCounters};
 use crate::tables::neigh::NeighTable;
 
 pub use arp::arp_request;
+pub use icmp::frag_needed;
 pub use route::{decrement_ttl, deliver_via, from_uplink, process};
 
 const ETH_HDR_LEN: usize = 14;
