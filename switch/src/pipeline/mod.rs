@@ -327,3 +327,5 @@ fn dispatch(snap: &Snapshot, thread: usize, counters: Option<&PortCounters>, bat
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_vxlan;

@@ -14,10 +14,10 @@ use crate::stats::PortCounters;
 use crate::tables::fdb::Fdb;
 
 /// A port whose output is a list of frames (from the Ethernet header on).
-type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
+pub(super) type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
 
 #[derive(Default)]
-struct MemPort {
+pub(super) struct MemPort {
     sent: Sent,
 }
 
@@ -31,7 +31,14 @@ impl PortIo for MemPort {
         for &i in which {
             let f = batch.get(usize::from(i)).unwrap();
             let eth = f.meta.eth_offset.map_or(VNET_HDR_LEN, usize::from);
-            sent.push(f.data()[eth..].to_vec());
+            let inner = &f.data()[eth..];
+            // A tunnel frame goes out as the real ports send it.
+            let mut out = vec![0u8; f.meta.encap.map_or(0, |_| vswitch_vxlan::OVERHEAD)];
+            if let Some(outer) = &f.meta.encap {
+                vswitch_vxlan::write_headers(&mut out, outer, inner.len()).unwrap();
+            }
+            out.extend_from_slice(inner);
+            sent.push(out);
             counters.tx_packets.add(1);
         }
     }
@@ -45,21 +52,21 @@ impl PortIo for MemPort {
     }
 }
 
-const NOW: u64 = 1_000;
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
-const BCAST: [u8; 6] = [0xff; 6];
+pub(super) const NOW: u64 = 1_000;
+pub(super) const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+pub(super) const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+pub(super) const BCAST: [u8; 6] = [0xff; 6];
 
-struct World {
-    snap: Snapshot,
-    ports: Vec<Sent>,
-    pool: PacketPool,
-    scratch: Scratch,
+pub(super) struct World {
+    pub snap: Snapshot,
+    pub ports: Vec<Sent>,
+    pub pool: PacketPool,
+    pub scratch: Scratch,
 }
 
 impl World {
     /// Ports 0..n_first on bridge 0, the rest on bridge 1.
-    fn new(n_ports: u32, n_first: u32, max_macs: usize) -> World {
+    pub fn new(n_ports: u32, n_first: u32, max_macs: usize) -> World {
         let mut snap = Snapshot {
             generation: 1,
             ..Default::default()
@@ -100,7 +107,7 @@ impl World {
     }
 
     /// Sends frames into port `slot` as one batch.
-    fn send(&mut self, slot: u32, frames: &[Vec<u8>]) {
+    pub fn send(&mut self, slot: u32, frames: &[Vec<u8>]) {
         let mut batch = Batch::default();
         for bytes in frames {
             let mut f = self.pool.alloc().expect("pool");
@@ -114,16 +121,16 @@ impl World {
     }
 
     /// Takes what port `slot` sent so far.
-    fn sent(&self, slot: usize) -> Vec<Vec<u8>> {
+    pub fn sent(&self, slot: usize) -> Vec<Vec<u8>> {
         std::mem::take(&mut *self.ports[slot].lock().unwrap())
     }
 
-    fn drops(&self, slot: u32, reason: DropReason) -> u64 {
+    pub fn drops(&self, slot: u32, reason: DropReason) -> u64 {
         self.snap.port(slot).unwrap().port.stats.totals().drops(reason)
     }
 }
 
-fn udp(src: [u8; 6], dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp(src: [u8; 6], dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
     let builder = PacketBuilder::ethernet2(src, dst)
         .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
         .udp(1000, 2000);
