@@ -60,21 +60,27 @@ impl RemoteHost {
     }
 }
 
-/// vswitchd with an overlay bridge over the remote host's underlay, and a
-/// container attached to it. Returns the container's address.
-fn overlay(sw: &Switch, remote: &RemoteHost, c1: &Netns, port: u16) -> String {
-    sw.ok(&["add-br", "ov", "--subnet", OVERLAY]);
+/// Gives `bridge` the uplink on the underlay, as the local VTEP.
+fn add_uplink(sw: &Switch, bridge: &str, iface: &str) {
+    let ip = format!("{LOCAL_VTEP}/24");
     sw.ok(&[
         "add-uplink",
-        "ov",
-        &remote.uplink,
+        bridge,
+        iface,
         "--ip",
-        &format!("{LOCAL_VTEP}/24"),
+        &ip,
         "--gw",
         "10.170.0.254",
         "--mode",
         "generic",
     ]);
+}
+
+/// vswitchd with an overlay bridge over the remote host's underlay, and a
+/// container attached to it. Returns the container's address.
+fn overlay(sw: &Switch, remote: &RemoteHost, c1: &Netns, port: u16) -> String {
+    sw.ok(&["add-br", "ov", "--subnet", OVERLAY]);
+    add_uplink(sw, "ov", &remote.uplink);
     sw.ok(&[
         "add-vxlan",
         "ov",
@@ -330,17 +336,7 @@ fn floods_reach_every_vtep_and_unicast_only_its_own() {
     let c1 = Netns::new("vx2c");
     sw.ok(&["add-br", "ov", "--subnet", OVERLAY, "--aging", "3"]);
     sw.ok(&["add-br", "ul", "--subnet", "10.172.0.0/24"]);
-    sw.ok(&[
-        "add-uplink",
-        "ul",
-        &uplink,
-        "--ip",
-        &format!("{LOCAL_VTEP}/24"),
-        "--gw",
-        "10.170.0.254",
-        "--mode",
-        "generic",
-    ]);
+    add_uplink(&sw, "ul", &uplink);
     sw.ok(&["add-vxlan", "ov", "--vni", "42", "--underlay", "ul", "--remote", &a.1]);
     sw.ok(&["add-vtep", "ov", &b.1]);
     sw.ok(&["attach", "ov", &c1.name]);
