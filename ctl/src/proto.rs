@@ -126,6 +126,9 @@ pub enum Request {
         port_type: PortType,
         #[serde(default)]
         mode: Option<XdpModeRequest>,
+        /// A TAP uplink moved into this network namespace.
+        #[serde(default)]
+        netns: Option<String>,
     },
     DelUplink {
         bridge: String,
@@ -405,6 +408,9 @@ pub struct UplinkInfo {
     pub mac: Option<MacAddr>,
     pub state: String,
     pub detail: Option<String>,
+    /// Where a TAP uplink lives (None: vswitchd's namespace).
+    #[serde(default)]
+    pub netns: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

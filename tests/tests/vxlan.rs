@@ -406,3 +406,71 @@ fn floods_reach_every_vtep_and_unicast_only_its_own() {
     );
     assert!(c1.ping(&b.2, 2));
 }
+
+/// The underlay a TAP uplink moved into the remote host's namespace, the
+/// kernel VTEP on top of it with its offloads on: checksums the kernel
+/// leaves to "the device" reach vswitchd marked, in both layers.
+#[test]
+fn a_tap_underlay_in_the_remote_hosts_namespace() {
+    require_root();
+    let sw = Switch::start("vxt", "0");
+    let remote = Netns::new("vxtr");
+    let c1 = Netns::new("vxtc");
+    let tap = short_name("vxt");
+    sw.ok(&["add-br", "ov", "--subnet", OVERLAY]);
+    let ip = format!("{LOCAL_VTEP}/24");
+    sw.ok(&[
+        "add-uplink",
+        "ov",
+        &tap,
+        "--type",
+        "tap",
+        "--netns",
+        &remote.name,
+        "--ip",
+        &ip,
+        "--gw",
+        "10.170.0.254",
+    ]);
+    remote.add_addr(&tap, &format!("{REMOTE_VTEP}/24"));
+    remote.ip(&[
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "dstport",
+        "4789",
+        "remote",
+        LOCAL_VTEP,
+        "local",
+        REMOTE_VTEP,
+        "dev",
+        &tap,
+        "udpcsum",
+    ]);
+    remote.add_addr("vx0", &format!("{REMOTE_IP}/24"));
+    remote.ip(&["link", "set", "vx0", "up"]);
+    sw.ok(&["add-vxlan", "ov", "--vni", "42", "--remote", REMOTE_VTEP]);
+    let c1_ip = sw.json(&["attach", "ov", &c1.name])["ip"].as_str().unwrap().to_string();
+    assert!(sw
+        .ok(&["show"])
+        .contains(&format!("in network namespace {}", remote.name)));
+
+    assert!(c1.ping(REMOTE_IP, 3), "through a TAP underlay");
+    assert!(remote.ping(&c1_ip, 2), "and back");
+    let server = remote.iperf3_server(REMOTE_IP);
+    let (gbps, bytes) = c1.iperf3(REMOTE_IP, 2, &[]);
+    drop(server);
+    println!("TCP vswitch -> kernel VTEP over a TAP underlay: {gbps:.2} Gbit/s");
+    assert!(bytes > 1_000_000, "{bytes} bytes");
+    let server = c1.iperf3_server(&c1_ip);
+    let (gbps, bytes) = remote.iperf3(&c1_ip, 2, &[]);
+    drop(server);
+    println!("TCP kernel VTEP -> vswitch over a TAP underlay: {gbps:.2} Gbit/s");
+    assert!(bytes > 1_000_000, "{bytes} bytes");
+    assert_eq!(c1.tcp_csum_errors(), 0);
+    assert_eq!(remote.tcp_csum_errors(), 0);
+}

@@ -188,8 +188,12 @@ pub struct UplinkConfig {
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gw: Ipv4Addr,
-    /// The interface's MAC, as found when the uplink was added.
+    /// The MAC the uplink's frames carry: an AF_XDP interface's own, as
+    /// found when the uplink was added; for a TAP, vswitchd's side of it.
     pub mac: Option<MacAddr>,
+    /// A TAP uplink moved into this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +351,7 @@ pub(super) mod tests {
                     prefix: 24,
                     gw: "192.0.2.1".parse().unwrap(),
                     mac: None,
+                    netns: None,
                 }),
                 masquerade: true,
                 published: vec![Published {

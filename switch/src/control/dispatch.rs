@@ -67,6 +67,7 @@ impl Manager {
                 gw,
                 port_type,
                 mode,
+                netns,
             } => done(self.add_uplink(NewUplink {
                 bridge,
                 iface,
@@ -75,6 +76,7 @@ impl Manager {
                 gw,
                 kind: port_type.into(),
                 mode: mode.unwrap_or_default().into(),
+                netns,
             })),
             Request::DelUplink { bridge } => done(self.del_uplink(&bridge)),
             Request::SetNat { bridge, masquerade } => done(self.set_nat(&bridge, masquerade)),

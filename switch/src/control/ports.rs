@@ -13,7 +13,7 @@ use vswitch_ctl::{Ipv4Net, MacAddr};
 
 use super::bridges::valid_name;
 use super::config::{AfxdpConfig, BridgeConfig, PortConfig, PortKind, UplinkConfig, XdpChoice};
-use super::{gateway_mac, ControlError, Manager, Txn};
+use super::{fnv1a, gateway_mac, ControlError, Manager, Txn};
 use crate::port::afxdp::{AfXdpPort, Attachment};
 use crate::port::tap::{TapPort, TapSpec};
 use crate::port::{PortError, PortIo};
@@ -62,6 +62,7 @@ pub(super) struct NewUplink {
     pub gw: Ipv4Addr,
     pub kind: PortKind,
     pub mode: XdpChoice,
+    pub netns: Option<String>,
 }
 
 impl Manager {
@@ -205,6 +206,7 @@ impl Manager {
             gw,
             kind,
             mode,
+            netns,
         } = request;
         let (br, _) = self.routed_bridge(&bridge)?;
         if let Some(u) = &br.uplink {
@@ -219,6 +221,11 @@ impl Manager {
         if !matches!(kind, PortKind::Afxdp | PortKind::Tap) {
             return Err(ControlError::UplinkType(kind));
         }
+        if netns.is_some() && kind != PortKind::Tap {
+            return Err(ControlError::Option(
+                "--netns moves a TAP uplink; an afxdp uplink binds to an interface of vswitchd's namespace",
+            ));
+        }
         let valid = Ipv4Net::new(ip, prefix).is_some_and(|n| n.is_host(ip) && n.is_host(gw) && ip != gw);
         if !valid {
             return Err(ControlError::BadUplinkAddress { ip, prefix, gw });
@@ -231,6 +238,7 @@ impl Manager {
             prefix,
             gw,
             mac: None,
+            netns,
         };
         self.commit(|txn| {
             txn.bridge_mut(&bridge)?.uplink = Some(cfg.clone());
@@ -353,16 +361,28 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
             Ok((Box::new(port), mac))
         }
         PortKind::Tap => {
+            // The kernel's side of the TAP has a MAC of its own; vswitchd's
+            // side (the uplink's frames) another, kept in the state.
             let spec = TapSpec {
                 ifname: &cfg.iface,
-                netns: None,
-                mac: cfg.mac,
+                netns: cfg.netns.as_deref(),
+                mac: None,
             };
-            let (tap, mac) = TapPort::create(spec).map_err(|e| create(e.into()))?;
-            Ok((Box::new(tap), mac))
+            let (tap, _) = TapPort::create(spec).map_err(|e| create(e.into()))?;
+            Ok((
+                Box::new(tap),
+                cfg.mac.unwrap_or_else(|| MacAddr(uplink_mac(&cfg.iface))),
+            ))
         }
         PortKind::Internal => Err(ControlError::UplinkType(cfg.port_type)),
     }
+}
+
+/// vswitchd's MAC on a TAP uplink: locally administered, 02:76:74 and three
+/// bytes of a hash of the interface name (stable across restarts).
+fn uplink_mac(iface: &str) -> [u8; 6] {
+    let h = fnv1a(iface.as_bytes());
+    [0x02, 0x76, 0x74, (h >> 16) as u8, (h >> 8) as u8, h as u8]
 }
 
 /// Routes a bridge's uplink address through its internal port, so the host

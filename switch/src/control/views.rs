@@ -80,6 +80,7 @@ impl Manager {
                             mac: u.mac,
                             state: entry.map_or_else(|| "unknown".to_string(), Self::port_state),
                             detail: entry.and_then(|e| e.live.as_ref().ok()).and_then(|l| l.io.describe()),
+                            netns: u.netns.clone(),
                         }
                     }),
                     masquerade: br.masquerade,

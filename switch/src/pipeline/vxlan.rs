@@ -22,7 +22,7 @@ use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsu
 use super::l2::{self, Source};
 use super::l3::{self, Ingress};
 use super::{classify, NextHop, Verdict};
-use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY};
+use crate::packet::{Batch, Frame, PacketPool, VnetHdr, BATCH_CAPACITY, VNET_HDR_LEN};
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::tables::fdb::TUNNEL_SLOT;
@@ -77,9 +77,7 @@ pub fn from_underlay(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
         let Some(bridge) = at.snap.bridge(tunnel.bridge) else {
             return Some(Verdict::Drop(DropReason::VxlanUnknownVni));
         };
-        frame.advance(eth_at + d.inner_at);
-        frame.set_len(d.inner_len);
-        if let Err(reason) = classify::classify(frame, false) {
+        if let Err(reason) = strip_outer(frame, eth_at, d.inner_at, d.inner_len) {
             return Some(Verdict::Drop(reason));
         }
         let from = Source::Tunnel {
@@ -89,6 +87,35 @@ pub fn from_underlay(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
         return Some(l2::decide(at.snap, tunnel.bridge, bridge, from, frame, at.now_ms));
     }
     None
+}
+
+/// Makes the frame its inner frame (`inner_len` bytes at `inner_at` from the
+/// outer Ethernet header at `eth_at`) and classifies it. A checksum the
+/// sender left to the device (a TAP underlay: virtio-net "needs checksum")
+/// is the outer one, done with, or an inner one, which travels on with the
+/// inner frame in a virtio-net header of its own, written over the end of
+/// the outer headers.
+fn strip_outer(frame: &mut Frame, eth_at: usize, inner_at: usize, inner_len: usize) -> Result<(), DropReason> {
+    let inner_csum = if frame.meta.csum_partial {
+        VnetHdr::new_checked(frame.data())
+            .map(|h| (usize::from(h.csum_start()), h.csum_offset()))
+            .filter(|&(start, _)| start >= inner_at)
+    } else {
+        None
+    };
+    let Some((start, offset)) = inner_csum else {
+        frame.advance(eth_at + inner_at);
+        frame.set_len(inner_len);
+        return classify::classify(frame, false);
+    };
+    let hdr_at = eth_at + inner_at - VNET_HDR_LEN;
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    let start = u16::try_from(start - inner_at).map_err(|_| DropReason::BadVnetHdr)?;
+    VnetHdr::write_needs_csum(&mut hdr, start, offset);
+    frame.data_mut()[hdr_at..eth_at + inner_at].copy_from_slice(&hdr);
+    frame.advance(hdr_at);
+    frame.set_len(VNET_HDR_LEN + inner_len);
+    classify::classify(frame, true)
 }
 
 /// Turns the batch's tunnel verdicts into frames for the underlay, and

@@ -132,6 +132,9 @@ enum Command {
         port_type: CliPortType,
         #[arg(long, value_enum)]
         mode: Option<CliXdpMode>,
+        /// tap: move the TAP into this network namespace (the outside's, or a host stack's).
+        #[arg(long)]
+        netns: Option<String>,
     },
     /// Remove a bridge's uplink.
     DelUplink { bridge: String },
@@ -388,6 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gw,
             port_type,
             mode,
+            netns,
         } => Request::AddUplink {
             bridge,
             iface,
@@ -396,6 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gw,
             port_type: port_type.into(),
             mode: mode.map(Into::into),
+            netns,
         },
         Command::DelUplink { bridge } => Request::DelUplink { bridge },
         Command::SetNat { bridge, mode } => Request::SetNat {

@@ -95,6 +95,9 @@ fn print_show(bridges: &[BridgeInfo]) {
                     "    uplink {} ({}): {}/{} via {}, mac {}, {}",
                     u.iface, u.port_type, u.ip, u.prefix, u.gw, mac, u.state
                 );
+                if let Some(ns) = &u.netns {
+                    println!("        in network namespace {ns}");
+                }
                 if let Some(detail) = &u.detail {
                     println!("        {detail}");
                 }
