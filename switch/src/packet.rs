@@ -247,6 +247,12 @@ pub enum GsoType {
     Udp,
     TcpV6,
     UdpL4,
+    /// A TCP super-frame inside a VXLAN (UDP tunnel over IPv4) packet, as
+    /// a TAP with the kernel's UDP-tunnel GSO hands it over: only the
+    /// tunnel stage may take it, to decapsulate it whole.
+    UdpTunnel {
+        inner_v6: bool,
+    },
     Unknown(u8),
 }
 
@@ -268,6 +274,40 @@ impl<'a> VnetHdr<'a> {
     const GSO_TCPV6: u8 = 4;
     const GSO_UDP_L4: u8 = 5;
     const GSO_ECN: u8 = 0x80;
+    /// VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4: the super-frame is inside a UDP
+    /// tunnel over IPv4 (with the 24-byte header's outer/inner offsets).
+    const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
+
+    /// The gso_type byte of a TCP super-frame inside a UDP tunnel over IPv4.
+    pub fn tunnel_gso_type(inner: GsoType) -> Option<u8> {
+        match inner {
+            GsoType::TcpV4 => Some(Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_TCPV4),
+            GsoType::TcpV6 => Some(Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_TCPV6),
+            _ => None,
+        }
+    }
+
+    /// The plain gso_type byte of an inner TCP super-frame.
+    pub fn tcp_gso_type(inner_v6: bool) -> u8 {
+        if inner_v6 {
+            Self::GSO_TCPV6
+        } else {
+            Self::GSO_TCPV4
+        }
+    }
+
+    /// Writes a whole header: GSO `gso_type` of `gso_size` with `hdr_len`
+    /// bytes of headers, and the L4 checksum from `csum_start` stored at
+    /// `csum_start + csum_offset` (relative to the Ethernet header).
+    pub fn write_gso(out: &mut [u8; VNET_HDR_LEN], gso_type: u8, hdr_len: u16, gso_size: u16, csum: (u16, u16)) {
+        *out = [0; VNET_HDR_LEN];
+        out[0] = Self::F_NEEDS_CSUM;
+        out[1] = gso_type;
+        out[2..4].copy_from_slice(&hdr_len.to_le_bytes());
+        out[4..6].copy_from_slice(&gso_size.to_le_bytes());
+        out[6..8].copy_from_slice(&csum.0.to_le_bytes());
+        out[8..10].copy_from_slice(&csum.1.to_le_bytes());
+    }
 
     /// Writes a header that asks only for the L4 checksum: computed from
     /// `start` (relative to the Ethernet header), stored at `start + offset`.
@@ -290,6 +330,8 @@ impl<'a> VnetHdr<'a> {
     pub fn gso(&self) -> Option<GsoType> {
         match self.bytes[1] & !Self::GSO_ECN {
             Self::GSO_NONE => None,
+            t if t == Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_TCPV4 => Some(GsoType::UdpTunnel { inner_v6: false }),
+            t if t == Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_TCPV6 => Some(GsoType::UdpTunnel { inner_v6: true }),
             Self::GSO_TCPV4 => Some(GsoType::TcpV4),
             Self::GSO_UDP => Some(GsoType::Udp),
             Self::GSO_TCPV6 => Some(GsoType::TcpV6),

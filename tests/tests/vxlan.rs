@@ -473,4 +473,23 @@ fn a_tap_underlay_in_the_remote_hosts_namespace() {
     assert!(bytes > 1_000_000, "{bytes} bytes");
     assert_eq!(c1.tcp_csum_errors(), 0);
     assert_eq!(remote.tcp_csum_errors(), 0);
+    let gso = |port: &str, key: &str| sw.port_counter(port, key);
+    let c1_port = sw
+        .json(&["port-stats"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["bridge"] == "ov" && p["name"] != tap.as_str())
+        .and_then(|p| p["name"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        gso(&tap, "tx_gso_packets") > 0,
+        "super-frames went into the tunnel whole"
+    );
+    assert!(gso(&tap, "rx_gso_packets") > 0, "and came out of it whole");
+    assert!(
+        gso(&c1_port, "tx_gso_packets") > 0,
+        "decapsulated super-frames reach the container whole"
+    );
 }

@@ -156,6 +156,11 @@ pub(super) fn next_free(
         .find(|ip| subnet.is_host(*ip) && *ip != gateway && !leased.contains(ip))
 }
 
+/// The largest TCP super-frame a container on an overlay bridge may send:
+/// with 50 bytes of outer headers and its own Ethernet header it still fits
+/// one IPv4 packet (65535), so the underlay can carry it whole.
+const OVERLAY_GSO_MAX_SIZE: u32 = 65_000;
+
 /// The MTU of a container on bridge `name` when it is stretched over a
 /// tunnel: the underlay's less the 50 bytes of outer headers.
 pub(super) fn overlay_mtu(desired: &DesiredState, name: &str) -> Option<u32> {
@@ -180,9 +185,11 @@ pub(super) fn configure_address(
     netns::run_in(netns, || {
         let index = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
         if let Some(mtu) = mtu {
+            // Super-frames must fit one IPv4 packet with the outer headers.
             let change = LinkChange {
                 index: index as i32,
                 mtu: Some(mtu),
+                gso_max_size: Some(OVERLAY_GSO_MAX_SIZE),
                 ..Default::default()
             };
             netlink::set_link(&change)?;

@@ -318,6 +318,7 @@ pub(super) fn open_port_io(
                 ifname: &port.ifname,
                 netns,
                 mac: port.mac,
+                tunnel_gso: false,
             };
             let (tap, mac) = TapPort::create(spec)?;
             Ok((Box::new(tap), Some(mac)))
@@ -367,6 +368,7 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
                 ifname: &cfg.iface,
                 netns: cfg.netns.as_deref(),
                 mac: None,
+                tunnel_gso: true,
             };
             let (tap, _) = TapPort::create(spec).map_err(|e| create(e.into()))?;
             Ok((

@@ -19,8 +19,11 @@ use super::{ControlError, Manager};
 use crate::clock;
 use crate::tables::fdb::PortHandle;
 
-/// How the tunnel carries frames larger than one underlay packet.
+/// How the tunnel carries frames larger than one underlay packet: cut and
+/// each piece encapsulated, or whole, the kernel segmenting (a TAP
+/// underlay with UDP-tunnel GSO).
 const SOFTWARE_PATH: &str = "software segmentation";
+const GSO_PATH: &str = "tunnel GSO";
 
 impl Manager {
     pub(super) fn add_vxlan(&mut self, request: AddVxlan) -> Result<(), ControlError> {
@@ -167,6 +170,10 @@ impl Manager {
         let t = b.vxlan.as_ref()?;
         let underlay = b.underlay()?.to_string();
         let up = self.desired.bridge(&underlay).and_then(|u| u.uplink.as_ref());
+        let whole = up
+            .and_then(|u| self.ports.get(&u.iface))
+            .and_then(|e| e.live.as_ref().ok())
+            .is_some_and(|live| live.io.tunnel_gso());
         let learned = self.bridges.get(&b.name).map_or(0, |live| {
             (live.fdb.records(now).iter())
                 .filter(|r| r.port.as_vtep().is_some())
@@ -181,7 +188,7 @@ impl Manager {
             local_ip: up.map(|u| u.ip),
             remotes: t.remotes.clone(),
             learn: t.learn,
-            path: SOFTWARE_PATH.to_string(),
+            path: if whole { GSO_PATH } else { SOFTWARE_PATH }.to_string(),
             static_macs: t.static_macs.clone(),
             learned_macs: learned,
         })

@@ -150,7 +150,11 @@ pub fn run_batch(
     };
 
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
-        let verdict = match classify::classify(frame, input.vnet_hdr) {
+        let classified = classify::classify(frame, input.vnet_hdr);
+        if classified.is_ok() && frame.meta.gso.is_some() {
+            counters.rx_gso_packets.add(1);
+        }
+        let verdict = match classified {
             Err(reason) => Verdict::Drop(reason),
             // An uplink is a router leg: no learning, no flooding.
             // What arrives for a tunnel is decapsulated and switched on;
@@ -158,12 +162,7 @@ pub fn run_batch(
             Ok(()) if input.uplink => {
                 vxlan::from_underlay(frame, &ingress).unwrap_or_else(|| l3::from_uplink(frame, &ingress))
             }
-            Ok(()) => {
-                if frame.meta.gso.is_some() {
-                    counters.rx_gso_packets.add(1);
-                }
-                l2::decide(snap, input.bridge, bridge, l2::Source::Port(in_handle), frame, now_ms)
-            }
+            Ok(()) => l2::decide(snap, input.bridge, bridge, l2::Source::Port(in_handle), frame, now_ms),
         };
         scratch.verdicts[i] = match verdict {
             Verdict::L3 => l3::process(frame, &ingress),

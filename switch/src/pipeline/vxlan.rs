@@ -22,7 +22,7 @@ use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsu
 use super::l2::{self, Source};
 use super::l3::{self, Ingress};
 use super::{classify, NextHop, Verdict};
-use crate::packet::{Batch, Frame, PacketPool, VnetHdr, BATCH_CAPACITY, VNET_HDR_LEN};
+use crate::packet::{Batch, Frame, GsoType, PacketPool, VnetHdr, BATCH_CAPACITY, VNET_HDR_LEN};
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::tables::fdb::TUNNEL_SLOT;
@@ -49,6 +49,15 @@ impl From<Malformed> for DropReason {
 /// is VXLAN for a tunnel the uplink carries, None when it is not (the
 /// uplink's other traffic, routed as before).
 pub fn from_underlay(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
+    let tunnel_gso = matches!(frame.meta.gso, Some(GsoType::UdpTunnel { .. }));
+    match decap(frame, at) {
+        // A tunnel super-frame for no tunnel of ours: nobody else can take it.
+        None if tunnel_gso => Some(Verdict::Drop(DropReason::BadVnetHdr)),
+        verdict => verdict,
+    }
+}
+
+fn decap(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
     let up = at.snap.bridge(at.bridge)?.l3.as_ref()?.uplink.as_ref()?;
     if up.tunnels.is_empty() || frame.meta.ethertype != Some(EthernetProtocol::Ipv4) {
         return None;
@@ -90,20 +99,32 @@ pub fn from_underlay(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
 }
 
 /// Makes the frame its inner frame (`inner_len` bytes at `inner_at` from the
-/// outer Ethernet header at `eth_at`) and classifies it. A checksum the
-/// sender left to the device (a TAP underlay: virtio-net "needs checksum")
-/// is the outer one, done with, or an inner one, which travels on with the
-/// inner frame in a virtio-net header of its own, written over the end of
-/// the outer headers.
+/// outer Ethernet header at `eth_at`) and classifies it. What the sender
+/// left to the device (a TAP underlay's virtio-net header) goes with the
+/// inner frame when it is about it, in a header of its own written over the
+/// end of the outer headers: an inner checksum to finish, and a TCP
+/// super-frame that crossed the tunnel whole (UDP-tunnel GSO). An outer
+/// checksum left to the device is done with.
 fn strip_outer(frame: &mut Frame, eth_at: usize, inner_at: usize, inner_len: usize) -> Result<(), DropReason> {
-    let inner_csum = if frame.meta.csum_partial {
-        VnetHdr::new_checked(frame.data())
-            .map(|h| (usize::from(h.csum_start()), h.csum_offset()))
-            .filter(|&(start, _)| start >= inner_at)
-    } else {
-        None
+    let vnet = VnetHdr::new_checked(frame.data()).filter(|_| frame.meta.csum_partial);
+    let inner_csum = vnet
+        .as_ref()
+        .map(|h| (usize::from(h.csum_start()), h.csum_offset()))
+        .filter(|&(start, _)| start >= inner_at);
+    let gso = match frame.meta.gso {
+        None => None,
+        Some(GsoType::UdpTunnel { inner_v6 }) => {
+            let h = vnet.as_ref().ok_or(DropReason::BadVnetHdr)?;
+            let hdr_len = usize::from(h.hdr_len()).saturating_sub(inner_at);
+            Some((VnetHdr::tcp_gso_type(inner_v6), hdr_len, h.gso_size()))
+        }
+        // Any other super-frame cannot be a tunnel packet.
+        Some(_) => return Err(DropReason::BadVnetHdr),
     };
     let Some((start, offset)) = inner_csum else {
+        if gso.is_some() {
+            return Err(DropReason::BadVnetHdr);
+        }
         frame.advance(eth_at + inner_at);
         frame.set_len(inner_len);
         return classify::classify(frame, false);
@@ -111,7 +132,13 @@ fn strip_outer(frame: &mut Frame, eth_at: usize, inner_at: usize, inner_len: usi
     let hdr_at = eth_at + inner_at - VNET_HDR_LEN;
     let mut hdr = [0u8; VNET_HDR_LEN];
     let start = u16::try_from(start - inner_at).map_err(|_| DropReason::BadVnetHdr)?;
-    VnetHdr::write_needs_csum(&mut hdr, start, offset);
+    match gso {
+        Some((gso_type, hdr_len, gso_size)) => {
+            let hdr_len = u16::try_from(hdr_len).map_err(|_| DropReason::BadVnetHdr)?;
+            VnetHdr::write_gso(&mut hdr, gso_type, hdr_len, gso_size, (start, offset));
+        }
+        None => VnetHdr::write_needs_csum(&mut hdr, start, offset),
+    }
     frame.data_mut()[hdr_at..eth_at + inner_at].copy_from_slice(&hdr);
     frame.advance(hdr_at);
     frame.set_len(VNET_HDR_LEN + inner_len);

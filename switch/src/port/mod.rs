@@ -72,6 +72,12 @@ pub trait PortIo: Send + Sync {
         Vec::new()
     }
 
+    /// Tunnel super-frames cross this port whole (a TAP with the kernel's
+    /// UDP-tunnel GSO); otherwise they are cut in software first.
+    fn tunnel_gso(&self) -> bool {
+        false
+    }
+
     /// How the port is attached, for `vsctl show`.
     fn describe(&self) -> Option<String> {
         None

@@ -34,8 +34,24 @@ use crate::sys::{read_mac, valid_ifname};
 /// Offloads we accept from the kernel: frames may carry partial checksums and
 /// be TCP super-frames; we pass the header through to the receiving TAP.
 const TAP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+/// The kernel's UDP-tunnel GSO for TAP (Linux 6.17): super-frames inside
+/// VXLAN cross whole, described by the 24-byte virtio-net header.
+const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x080;
+const TUN_F_UDP_TUNNEL_GSO_CSUM: libc::c_uint = 0x100;
+const TUNNEL_OFFLOADS: libc::c_uint = TAP_OFFLOADS | TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM;
+/// The virtio-net header with the tunnel's offsets: the 12 bytes of
+/// `VNET_HDR_LEN`, the hash value and report (8), the outer transport and
+/// inner network header offsets (2 + 2).
+const TUNNEL_HDR_LEN: usize = 24;
 /// The virtio-net header of a frame that needs nothing done.
 const NO_OFFLOAD_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+/// The tunnel header's last 12 bytes for a frame that is no tunnel
+/// super-frame: no hash, no offsets.
+const PLAIN_EXTENSION: [u8; TUNNEL_HDR_LEN - VNET_HDR_LEN] = [0; TUNNEL_HDR_LEN - VNET_HDR_LEN];
+/// ... and for one we send whole: the outer transport header after the
+/// outer Ethernet and IPv4 headers (34), the inner network header after all
+/// the outer headers and the inner Ethernet header (64), little-endian.
+const TUNNEL_EXTENSION: [u8; TUNNEL_HDR_LEN - VNET_HDR_LEN] = [0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 64, 0];
 /// Host-side name pattern while a device waits to be moved into a namespace.
 const TEMP_NAME_PATTERN: &str = "vstap%d";
 
@@ -73,10 +89,16 @@ pub struct TapSpec<'a> {
     pub netns: Option<&'a str>,
     /// MAC to give it; `None` keeps the kernel's random one.
     pub mac: Option<MacAddr>,
+    /// Ask for the kernel's UDP-tunnel GSO (an uplink that may carry
+    /// tunnels); without it in the kernel, the port goes on without.
+    pub tunnel_gso: bool,
 }
 
 pub struct TapPort {
     file: File,
+    /// The kernel took the UDP-tunnel offloads: reads and writes carry the
+    /// 24-byte header, and tunnel super-frames cross whole.
+    tunnel_gso: bool,
     /// Where a TCP super-frame for a tunnel is cut, one segment at a time
     /// (allocated once, used only on that path).
     segment: Mutex<Vec<u8>>,
@@ -94,6 +116,40 @@ fn ifreq_with_name(name: &str) -> libc::ifreq {
 fn ifreq_name(req: &libc::ifreq) -> String {
     let bytes: Vec<u8> = req.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Turns a frame read with the 24-byte tunnel header into one with the
+/// plain 12-byte header in front: its first 12 bytes are that header; the
+/// tunnel's offsets are found again by parsing, where they matter.
+fn to_plain_header(frame: &mut Frame) {
+    if frame.len() < TUNNEL_HDR_LEN {
+        // Left as it is: classify drops it as malformed.
+        return;
+    }
+    frame
+        .data_mut()
+        .copy_within(..VNET_HDR_LEN, TUNNEL_HDR_LEN - VNET_HDR_LEN);
+    frame.advance(TUNNEL_HDR_LEN - VNET_HDR_LEN);
+}
+
+/// Sets the virtio-net header size and the offloads the kernel may use.
+fn set_offloads(fd: RawFd, hdr_len: usize, offloads: libc::c_uint) -> Result<(), TapError> {
+    let hdr_len = hdr_len as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer.
+    if unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ, &hdr_len) } < 0 {
+        return Err(TapError::Ioctl {
+            op: "TUNSETVNETHDRSZ",
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: TUNSETOFFLOAD takes its flags by value.
+    if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, offloads as libc::c_ulong) } < 0 {
+        return Err(TapError::Ioctl {
+            op: "TUNSETOFFLOAD",
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }
 
 impl TapPort {
@@ -132,20 +188,11 @@ impl TapPort {
             });
         }
         let host_name = ifreq_name(&req);
-        let hdr_len = VNET_HDR_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer.
-        if unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ, &hdr_len) } < 0 {
-            return Err(TapError::Ioctl {
-                op: "TUNSETVNETHDRSZ",
-                source: io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: TUNSETOFFLOAD takes its flags by value.
-        if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, TAP_OFFLOADS as libc::c_ulong) } < 0 {
-            return Err(TapError::Ioctl {
-                op: "TUNSETOFFLOAD",
-                source: io::Error::last_os_error(),
-            });
+        // The header size first: tunnel offloads with a 12-byte header make
+        // every read fail (EFAULT), silently (DESIGN.md).
+        let tunnel_gso = spec.tunnel_gso && set_offloads(fd, TUNNEL_HDR_LEN, TUNNEL_OFFLOADS).is_ok();
+        if !tunnel_gso {
+            set_offloads(fd, VNET_HDR_LEN, TAP_OFFLOADS)?;
         }
 
         let configure = |source: io::Error| TapError::Configure {
@@ -164,6 +211,7 @@ impl TapPort {
             ifname: spec.netns.map(|_| spec.ifname),
             mac: spec.mac.map(|m| m.0),
             mtu: None,
+            gso_max_size: None,
             up: true,
         };
         netlink::set_link(&change).map_err(|source| {
@@ -178,6 +226,7 @@ impl TapPort {
         })?;
         let port = TapPort {
             file,
+            tunnel_gso,
             segment: Mutex::new(vec![0; MAX_FRAME_LEN]),
         };
         Ok((port, mac))
@@ -218,10 +267,11 @@ impl TapPort {
         };
         let request = vnet.as_ref().map(OffloadRequest::from_vnet).unwrap_or_default();
         let mut headers = [0u8; OVERHEAD];
+        let shift = |at: u16| u16::try_from(usize::from(at) + OVERHEAD).ok();
         if request.gso.is_none() {
             let mut hdr = NO_OFFLOAD_HDR;
             if let Some((start, offset)) = request.csum {
-                let Ok(start) = u16::try_from(usize::from(start) + OVERHEAD) else {
+                let Some(start) = shift(start) else {
                     return counters.drop(DropReason::TxOversize);
                 };
                 VnetHdr::write_needs_csum(&mut hdr, start, offset);
@@ -229,8 +279,34 @@ impl TapPort {
             if write_headers(&mut headers, outer, inner.len()).is_err() {
                 return counters.drop(DropReason::TxOversize);
             }
-            let parts = [IoSlice::new(&hdr), IoSlice::new(&headers), IoSlice::new(inner)];
+            let parts = [
+                IoSlice::new(&hdr),
+                IoSlice::new(self.extension(&PLAIN_EXTENSION)),
+                IoSlice::new(&headers),
+                IoSlice::new(inner),
+            ];
             return self.write_frame(&parts, OVERHEAD + inner.len(), false, counters);
+        }
+        // The kernel segments a tunnel super-frame itself, when it can.
+        let whole = (self.tunnel_gso && write_headers(&mut headers, outer, inner.len()).is_ok())
+            .then(|| {
+                let gso_type = VnetHdr::tunnel_gso_type(request.gso?)?;
+                let (start, offset) = request.csum?;
+                let hdr_len = vnet.as_ref().map_or(0, |h| h.hdr_len());
+                let mut hdr = NO_OFFLOAD_HDR;
+                let csum = (shift(start)?, offset);
+                VnetHdr::write_gso(&mut hdr, gso_type, shift(hdr_len)?, request.gso_size, csum);
+                Some(hdr)
+            })
+            .flatten();
+        if let Some(hdr) = whole {
+            let parts = [
+                IoSlice::new(&hdr),
+                IoSlice::new(&TUNNEL_EXTENSION),
+                IoSlice::new(&headers),
+                IoSlice::new(inner),
+            ];
+            return self.write_frame(&parts, OVERHEAD + inner.len(), true, counters);
         }
         let mut segments = match Segmenter::new(inner, request) {
             Ok(s) => s,
@@ -246,12 +322,23 @@ impl TapPort {
             }
             let parts = [
                 IoSlice::new(&NO_OFFLOAD_HDR),
+                IoSlice::new(self.extension(&PLAIN_EXTENSION)),
                 IoSlice::new(&headers),
                 IoSlice::new(&buf[..n]),
             ];
             self.write_frame(&parts, OVERHEAD + n, false, counters);
         }
         counters.tx_gso_packets.add(1);
+    }
+
+    /// What follows the plain 12-byte header on this TAP: `ext` when it
+    /// speaks the 24-byte tunnel header, nothing otherwise.
+    fn extension<'a>(&self, ext: &'a [u8; TUNNEL_HDR_LEN - VNET_HDR_LEN]) -> &'a [u8] {
+        if self.tunnel_gso {
+            ext
+        } else {
+            &[]
+        }
     }
 }
 
@@ -271,8 +358,11 @@ impl PortIo for TapPort {
                 }
                 Ok(n) => {
                     frame.set_len(n);
+                    if self.tunnel_gso {
+                        to_plain_header(&mut frame);
+                    }
                     counters.rx_packets.add(1);
-                    counters.rx_bytes.add(n.saturating_sub(VNET_HDR_LEN) as u64);
+                    counters.rx_bytes.add(frame.len().saturating_sub(VNET_HDR_LEN) as u64);
                     if let Err(frame) = batch.push(frame) {
                         pool.free(frame);
                     }
@@ -309,10 +399,15 @@ impl PortIo for TapPort {
             // all-zero virtio-net header ("nothing to do") goes in front.
             let data = frame.data();
             let gso = frame.meta.gso.is_some();
+            let ext = self.extension(&PLAIN_EXTENSION);
             match frame.meta.eth_offset.map(usize::from) {
-                Some(VNET_HDR_LEN) => self.write_frame(&[IoSlice::new(data)], data.len() - VNET_HDR_LEN, gso, counters),
+                Some(VNET_HDR_LEN) => {
+                    let (hdr, eth) = data.split_at(VNET_HDR_LEN);
+                    let parts = [IoSlice::new(hdr), IoSlice::new(ext), IoSlice::new(eth)];
+                    self.write_frame(&parts, eth.len(), gso, counters)
+                }
                 Some(0) => {
-                    let parts = [IoSlice::new(&NO_OFFLOAD_HDR), IoSlice::new(data)];
+                    let parts = [IoSlice::new(&NO_OFFLOAD_HDR), IoSlice::new(ext), IoSlice::new(data)];
                     self.write_frame(&parts, data.len(), gso, counters)
                 }
                 _ => counters.drop(DropReason::TxError),
@@ -326,5 +421,9 @@ impl PortIo for TapPort {
 
     fn has_vnet_hdr(&self) -> bool {
         true
+    }
+
+    fn tunnel_gso(&self) -> bool {
+        self.tunnel_gso
     }
 }

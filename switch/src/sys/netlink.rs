@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_GSO_MAX_SIZE: u16 = 41;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
@@ -40,6 +41,8 @@ pub struct LinkChange<'a> {
     pub ifname: Option<&'a str>,
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
+    /// The largest TCP super-frame the stack may hand the device.
+    pub gso_max_size: Option<u32>,
     pub up: bool,
 }
 
@@ -124,6 +127,9 @@ fn link_change(change: &LinkChange<'_>) -> Message {
     }
     if let Some(mtu) = change.mtu {
         msg.attr(IFLA_MTU, &mtu.to_ne_bytes());
+    }
+    if let Some(size) = change.gso_max_size {
+        msg.attr(IFLA_GSO_MAX_SIZE, &size.to_ne_bytes());
     }
     msg
 }
@@ -286,6 +292,7 @@ mod tests {
             ifname: Some("eth0"),
             mac: Some([2, 0, 0, 0, 0, 1]),
             mtu: None,
+            gso_max_size: None,
             up: true,
         };
         let mut msg = link_change(&change);

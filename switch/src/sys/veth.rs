@@ -178,6 +178,7 @@ impl VethPair {
             ifname: Some(ifname),
             mac: Some(mac.0),
             mtu: None,
+            gso_max_size: None,
             up: true,
         };
         netlink::set_link(&change).map_err(|source| {
