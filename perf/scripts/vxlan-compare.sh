@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A container on an overlay network talking to a container behind a kernel
-# VTEP on "another host" (a namespace across a veth underlay), with the
-# local side either vswitch (TAP container port, AF_XDP uplink as the local
-# VTEP, software segmentation) or the kernel itself (a vxlan device in a
-# namespace, flannel's data path without the bridge). Interleaved per
-# repetition; TCP both ways and request/response.
+# VTEP on "another host" (a namespace), with the local side either vswitch
+# or the kernel itself (a vxlan device in a namespace, flannel's data path
+# without the bridge). vswitch runs two underlays: a veth whose host end is
+# an AF_XDP uplink (software segmentation), and a TAP uplink moved into the
+# remote host's namespace (the kernel's UDP-tunnel GSO: super-frames cross
+# whole). Interleaved per repetition; TCP both ways and request/response.
 #
 # The remote veth end has tx checksum offload off in both cases: vswitch's
 # AF_XDP uplink cannot take partial checksums yet (the "way out" issue), and
@@ -49,6 +50,19 @@ vsctl add-uplink ov vsx-u --ip 10.180.0.1/24 --gw 10.180.0.254 --mode generic >/
 vsctl add-vxlan ov --vni 42 --remote 10.180.0.2 >/dev/null
 vsctl attach ov vsx-c >/dev/null
 
+# --- vswitch over a TAP underlay: the TAP vsx-t in remote host vsx-s, its
+# offloads on; container vsx-d on overlay bridge ot.
+new_ns vsx-d
+new_ns vsx-s
+vsctl add-br ot --subnet 10.183.0.0/24 >/dev/null
+vsctl add-uplink ot vsx-t --type tap --netns vsx-s --ip 10.182.0.1/24 --gw 10.182.0.254 >/dev/null
+ip -n vsx-s addr add 10.182.0.2/24 dev vsx-t
+ip -n vsx-s link add vx0 type vxlan id 43 dstport 4789 remote 10.182.0.1 local 10.182.0.2 dev vsx-t
+ip -n vsx-s addr add 10.183.0.100/24 dev vx0
+ip -n vsx-s link set vx0 up
+vsctl add-vxlan ot --vni 43 --remote 10.182.0.2 >/dev/null
+vsctl attach ot vsx-d >/dev/null
+
 # --- kernel: the local VTEP in namespace vsx-k ---------------------------
 kernel_pair() {  # suffix offloads
     new_ns "vsx-k$1"; new_ns "vsx-q$1"
@@ -65,32 +79,34 @@ kernel_pair() {  # suffix offloads
     ip -n "vsx-k$1" link set vx0 up; ip -n "vsx-q$1" link set vx0 up
 }
 kernel_pair o off
-declare -A CLIENT SERVER
+declare -A CLIENT SERVER NEAR FAR
 CLIENT[kernel]=vsx-ko SERVER[kernel]=vsx-qo
 CLIENT[vswitch]=vsx-c SERVER[vswitch]=vsx-r
-SYSTEMS="kernel vswitch"
+CLIENT[vswitch-tap]=vsx-d SERVER[vswitch-tap]=vsx-s NEAR[vswitch-tap]=10.183.0.2 FAR[vswitch-tap]=10.183.0.100
+SYSTEMS="kernel vswitch vswitch-tap"
 if [ "$KERNEL_OFFLOADS" = 1 ]; then
     kernel_pair f on
     CLIENT[kernel-offloads]=vsx-kf SERVER[kernel-offloads]=vsx-qf
-    SYSTEMS="kernel kernel-offloads vswitch"
+    SYSTEMS="kernel kernel-offloads vswitch vswitch-tap"
 fi
 for sys in $SYSTEMS; do
-    in_ns "${CLIENT[$sys]}" ping -c 2 -q 10.181.0.100 >/dev/null || { echo "$sys does not ping" >&2; exit 1; }
+    : "${NEAR[$sys]:=10.181.0.2}" "${FAR[$sys]:=10.181.0.100}"
+    in_ns "${CLIENT[$sys]}" ping -c 2 -q "${FAR[$sys]}" >/dev/null || { echo "$sys does not ping" >&2; exit 1; }
 done
 
 for rep in $(seq "$REPS"); do
     for sys in $SYSTEMS; do
         c=${CLIENT[$sys]} s=${SERVER[$sys]}
-        R[$sys,out,$rep]=$(tcp "$c" "$s" 10.181.0.100)
-        R[$sys,in,$rep]=$(tcp "$s" "$c" 10.181.0.2)
-        R[$sys,rr,$rep]=$(rr "$c" "$s" 10.181.0.100)
+        R[$sys,out,$rep]=$(tcp "$c" "$s" "${FAR[$sys]}")
+        R[$sys,in,$rep]=$(tcp "$s" "$c" "${NEAR[$sys]}")
+        R[$sys,rr,$rep]=$(rr "$c" "$s" "${FAR[$sys]}")
         echo "rep $rep $sys: TCP out ${R[$sys,out,$rep]}, in ${R[$sys,in,$rep]} Gbit/s, RR ${R[$sys,rr,$rep]}" >&2
     done
 done
 
 echo
 echo "Overlay to a kernel VTEP, $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) cores; medians of $REPS interleaved runs"
-echo "vswitchd --cores $SW_CORES --spin-us $SPIN_US (TAP container port, AF_XDP generic uplink, software segmentation); (ratio to the kernel VTEP, offloads off)"
+echo "vswitchd --cores $SW_CORES --spin-us $SPIN_US, TAP container ports; vswitch: AF_XDP generic uplink, software segmentation; vswitch-tap: TAP uplink, tunnel GSO; (ratio to the kernel VTEP, offloads off)"
 echo
 header="| metric |"; sep="| --- |"
 for sys in $SYSTEMS; do header="$header $sys |"; sep="$sep ---: |"; done
