@@ -4,8 +4,14 @@
 //! back to the containers (`nat-out`: masquerade; `nat-in`: a published
 //! port, 8080 -> container:80, and 8081 -> :81 for the latency server).
 //!
+//! `overlay`: container 1 on an overlay network with a container behind a
+//! kernel VTEP on "another host" (namespace `r`, the vxlan device itself
+//! standing in for the container), VNI 42 on port 4789 over an underlay.
+//!
 //! - vswitch: vswitchd on the switch cores; containers attached as TAP or
-//!   AF_XDP ports; the uplink is AF_XDP (generic XDP) on a veth.
+//!   AF_XDP ports; the uplink is AF_XDP (generic XDP) on a veth; for
+//!   `overlay`, a TAP moved into the remote host (the kernel's UDP-tunnel
+//!   GSO carries super-frames whole).
 //! - bridge: the Docker model, as `shared/anchors/baseline_a_docker_bridge.sh`
 //!   builds it: a "host" namespace with a Linux bridge per network, veth
 //!   pairs, ip_forward, br_netfilter and Docker 28's iptables ruleset with
@@ -17,7 +23,13 @@
 //!   ovs-vswitchd of the run's own, in a namespace, pinned to the switch
 //!   cores; TAP ports (created by OVS, moved into the containers) or AF_XDP
 //!   ports (PMD on the switch cores) on veth pairs; the gateway, routing and
-//!   conntrack NAT are OpenFlow rules; the uplink is an OVS TAP.
+//!   conntrack NAT are OpenFlow rules; the uplink is an OVS TAP. For
+//!   `overlay`, OVS's native tunnel: a vxlan port on the bridge, its local
+//!   endpoint the address of a second netdev bridge whose port is a veth to
+//!   the remote host (its offloads off: the anchor found OVS dropping the
+//!   kernel's partial outer checksums).
+//! - bridge, for `overlay`: flannel's data path: a vxlan device on the
+//!   container bridge, over a veth to the remote host.
 //!
 //! The port type applies to the containers' ports of vswitch and OVS; the
 //! Linux bridge has only veth pairs and is measured the same way for both.
@@ -38,6 +50,7 @@ pub enum Scenario {
     Routed,
     NatOut,
     NatIn,
+    Overlay,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -62,6 +75,7 @@ impl Scenario {
             Scenario::Routed => "routed",
             Scenario::NatOut => "nat-out",
             Scenario::NatIn => "nat-in",
+            Scenario::Overlay => "overlay",
         }
     }
 
@@ -119,10 +133,14 @@ pub struct Opts {
     pub spin_us: u32,
 }
 
-/// The networks (/24): the containers' first and second, and the outside.
+/// The networks (/24): the containers' first and second, the outside, and
+/// the underlay of the overlay (local VTEP .1, remote .2).
 const NET_A: [u8; 3] = [10, 210, 1];
 const NET_B: [u8; 3] = [10, 210, 2];
 const OUTSIDE: [u8; 3] = [10, 210, 200];
+const UNDERLAY: [u8; 3] = [10, 210, 250];
+const VNI: u32 = 42;
+const VXLAN_PORT: u16 = 4789;
 const GW_MAC: &str = "02:d2:01:00:00:01";
 const C1_MAC: &str = "02:d2:01:00:00:02";
 const C2_MAC: &str = "02:d2:01:00:00:03";
@@ -228,10 +246,38 @@ fn path_for(scenario: Scenario, c1: &str, c1_if: &str, peer: &str, peer_if: &str
 /// The peer of container 1 in `scenario`: (its network, host number).
 fn peer_of(scenario: Scenario) -> ([u8; 3], u8) {
     match scenario {
-        Scenario::L2 => (NET_A, 3),
+        Scenario::L2 | Scenario::Overlay => (NET_A, 3),
         Scenario::Routed => (NET_B, 2),
         Scenario::NatOut | Scenario::NatIn => (OUTSIDE, 2),
     }
+}
+
+/// The peer's interface: the kernel VTEP itself on the overlay's remote host.
+fn peer_link(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::Overlay => "vx0",
+        _ => "eth0",
+    }
+}
+
+/// Makes namespace `r` the remote host of the overlay: `link` its underlay
+/// interface (.2), and a kernel VTEP over it with the peer container's
+/// address (.3 of the overlay network) and MAC.
+fn remote_host(r: &str, link: &str) -> Result<(), SetupError> {
+    let rs = Some(r);
+    cmd::run(rs, &format!("ip addr add {}/24 dev {link}", ip(UNDERLAY, 2)))?;
+    cmd::run(rs, &format!("ip link set {link} up"))?;
+    cmd::run(
+        rs,
+        &format!(
+            "ip link add vx0 address {C2_MAC} type vxlan id {VNI} dstport {VXLAN_PORT} remote {} local {} dev {link}",
+            ip(UNDERLAY, 1),
+            ip(UNDERLAY, 2)
+        ),
+    )?;
+    cmd::run(rs, &format!("ip addr add {}/24 dev vx0", ip(NET_A, 3)))?;
+    cmd::run(rs, "ip link set vx0 up")?;
+    Ok(())
 }
 
 /// Makes `link` in namespace `x` the "outside" of the NAT scenarios:
@@ -304,6 +350,25 @@ fn vswitch(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Opts) -> Re
             vsctl(&format!("attach b {c2} --type {t} --ip {}", ip(NET_B, 2)))?;
             c2
         }
+        Scenario::Overlay => {
+            // The container was attached before the tunnel: again, for the
+            // overlay's MTU and super-frame size.
+            vsctl(&format!("detach a {c1}"))?;
+            let uplink = lab.name("up");
+            let r = lab.netns("r")?;
+            vsctl(&format!(
+                "add-uplink a {uplink} --type tap --netns {r} --ip {}/24 --gw {}",
+                ip(UNDERLAY, 1),
+                ip(UNDERLAY, 254)
+            ))?;
+            remote_host(&r, &uplink)?;
+            vsctl(&format!(
+                "add-vxlan a --vni {VNI} --port {VXLAN_PORT} --remote {}",
+                ip(UNDERLAY, 2)
+            ))?;
+            vsctl(&format!("attach a {c1} --type {t} --ip {}", ip(NET_A, 2)))?;
+            r
+        }
         Scenario::NatOut | Scenario::NatIn => {
             let uplink = lab.name("up");
             let x = lab.netns("x")?;
@@ -328,7 +393,14 @@ fn vswitch(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Opts) -> Re
             x
         }
     };
-    let mut path = path_for(scenario, &c1, "eth0", &peer, "eth0", ip(peer_net, peer_host));
+    let mut path = path_for(
+        scenario,
+        &c1,
+        "eth0",
+        &peer,
+        peer_link(scenario),
+        ip(peer_net, peer_host),
+    );
     path.switch_pid = Some(pid);
     Ok(path)
 }
@@ -454,6 +526,25 @@ fn bridge(scenario: Scenario, lab: &mut Lab) -> Result<Path, SetupError> {
             outside(&x, "eth0", true)?;
             x
         }
+        Scenario::Overlay => {
+            let r = lab.netns("r")?;
+            lab.veth(hs, "upl", &r, "eth0", None)?;
+            cmd::run(hs, &format!("ip addr add {}/24 dev upl", ip(UNDERLAY, 1)))?;
+            cmd::run(hs, "ip link set upl up")?;
+            remote_host(&r, "eth0")?;
+            cmd::run(
+                hs,
+                &format!(
+                    "ip link add vx0 type vxlan id {VNI} dstport {VXLAN_PORT} remote {} local {} dev upl",
+                    ip(UNDERLAY, 2),
+                    ip(UNDERLAY, 1)
+                ),
+            )?;
+            cmd::run(hs, "ip link set vx0 master br0 up")?;
+            // The overlay's MTU, as flannel gives its containers.
+            cmd::run(Some(&c1), "ip link set eth0 mtu 1450")?;
+            r
+        }
     };
     cmd::run(hs, "sysctl -qw net.ipv4.ip_forward=1")?;
     // Docker turns br_netfilter on, so bridged traffic crosses iptables too.
@@ -470,12 +561,22 @@ fn bridge(scenario: Scenario, lab: &mut Lab) -> Result<Path, SetupError> {
         "iptables-restore",
         &docker_rules(&bridges, scenario == Scenario::Routed),
     )?;
-    Ok(path_for(scenario, &c1, "eth0", &peer, "eth0", ip(peer_net, peer_host)))
+    Ok(path_for(
+        scenario,
+        &c1,
+        "eth0",
+        &peer,
+        peer_link(scenario),
+        ip(peer_net, peer_host),
+    ))
 }
 
 // ---- Open vSwitch, userspace datapath ----------------------------------------------
 
 const OVS_BRIDGE: &str = "vpbr";
+/// The underlay bridge of the overlay scenario (its internal port is the
+/// local tunnel endpoint).
+const OVS_UNDERLAY: &str = "vpul";
 const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 const UPLINK_OFPORT: u16 = 9;
 
@@ -499,7 +600,7 @@ fn ovs_flows(scenario: Scenario) -> String {
     let route = |mac: &str, port: u16| format!("mod_dl_src:{GW_MAC},mod_dl_dst:{mac},dec_ttl,output:{port}");
     let mut flows = Vec::new();
     match scenario {
-        Scenario::L2 => {}
+        Scenario::L2 | Scenario::Overlay => {}
         Scenario::Routed => {
             for (net, mac, port) in [(NET_A, C1_MAC, 1), (NET_B, C2_MAC, 2)] {
                 flows.push(format!(
@@ -646,7 +747,13 @@ fn ovs(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Opts) -> Result
     let c1_if = attach(lab, &c1, 1)?;
     container_addr(&c1, &c1_if, C1_MAC, ip(NET_A, 2), ip(NET_A, 1))?;
     let (peer_net, peer_host) = peer_of(scenario);
-    let (peer, peer_if) = if scenario.is_nat() {
+    let (peer, peer_if) = if scenario == Scenario::Overlay {
+        let r = lab.netns("r")?;
+        ovs_underlay(lab, &sw, &vsctl, &r)?;
+        // The overlay's MTU: OVS does not cut what does not fit.
+        cmd::run(Some(&c1), &format!("ip link set {c1_if} mtu 1450"))?;
+        (r, "vx0".to_string())
+    } else if scenario.is_nat() {
         let x = lab.netns("x")?;
         let tap = "t9";
         vsctl(&format!(
@@ -685,6 +792,37 @@ fn ovs(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Opts) -> Result
     let mut path = path_for(scenario, &c1, &c1_if, &peer, &peer_if, ip(peer_net, peer_host));
     path.switch_pid = pid;
     Ok(path)
+}
+
+/// OVS's native VXLAN toward remote host `r`: an underlay netdev bridge
+/// whose internal port carries the local endpoint and whose port is a veth
+/// to `r`, and a vxlan port on the container bridge (as the anchor builds
+/// it). A ping over the underlay lets OVS learn the remote's MAC.
+fn ovs_underlay(
+    lab: &mut Lab,
+    sw: &str,
+    vsctl: &dyn Fn(&str) -> Result<String, CmdError>,
+    r: &str,
+) -> Result<(), SetupError> {
+    let sws = Some(sw);
+    vsctl(&format!(
+        "add-br {OVS_UNDERLAY} -- set bridge {OVS_UNDERLAY} datapath_type=netdev"
+    ))?;
+    lab.veth(sws, "ul", r, "eth0", None)?;
+    cmd::run(sws, "ip link set ul up")?;
+    vsctl(&format!("add-port {OVS_UNDERLAY} ul"))?;
+    cmd::run(sws, &format!("ip addr add {}/24 dev {OVS_UNDERLAY}", ip(UNDERLAY, 1)))?;
+    cmd::run(sws, &format!("ip link set {OVS_UNDERLAY} up"))?;
+    remote_host(r, "eth0")?;
+    cmd::run(Some(r), "ethtool -K eth0 tx off")?;
+    vsctl(&format!(
+        "add-port {OVS_BRIDGE} vx -- set Interface vx type=vxlan ofport_request=5          options:remote_ip={} options:local_ip={} options:key={VNI}",
+        ip(UNDERLAY, 2),
+        ip(UNDERLAY, 1)
+    ))?;
+    cmd::sleep(Duration::from_secs(1))?;
+    cmd::run(sws, &format!("ping -c 2 -i 0.2 -W 1 -q {}", ip(UNDERLAY, 2)))?;
+    Ok(())
 }
 
 /// Waits until `link` exists in namespace `ns` (OVS creates its TAPs

@@ -33,7 +33,7 @@ fn a_short_vsperf_run_measures_every_scenario_and_cleans_up() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
 
     let cases = report["cases"].as_array().expect("cases");
-    assert_eq!(cases.len(), 8, "4 scenarios x 2 port types");
+    assert_eq!(cases.len(), 10, "5 scenarios x 2 port types");
     for case in cases {
         let name = format!("{} {}", case["case"]["scenario"], case["case"]["port"]);
         for (system, series) in case["systems"].as_object().expect("systems") {

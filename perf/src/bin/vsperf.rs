@@ -132,7 +132,13 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     };
     let scenarios = or_all(
         args.scenarios,
-        &[Scenario::L2, Scenario::Routed, Scenario::NatOut, Scenario::NatIn],
+        &[
+            Scenario::L2,
+            Scenario::Routed,
+            Scenario::NatOut,
+            Scenario::NatIn,
+            Scenario::Overlay,
+        ],
     );
     let ports = or_all(args.ports, &[PortKind::Tap, PortKind::Afxdp]);
     let systems = or_all(args.systems, &[System::Vswitch, System::Bridge, System::Ovs]);
