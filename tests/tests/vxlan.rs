@@ -119,6 +119,18 @@ fn talks_to_a_kernel_vtep(tag: &str, port: u16, udpcsum: bool) {
     assert!(c1.ping(REMOTE_IP, 3), "container -> container behind the kernel VTEP");
     assert!(remote.ns.ping(&ip, 3), "and back");
     assert!(c1.ping("10.171.0.1", 1), "the local gateway answers");
+    // The overlay bridge's own uplink is also its way out: masquerade to
+    // an address of the underlay, the answer routed back in beside the tunnel.
+    sw.ok(&["set-nat", "ov", "masquerade"]);
+    assert!(c1.ping(REMOTE_VTEP, 2), "out through the uplink, masqueraded");
+    let conns = sw.json(&["ct-show", "--bridge", "ov"]);
+    assert!(
+        (conns.as_array().unwrap().iter()).any(|c| c["reply"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("-> {LOCAL_VTEP}:")))),
+        "the connection left with the uplink address: {conns}"
+    );
+    assert!(c1.ping(REMOTE_IP, 1), "and the tunnel still carries the overlay");
 
     let server = remote.ns.iperf3_server(REMOTE_IP);
     let (gbps, bytes) = c1.iperf3(REMOTE_IP, 2, &[]);
