@@ -214,6 +214,10 @@ pub struct AddVxlan {
     /// Learn remote MACs from what arrives (default true).
     #[serde(default = "yes")]
     pub learn: bool,
+    /// Compute the outer UDP checksum on send (default: zero, as RFC 7348
+    /// allows over IPv4).
+    #[serde(default)]
+    pub udp_csum: bool,
 }
 
 fn yes() -> bool {
@@ -282,6 +286,9 @@ pub struct TunnelInfo {
     pub local_ip: Option<Ipv4Addr>,
     pub remotes: Vec<Ipv4Addr>,
     pub learn: bool,
+    /// The outer UDP checksum is computed on send.
+    #[serde(default)]
+    pub udp_csum: bool,
     /// How frames too large for one packet cross: "software segmentation".
     pub path: String,
     /// Static MACs (`fdb-add`) with their VTEP.

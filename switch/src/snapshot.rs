@@ -55,6 +55,8 @@ pub struct TunnelL2 {
     /// Where floods from local ports go (head-end replication).
     pub remotes: Vec<Ipv4Addr>,
     pub learn: bool,
+    /// Compute the outer UDP checksum on send.
+    pub udp_csum: bool,
     /// `fdb-add` entries: MAC -> VTEP; looked up before learned ones.
     pub statics: HashMap<[u8; 6], Ipv4Addr>,
     /// The largest inner frame (Ethernet header included) one underlay

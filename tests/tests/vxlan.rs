@@ -78,19 +78,24 @@ fn add_uplink(sw: &Switch, bridge: &str, iface: &str) {
 
 /// vswitchd with an overlay bridge over the remote host's underlay, and a
 /// container attached to it. Returns the container's address.
-fn overlay(sw: &Switch, remote: &RemoteHost, c1: &Netns, port: u16) -> String {
+fn overlay(sw: &Switch, remote: &RemoteHost, c1: &Netns, port: u16, udp_csum: bool) -> String {
     sw.ok(&["add-br", "ov", "--subnet", OVERLAY]);
     add_uplink(sw, "ov", &remote.uplink);
-    sw.ok(&[
+    let port = port.to_string();
+    let mut args = vec![
         "add-vxlan",
         "ov",
         "--vni",
         "42",
         "--port",
-        &port.to_string(),
+        &port,
         "--remote",
         REMOTE_VTEP,
-    ]);
+    ];
+    if udp_csum {
+        args.push("--udp-csum");
+    }
+    sw.ok(&args);
     let reply = sw.json(&["attach", "ov", &c1.name]);
     reply["ip"].as_str().expect("attach gives an address").to_string()
 }
@@ -109,7 +114,7 @@ fn talks_to_a_kernel_vtep(tag: &str, port: u16, udpcsum: bool) {
     let sw = Switch::start(tag, "0");
     let remote = RemoteHost::new(&format!("{tag}r"), port, udpcsum);
     let c1 = Netns::new(&format!("{tag}c"));
-    let ip = overlay(&sw, &remote, &c1, port);
+    let ip = overlay(&sw, &remote, &c1, port, udpcsum);
     assert_eq!(
         mtu(&c1, "eth0"),
         1450,
@@ -119,6 +124,21 @@ fn talks_to_a_kernel_vtep(tag: &str, port: u16, udpcsum: bool) {
     assert!(c1.ping(REMOTE_IP, 3), "container -> container behind the kernel VTEP");
     assert!(remote.ns.ping(&ip, 3), "and back");
     assert!(c1.ping("10.171.0.1", 1), "the local gateway answers");
+    // The outer UDP checksum as configured, as an independent parser sees it.
+    let capture = remote
+        .ns
+        .cmd("timeout")
+        .args(["3", "tcpdump", "-i", "eth0", "-nn", "-vv", "-l", "-c", "2"])
+        .arg(format!("udp port {port} and src host {LOCAL_VTEP}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(c1.ping(REMOTE_IP, 2));
+    let seen = String::from_utf8_lossy(&capture.wait_with_output().expect("tcpdump").stdout).into_owned();
+    let expected = if udpcsum { "[udp sum ok]" } else { "[no cksum]" };
+    assert!(seen.contains(expected), "outer checksum: expected {expected} in {seen}");
     // The overlay bridge's own uplink is also its way out: masquerade to
     // an address of the underlay, the answer routed back in beside the tunnel.
     sw.ok(&["set-nat", "ov", "masquerade"]);
@@ -204,7 +224,7 @@ fn malformed_vxlan_is_dropped_and_counted_and_the_tunnel_goes_on() {
     let mut sw = Switch::start("vxm", "0");
     let remote = RemoteHost::new("vxmr", 4789, true);
     let c1 = Netns::new("vxmc");
-    let ip = overlay(&sw, &remote, &c1, 4789);
+    let ip = overlay(&sw, &remote, &c1, 4789, false);
     assert!(c1.ping(REMOTE_IP, 2));
     send_from(
         &remote.ns,
@@ -504,4 +524,15 @@ fn a_tap_underlay_in_the_remote_hosts_namespace() {
         gso(&c1_port, "tx_gso_packets") > 0,
         "decapsulated super-frames reach the container whole"
     );
+
+    // With an outer checksum the frames are finished and encapsulated in
+    // software, also on this underlay.
+    sw.ok(&["del-vxlan", "ov"]);
+    sw.ok(&["add-vxlan", "ov", "--vni", "42", "--remote", REMOTE_VTEP, "--udp-csum"]);
+    assert_eq!(sw.json(&["vtep-show", "ov"])[0]["path"], "software segmentation");
+    let server = remote.iperf3_server(REMOTE_IP);
+    let (_, bytes) = c1.iperf3(REMOTE_IP, 1, &[]);
+    drop(server);
+    assert!(bytes > 1_000_000, "{bytes} bytes with outer checksums");
+    assert_eq!(remote.tcp_csum_errors(), 0);
 }

@@ -164,6 +164,9 @@ pub struct TunnelConfig {
     pub remotes: Vec<Ipv4Addr>,
     /// Learn remote MACs from what arrives.
     pub learn: bool,
+    /// Compute the outer UDP checksum on send (zero otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub udp_csum: bool,
     /// Remote MACs given by `fdb-add`, with their VTEP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub static_macs: Vec<(MacAddr, Ipv4Addr)>,
@@ -366,6 +369,7 @@ pub(super) mod tests {
                     underlay: None,
                     remotes: vec!["192.0.2.9".parse().unwrap()],
                     learn: true,
+                    udp_csum: true,
                     static_macs: vec![("02:00:00:00:00:09".parse().unwrap(), "192.0.2.9".parse().unwrap())],
                 }),
                 ports: vec![PortConfig {

@@ -131,6 +131,7 @@ impl Manager {
             underlay: self.bridges.get(underlay)?.slot,
             remotes: t.remotes.clone(),
             learn: t.learn,
+            udp_csum: t.udp_csum,
             statics: t.static_macs.iter().map(|(mac, vtep)| (mac.0, *vtep)).collect(),
             max_inner: mtu.saturating_sub(OVERHEAD - ETH_HDR_LEN),
         })

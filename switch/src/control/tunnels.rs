@@ -34,6 +34,7 @@ impl Manager {
             underlay,
             remotes,
             learn,
+            udp_csum,
         } = request;
         let br = self.bridge(&bridge)?;
         if let Some(t) = &br.vxlan {
@@ -67,6 +68,7 @@ impl Manager {
             underlay: underlay.filter(|u| *u != bridge),
             remotes: unique,
             learn,
+            udp_csum,
             static_macs: Vec::new(),
         };
         self.commit(|txn| {
@@ -188,7 +190,9 @@ impl Manager {
             local_ip: up.map(|u| u.ip),
             remotes: t.remotes.clone(),
             learn: t.learn,
-            path: if whole { GSO_PATH } else { SOFTWARE_PATH }.to_string(),
+            udp_csum: t.udp_csum,
+            // An outer checksum is computed over each whole packet here.
+            path: if whole && !t.udp_csum { GSO_PATH } else { SOFTWARE_PATH }.to_string(),
             static_macs: t.static_macs.clone(),
             learned_macs: learned,
         })

@@ -67,6 +67,7 @@ fn world() -> World {
         underlay: 1,
         remotes: vec![R1, R2],
         learn: true,
+        udp_csum: false,
         statics: Default::default(),
         max_inner: 1464,
     });

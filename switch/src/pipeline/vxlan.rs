@@ -260,7 +260,11 @@ fn encap(snap: &Snapshot, bridge: u32, vtep: std::net::Ipv4Addr, frame: &mut Fra
         ttl: TUNNEL_TTL,
         ident: 0,
         dont_frag: true,
-        csum: OuterCsum::Zero,
+        csum: if tunnel.udp_csum {
+            OuterCsum::Full
+        } else {
+            OuterCsum::Zero
+        },
     };
     let verdict = match up.neigh.lookup(hop, now_ms) {
         Some(mac) => {

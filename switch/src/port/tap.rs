@@ -21,7 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, PoisonError};
 
 use vswitch_ctl::MacAddr;
-use vswitch_vxlan::{write_headers, Outer, OVERHEAD};
+use vswitch_vxlan::{encapsulate, write_headers, Outer, OuterCsum, OVERHEAD};
 
 use super::{PortFault, PortIo};
 use crate::offload::{OffloadRequest, Segmenter};
@@ -89,8 +89,9 @@ pub struct TapSpec<'a> {
     pub netns: Option<&'a str>,
     /// MAC to give it; `None` keeps the kernel's random one.
     pub mac: Option<MacAddr>,
-    /// Ask for the kernel's UDP-tunnel GSO (an uplink that may carry
-    /// tunnels); without it in the kernel, the port goes on without.
+    /// An uplink that may carry tunnels: ask for the kernel's UDP-tunnel
+    /// GSO (without it in the kernel, the port goes on without) and keep a
+    /// buffer to encapsulate in.
     pub tunnel_gso: bool,
 }
 
@@ -99,8 +100,8 @@ pub struct TapPort {
     /// The kernel took the UDP-tunnel offloads: reads and writes carry the
     /// 24-byte header, and tunnel super-frames cross whole.
     tunnel_gso: bool,
-    /// Where a TCP super-frame for a tunnel is cut, one segment at a time
-    /// (allocated once, used only on that path).
+    /// Where a frame for a tunnel is cut or finished and encapsulated, one
+    /// piece at a time (allocated once, for uplinks only).
     segment: Mutex<Vec<u8>>,
 }
 
@@ -227,7 +228,12 @@ impl TapPort {
         let port = TapPort {
             file,
             tunnel_gso,
-            segment: Mutex::new(vec![0; MAX_FRAME_LEN]),
+            // Only an uplink sends tunnel frames; a container's TAP needs none.
+            segment: Mutex::new(if spec.tunnel_gso {
+                vec![0; MAX_FRAME_LEN]
+            } else {
+                Vec::new()
+            }),
         };
         Ok((port, mac))
     }
@@ -268,7 +274,10 @@ impl TapPort {
         let request = vnet.as_ref().map(OffloadRequest::from_vnet).unwrap_or_default();
         let mut headers = [0u8; OVERHEAD];
         let shift = |at: u16| u16::try_from(usize::from(at) + OVERHEAD).ok();
-        if request.gso.is_none() {
+        // An outer checksum covers the inner frame as it leaves: that one is
+        // finished here, below, with the rest.
+        let zero_csum = outer.csum == OuterCsum::Zero;
+        if request.gso.is_none() && zero_csum {
             let mut hdr = NO_OFFLOAD_HDR;
             if let Some((start, offset)) = request.csum {
                 let Some(start) = shift(start) else {
@@ -288,7 +297,7 @@ impl TapPort {
             return self.write_frame(&parts, OVERHEAD + inner.len(), false, counters);
         }
         // The kernel segments a tunnel super-frame itself, when it can.
-        let whole = (self.tunnel_gso && write_headers(&mut headers, outer, inner.len()).is_ok())
+        let whole = (self.tunnel_gso && zero_csum && write_headers(&mut headers, outer, inner.len()).is_ok())
             .then(|| {
                 let gso_type = VnetHdr::tunnel_gso_type(request.gso?)?;
                 let (start, offset) = request.csum?;
@@ -308,27 +317,33 @@ impl TapPort {
             ];
             return self.write_frame(&parts, OVERHEAD + inner.len(), true, counters);
         }
+        // Otherwise each segment (or the one frame) is finished here and
+        // encapsulated whole in the scratch buffer.
         let mut segments = match Segmenter::new(inner, request) {
             Ok(s) => s,
             Err(_) => return counters.drop(DropReason::TxSegmentError),
         };
         let mut buf = self.segment.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(next) = segments.next_into(&mut buf) {
+        if buf.len() <= OVERHEAD {
+            return counters.drop(DropReason::TxError);
+        }
+        while let Some(next) = segments.next_into(&mut buf[OVERHEAD..]) {
             let Ok(n) = next else {
                 return counters.drop(DropReason::TxSegmentError);
             };
-            if write_headers(&mut headers, outer, n).is_err() {
+            if encapsulate(&mut buf[..OVERHEAD + n], outer).is_err() {
                 return counters.drop(DropReason::TxOversize);
             }
             let parts = [
                 IoSlice::new(&NO_OFFLOAD_HDR),
                 IoSlice::new(self.extension(&PLAIN_EXTENSION)),
-                IoSlice::new(&headers),
-                IoSlice::new(&buf[..n]),
+                IoSlice::new(&buf[..OVERHEAD + n]),
             ];
             self.write_frame(&parts, OVERHEAD + n, false, counters);
         }
-        counters.tx_gso_packets.add(1);
+        if request.gso.is_some() {
+            counters.tx_gso_packets.add(1);
+        }
     }
 
     /// What follows the plain 12-byte header on this TAP: `ext` when it

@@ -196,6 +196,9 @@ enum Command {
         /// Do not learn remote MACs from the tunnel (only fdb-add entries are used).
         #[arg(long)]
         no_learn: bool,
+        /// Compute the outer UDP checksum on send (default: zero).
+        #[arg(long)]
+        udp_csum: bool,
     },
     /// Remove a bridge's tunnel.
     DelVxlan { bridge: String },
@@ -437,6 +440,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             underlay,
             remotes,
             no_learn,
+            udp_csum,
         } => Request::AddVxlan(AddVxlan {
             bridge,
             vni,
@@ -444,6 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             underlay,
             remotes,
             learn: !no_learn,
+            udp_csum,
         }),
         Command::DelVxlan { bridge } => Request::DelVxlan { bridge },
         Command::AddVtep { bridge, ip } => Request::AddVtep { bridge, ip },

@@ -53,8 +53,9 @@ fn print_tunnels(tunnels: &[TunnelInfo]) {
             _ => "no uplink".to_string(),
         };
         let learn = if t.learn { "learning" } else { "not learning" };
+        let csum = if t.udp_csum { ", outer UDP checksum" } else { "" };
         println!(
-            "bridge {}: vni {}, port {}, underlay {} ({local}), {learn}, {}",
+            "bridge {}: vni {}, port {}, underlay {} ({local}), {learn}{csum}, {}",
             t.bridge, t.vni, t.port, t.underlay, t.path
         );
         let remotes: Vec<String> = t.remotes.iter().map(|r| r.to_string()).collect();
