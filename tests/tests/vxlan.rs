@@ -30,26 +30,8 @@ impl RemoteHost {
         // AF_XDP on a veth gets what the peer leaves to "the hardware"
         // unfinished: the peer finishes its checksums itself (README).
         ns.tx_offload_off("eth0");
-        let port = port.to_string();
         let csum = if udpcsum { "udpcsum" } else { "noudpcsum" };
-        ns.ip(&[
-            "link",
-            "add",
-            "vx0",
-            "type",
-            "vxlan",
-            "id",
-            "42",
-            "dstport",
-            &port,
-            "remote",
-            LOCAL_VTEP,
-            "local",
-            REMOTE_VTEP,
-            "dev",
-            "eth0",
-            csum,
-        ]);
+        kernel_vtep(&ns, "eth0", REMOTE_VTEP, port, &[csum]);
         ns.add_addr("vx0", &format!("{REMOTE_IP}/24"));
         ns.ip(&["link", "set", "vx0", "up"]);
         RemoteHost {
@@ -74,6 +56,17 @@ fn add_uplink(sw: &Switch, bridge: &str, iface: &str) {
         "--mode",
         "generic",
     ]);
+}
+
+/// A kernel VTEP (VNI 42, to the local VTEP) named vx0 in `ns`, over `dev`.
+fn kernel_vtep(ns: &Netns, dev: &str, local: &str, port: impl std::fmt::Display, extra: &[&str]) {
+    let port = port.to_string();
+    let mut args = vec![
+        "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", &port, "remote", LOCAL_VTEP, "local", local,
+        "dev", dev,
+    ];
+    args.extend_from_slice(extra);
+    ns.ip(&args);
 }
 
 /// vswitchd with an overlay bridge over the remote host's underlay, and a
@@ -354,10 +347,7 @@ fn floods_reach_every_vtep_and_unicast_only_its_own() {
         ns.ip(&["link", "set", "eth0", "up"]);
         ns.add_addr("eth0", &format!("{vtep}/24"));
         ns.tx_offload_off("eth0");
-        ns.ip(&[
-            "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789", "remote", LOCAL_VTEP, "local", vtep,
-            "dev", "eth0",
-        ]);
+        kernel_vtep(&ns, "eth0", vtep, 4789, &[]);
         ns.add_addr("vx0", &format!("{ip}/24"));
         ns.ip(&["link", "set", "vx0", "up"]);
         (ns, vtep.to_string(), ip.to_string())
@@ -465,24 +455,7 @@ fn a_tap_underlay_in_the_remote_hosts_namespace() {
         "10.170.0.254",
     ]);
     remote.add_addr(&tap, &format!("{REMOTE_VTEP}/24"));
-    remote.ip(&[
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        "42",
-        "dstport",
-        "4789",
-        "remote",
-        LOCAL_VTEP,
-        "local",
-        REMOTE_VTEP,
-        "dev",
-        &tap,
-        "udpcsum",
-    ]);
+    kernel_vtep(&remote, &tap, REMOTE_VTEP, 4789, &["udpcsum"]);
     remote.add_addr("vx0", &format!("{REMOTE_IP}/24"));
     remote.ip(&["link", "set", "vx0", "up"]);
     sw.ok(&["add-vxlan", "ov", "--vni", "42", "--remote", REMOTE_VTEP]);
