@@ -464,6 +464,8 @@ fn a_tap_underlay_in_the_remote_hosts_namespace() {
         .ok(&["show"])
         .contains(&format!("in network namespace {}", remote.name)));
 
+    assert_eq!(mtu(&c1, "eth0"), 1450, "the underlay's MTU is read in its namespace");
+    assert!(!sw.log().contains("cannot read the underlay's MTU"), "{}", sw.log());
     assert!(c1.ping(REMOTE_IP, 3), "through a TAP underlay");
     assert!(remote.ping(&c1_ip, 2), "and back");
     let server = remote.iperf3_server(REMOTE_IP);

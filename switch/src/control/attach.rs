@@ -166,7 +166,7 @@ const OVERLAY_GSO_MAX_SIZE: u32 = 65_000;
 pub(super) fn overlay_mtu(desired: &DesiredState, name: &str) -> Option<u32> {
     let underlay = desired.bridge(name)?.underlay()?;
     let up = desired.bridge(underlay)?.uplink.as_ref()?;
-    let mtu = read_mtu(&up.iface).ok()?;
+    let mtu = read_mtu(up.netns.as_deref(), &up.iface).ok()?;
     // The container's MTU counts from its IP header: the whole overhead goes.
     u32::try_from(mtu.checked_sub(OVERHEAD)?).ok()
 }

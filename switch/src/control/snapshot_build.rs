@@ -118,7 +118,7 @@ impl Manager {
         let t = config.vxlan.as_ref()?;
         let underlay = config.underlay()?;
         let up = self.desired.bridge(underlay)?.uplink.as_ref()?;
-        let mtu = match read_mtu(&up.iface) {
+        let mtu = match read_mtu(up.netns.as_deref(), &up.iface) {
             Ok(mtu) => mtu,
             Err(err) => {
                 warn!(uplink = %up.iface, %err, "cannot read the underlay's MTU; assuming {DEFAULT_MTU}");

@@ -18,12 +18,36 @@ pub fn read_mac(ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// The MTU of interface `ifname` in vswitchd's namespace.
-pub fn read_mtu(ifname: &str) -> std::io::Result<usize> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))?;
-    text.trim()
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+/// The MTU of interface `ifname` in network namespace `netns` (None:
+/// vswitchd's own). Asked of the kernel with SIOCGIFMTU on a socket opened
+/// in that namespace: /sys/class/net shows only the namespace it was
+/// mounted in.
+pub fn read_mtu(netns: Option<&str>, ifname: &str) -> std::io::Result<usize> {
+    let ask = || -> std::io::Result<usize> {
+        let sock = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Datagram,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into
+        // the ifreq we own, on a socket we own.
+        if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFMTU, &mut req) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: SIOCGIFMTU filled the ifru_mtu member of the union.
+        let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+        usize::try_from(mtu).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    };
+    match netns {
+        None => ask(),
+        Some(ns) => netns::run_in(ns, ask).map_err(std::io::Error::other),
+    }
 }
 
 /// Interface names the kernel accepts: 1-15 bytes, no '/', ':' or whitespace,
