@@ -174,11 +174,6 @@ impl Manager {
             .collect()
     }
 
-    /// The configuration as it stands (as saved).
-    pub fn desired(&self) -> &DesiredState {
-        &self.desired
-    }
-
     /// The one way the configuration changes (see the module comment).
     /// `change` edits the copy and opens the devices of what it adds;
     /// nothing is applied unless it, the validation and the save succeed.
