@@ -211,9 +211,8 @@ impl TapPort {
             netns_fd: netns_file.as_ref().map(|f| f.as_raw_fd()),
             ifname: spec.netns.map(|_| spec.ifname),
             mac: spec.mac.map(|m| m.0),
-            mtu: None,
-            gso_max_size: None,
             up: true,
+            ..Default::default()
         };
         netlink::set_link(&change).map_err(|source| {
             if source.raw_os_error() == Some(libc::EEXIST) {

@@ -177,9 +177,8 @@ impl VethPair {
             netns_fd: Some(netns_file.as_raw_fd()),
             ifname: Some(ifname),
             mac: Some(mac.0),
-            mtu: None,
-            gso_max_size: None,
             up: true,
+            ..Default::default()
         };
         netlink::set_link(&change).map_err(|source| {
             if source.raw_os_error() == Some(libc::EEXIST) {
