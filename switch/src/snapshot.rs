@@ -121,6 +121,9 @@ pub struct Snapshot {
     pub bridges: Vec<Option<BridgeSlot>>,
     /// For each poll thread, the port slots it reads.
     pub rx_assign: Vec<Vec<u32>>,
+    /// Some bridge has a tunnel: only then does a batch pass the tunnel
+    /// stage's outbound step.
+    pub tunnels: bool,
 }
 
 impl Snapshot {

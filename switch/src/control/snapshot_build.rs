@@ -57,6 +57,7 @@ impl Manager {
         for b in snap.bridges.iter_mut().flatten() {
             b.ports.sort_unstable();
         }
+        snap.tunnels = snap.bridges.iter().flatten().any(|b| b.tunnel.is_some());
         live_slots.sort_unstable();
         let threads = self.pmds.len().max(1);
         snap.rx_assign = vec![Vec::new(); threads];

@@ -214,3 +214,55 @@ fn names() {
     assert!(!valid_name("a/b", 32));
     assert!(!valid_name(&"x".repeat(33), 32));
 }
+
+#[test]
+fn tunnel_requests_that_cannot_work_are_refused_with_the_reason() {
+    let dir = temp_dir("tunnel");
+    let mut m = manager(&dir);
+    m.handle(add_br("ov", "10.1.0.0/24")).unwrap();
+    let vxlan = |vni: u32, underlay: Option<&str>, remotes: &[&str]| {
+        Request::AddVxlan(vswitch_ctl::AddVxlan {
+            bridge: "ov".into(),
+            vni,
+            port: None,
+            underlay: underlay.map(Into::into),
+            remotes: remotes.iter().map(|r| r.parse().unwrap()).collect(),
+            learn: true,
+            udp_csum: false,
+        })
+    };
+    let refused = |m: &mut Manager, r: Request| error_chain(&m.handle(r).unwrap_err());
+    assert_eq!(
+        refused(&mut m, vxlan(42, None, &[])),
+        "the tunnel of bridge 'ov' needs the uplink of bridge 'ov' (add-uplink first; del-vxlan before removing it)"
+    );
+    assert_eq!(
+        refused(&mut m, vxlan(42, Some("nope"), &[])),
+        "bridge 'nope' does not exist"
+    );
+    assert_eq!(
+        refused(&mut m, vxlan(1 << 24, None, &[])),
+        "vni must be between 0 and 16777215, not 16777216"
+    );
+    assert_eq!(
+        refused(&mut m, vxlan(42, None, &["224.0.0.1"])),
+        "224.0.0.1 cannot be a remote VTEP (one unicast host address)"
+    );
+    let vtep: std::net::Ipv4Addr = "192.0.2.9".parse().unwrap();
+    assert_eq!(
+        refused(
+            &mut m,
+            Request::AddVtep {
+                bridge: "ov".into(),
+                ip: vtep
+            }
+        ),
+        "bridge 'ov' has no tunnel (add-vxlan)"
+    );
+    assert!(
+        m.desired.bridge("ov").unwrap().vxlan.is_none(),
+        "nothing was half-added"
+    );
+    assert_eq!(m.vtep_show(None).unwrap(), Vec::new());
+    fs::remove_dir_all(dir).unwrap();
+}

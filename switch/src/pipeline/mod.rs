@@ -169,7 +169,9 @@ pub fn run_batch(
             other => other,
         };
     }
-    vxlan::to_tunnels(&ingress, batch, pool, &mut scratch.verdicts);
+    if snap.tunnels {
+        vxlan::to_tunnels(&ingress, batch, pool, &mut scratch.verdicts);
+    }
     hold_unresolved(snap, in_slot, counters, batch, pool, scratch, now_ms);
     dispatch(snap, thread, Some(counters), batch, scratch);
 }

@@ -61,6 +61,7 @@ fn world() -> World {
         }),
         nat: None,
     });
+    w.snap.tunnels = true;
     w.snap.bridges[0].as_mut().unwrap().tunnel = Some(TunnelL2 {
         vni: vni(),
         port: IANA_PORT,

@@ -29,7 +29,7 @@ use crate::packet::{Batch, Frame, PacketPool, VnetHdr, MAX_FRAME_LEN, VNET_HDR_L
 use crate::stats::{DropReason, PortCounters};
 use crate::sys::netlink::{self, LinkChange};
 use crate::sys::netns::{self, NetnsError};
-use crate::sys::{read_mac, valid_ifname};
+use crate::sys::{ifreq_with_name, read_mac, valid_ifname};
 
 /// Offloads we accept from the kernel: frames may carry partial checksums and
 /// be TCP super-frames; we pass the header through to the receiving TAP.
@@ -103,15 +103,6 @@ pub struct TapPort {
     /// Where a frame for a tunnel is cut or finished and encapsulated, one
     /// piece at a time (allocated once, for uplinks only).
     segment: Mutex<Vec<u8>>,
-}
-
-fn ifreq_with_name(name: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
-        *dst = src as libc::c_char;
-    }
-    req
 }
 
 fn ifreq_name(req: &libc::ifreq) -> String {

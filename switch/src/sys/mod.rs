@@ -18,6 +18,17 @@ pub fn read_mac(ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// An `ifreq` naming interface `name` (cut to what the kernel takes), the
+/// rest zero, for the interface ioctls.
+pub fn ifreq_with_name(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        *dst = src as libc::c_char;
+    }
+    req
+}
+
 /// The MTU of interface `ifname` in network namespace `netns` (None:
 /// vswitchd's own). Asked of the kernel with SIOCGIFMTU on a socket opened
 /// in that namespace: /sys/class/net shows only the namespace it was
@@ -30,11 +41,7 @@ pub fn read_mtu(netns: Option<&str>, ifname: &str) -> std::io::Result<usize> {
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        // SAFETY: ifreq is plain old data; all-zero is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
-            *dst = src as libc::c_char;
-        }
+        let mut req = ifreq_with_name(ifname);
         // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into
         // the ifreq we own, on a socket we own.
         if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFMTU, &mut req) } < 0 {

@@ -85,11 +85,7 @@ fn ethtool_socket() -> io::Result<OwnedFd> {
 
 /// SIOCETHTOOL on `ifname` with `data` (a struct starting with `cmd`).
 fn ethtool(sock: &OwnedFd, ifname: &str, data: &mut [u32]) -> io::Result<()> {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
-        *dst = src as libc::c_char;
-    }
+    let mut req = super::ifreq_with_name(ifname);
     req.ifr_ifru.ifru_data = data.as_mut_ptr().cast();
     // SAFETY: the kernel reads and writes at most the command's struct,
     // which the caller sized `data` for; both live across the call.
