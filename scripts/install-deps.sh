@@ -4,8 +4,10 @@
 set -euo pipefail
 
 # netsniff-ng (trafgen) and openvswitch-switch are for vsperf: the frame
-# generator, and the Open vSwitch it compares against.
-packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch)
+# generator, and the Open vSwitch it compares against. etcd-server is the
+# cluster's store (the tests start their own); protobuf-compiler builds the
+# etcd client's protocol.
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     # wanted (where systemd runs, the package starts it).
     if [[ " ${missing[*]} " == *" openvswitch-switch "* ]] && [ -d /run/systemd/system ]; then
         systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
+    fi
+    # Likewise etcd: tests and the cluster demo start their own members.
+    if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
 fi
 

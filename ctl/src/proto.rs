@@ -195,6 +195,48 @@ pub enum Request {
         #[serde(default)]
         bridge: Option<String>,
     },
+    /// Defines an overlay network for every host of the cluster (etcd).
+    NetCreate(NetCreate),
+    NetDelete {
+        name: String,
+    },
+    /// The cluster's overlay networks and the hosts' slices of them.
+    NetList,
+    /// This host's part in the cluster: connection, lease, slices, VTEPs.
+    ClusterStatus,
+    /// Leaves the cluster at once (lease revoked): other hosts drop this one.
+    ClusterLeave,
+    /// Joins again after `cluster-leave`.
+    ClusterJoin,
+}
+
+impl Request {
+    /// Requests the cluster agent answers, not the switch's manager.
+    pub fn is_cluster(&self) -> bool {
+        matches!(
+            self,
+            Request::NetCreate(_)
+                | Request::NetDelete { .. }
+                | Request::NetList
+                | Request::ClusterStatus
+                | Request::ClusterLeave
+                | Request::ClusterJoin
+        )
+    }
+}
+
+/// The fields of `Request::NetCreate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetCreate {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub vni: u32,
+    /// The size of each host's slice (default 24).
+    #[serde(default)]
+    pub host_prefix: Option<u8>,
+    /// The VXLAN UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// The fields of `Request::AddVxlan`.
@@ -271,6 +313,64 @@ pub enum Reply {
     CtStats(CtStatsInfo),
     Flushed(usize),
     Vteps(Vec<TunnelInfo>),
+    Networks(Vec<NetworkInfo>),
+    /// None: this vswitchd was started without `--cluster`.
+    Cluster(Option<Box<ClusterInfo>>),
+}
+
+/// A cluster-wide overlay network, for `net-list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub vni: u32,
+    pub host_prefix: u8,
+    pub port: u16,
+    /// The hosts holding a slice, with their VTEP address when known.
+    pub hosts: Vec<HostSlice>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSlice {
+    pub node: String,
+    pub slice: Ipv4Net,
+    pub vtep: Option<Ipv4Addr>,
+}
+
+/// This host's view of the cluster, for `cluster-status` and `show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node: String,
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// "connecting", "connected", "unreachable" or "left".
+    pub state: String,
+    /// Why the cluster is not reachable, or what is missing locally.
+    pub detail: Option<String>,
+    /// The etcd lease this host's records live under, and its TTL.
+    pub lease: Option<i64>,
+    pub ttl_secs: u64,
+    /// The bridge whose uplink carries the overlay, and its address.
+    pub underlay: Option<String>,
+    pub vtep: Option<Ipv4Addr>,
+    /// Seconds since the last full read of the cluster's state.
+    pub synced_secs_ago: Option<u64>,
+    /// Full reads of the cluster's state since start (1 + reconnections).
+    pub resyncs: u64,
+    /// Watch events applied since start.
+    pub events: u64,
+    pub networks: Vec<LocalNetwork>,
+}
+
+/// One cluster network as this host runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalNetwork {
+    pub name: String,
+    pub slice: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    /// "ready", or what is in the way.
+    pub state: String,
+    pub remotes: Vec<Ipv4Addr>,
 }
 
 /// A bridge's VXLAN tunnel, for `vtep-show`.

@@ -11,6 +11,9 @@ use clap::Parser;
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 use tracing::{info, Level};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use vswitch::clock;
 use vswitch::control::config::DesiredState;
@@ -18,10 +21,13 @@ use vswitch::control::{socket, Manager};
 use vswitch::cores::{check_available, parse_core_list};
 use vswitch::pmd::{self, PmdParams};
 use vswitch::snapshot::{Snapshot, SnapshotCell};
+use vswitch_cluster::ClusterConfig;
 use vswitch_nat::table::{ConnTable, Timeouts};
 
 /// How often learned MACs and neighbours are checked for aging.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
+/// How long a stopping vswitchd waits for etcd to drop its records.
+const CLUSTER_LEAVE_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(
@@ -57,13 +63,45 @@ struct Args {
     /// Seconds an established TCP connection is tracked without traffic.
     #[arg(long, default_value_t = 432_000, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     ct_tcp_established_timeout: u64,
+    /// Join a cluster: etcd client URLs, comma-separated (http://IP:2379,http://IP2:2379).
+    #[arg(long, value_delimiter = ',', requires = "node")]
+    cluster: Vec<String>,
+    /// This host's name in the cluster (with --cluster).
+    #[arg(long)]
+    node: Option<String>,
+    /// Every key the cluster keeps in etcd starts with this.
+    #[arg(long, default_value = "/vswitch/")]
+    cluster_prefix: String,
+    /// Seconds this host's records outlive it in etcd when it dies.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    cluster_ttl: u64,
+    /// The bridge whose uplink carries the overlay (default: the only bridge with an uplink).
+    #[arg(long)]
+    cluster_underlay: Option<String>,
+}
+
+/// The cluster agent's way into the switch: the control protocol, in-process.
+struct ManagerControl(Arc<Mutex<Manager>>);
+
+impl vswitch_cluster::Control for ManagerControl {
+    fn call(&self, request: vswitch_ctl::Request) -> Result<vswitch_ctl::Reply, String> {
+        match socket::answer(&self.0, request) {
+            vswitch_ctl::Response::Ok { result } => Ok(result),
+            vswitch_ctl::Response::Error { message } => Err(message),
+        }
+    }
 }
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
+    // The etcd client's transport (tonic, h2, hyper, tower) logs every
+    // frame at debug: keep it to warnings whatever our own level is.
+    let filter = Targets::new()
+        .with_default(args.log_level)
+        .with_targets(["h2", "hyper", "hyper_util", "tonic", "tower"].map(|t| (t, Level::WARN)));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     if let Err(err) = run(args) {
         tracing::error!("{err:#}");
@@ -146,11 +184,35 @@ fn run(args: Args) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(manager));
 
     let listener = socket::bind(&args.socket)?;
+    let cluster = match &args.node {
+        Some(node) if !args.cluster.is_empty() => {
+            let cfg = ClusterConfig {
+                endpoints: args.cluster.clone(),
+                node: node.clone(),
+                prefix: args.cluster_prefix.clone(),
+                ttl: Duration::from_secs(args.cluster_ttl),
+                underlay: args.cluster_underlay.clone(),
+                state_dir: args.state_dir.clone(),
+            };
+            cfg.check().map_err(anyhow::Error::msg)?;
+            let handle = vswitch_cluster::spawn(cfg, Arc::new(ManagerControl(manager.clone())))
+                .context("cannot start the cluster agent")?;
+            info!(node = %node, endpoints = ?args.cluster, "cluster agent started");
+            Some(handle)
+        }
+        Some(_) => bail!("--node needs --cluster"),
+        None => None,
+    };
     {
         let manager = manager.clone();
+        let cluster = cluster.clone();
+        let handler: socket::Handler = Arc::new(move |request| match &cluster {
+            Some(agent) if request.is_cluster() => agent.answer(request),
+            _ => socket::answer(&manager, request),
+        });
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || socket::serve(listener, manager))?;
+            .spawn(move || socket::serve(listener, handler))?;
     }
     {
         let manager = manager.clone();
@@ -176,6 +238,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let signal = signals.wait().context("waiting for signals")?;
     info!(?signal, "shutting down");
+    if let Some(agent) = &cluster {
+        agent.shutdown(CLUSTER_LEAVE_LIMIT);
+    }
     stop.store(true, Ordering::Relaxed);
     for pmd in &pmds {
         pmd.wake();

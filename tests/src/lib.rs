@@ -11,6 +11,8 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A name no other test (or test run) uses.
@@ -301,7 +303,8 @@ impl Switch {
         Switch::launch_new(tag, cores, &[], args)
     }
 
-    fn launch_new(tag: &str, cores: &str, wrapper: &[&str], args: &[&str]) -> Switch {
+    /// Starts vswitchd under `wrapper` with extra arguments.
+    pub fn launch_new(tag: &str, cores: &str, wrapper: &[&str], args: &[&str]) -> Switch {
         let dir = std::env::temp_dir().join(unique(tag));
         std::fs::create_dir_all(&dir).expect("test dir");
         let mut sw = Switch {
@@ -373,6 +376,22 @@ impl Switch {
     /// kill -9, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as a clean stop would; waits for the process to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -93,6 +93,13 @@ impl Manager {
             Request::FdbAdd { bridge, mac, vtep } => done(self.fdb_add(&bridge, mac, vtep)),
             Request::FdbDel { bridge, mac } => done(self.fdb_del(&bridge, mac)),
             Request::VtepShow { bridge } => self.vtep_show(bridge.as_deref()).map(Reply::Vteps),
+            // Answered by the cluster agent when vswitchd runs one.
+            Request::ClusterStatus => Ok(Reply::Cluster(None)),
+            Request::NetCreate(_)
+            | Request::NetDelete { .. }
+            | Request::NetList
+            | Request::ClusterLeave
+            | Request::ClusterJoin => Err(ControlError::NoCluster),
         }
     }
 }

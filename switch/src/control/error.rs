@@ -12,6 +12,8 @@ use crate::sys::netns::NetnsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    #[error("this vswitchd is not in a cluster (start it with --cluster http://IP:2379 --node NAME)")]
+    NoCluster,
     #[error("bridge name '{0}' is not valid (1-32 characters: letters, digits, '.', '-', '_')")]
     BadBridgeName(String),
     #[error("port name '{0}' is not valid (1-15 characters: letters, digits, '.', '-', '_')")]

@@ -1,6 +1,8 @@
 //! The control socket: one JSON request per line in, one response per line
-//! out. Each connection gets a thread; requests are applied one at a time
-//! under the manager's lock, so two vsctl calls never interleave a change.
+//! out. Each connection gets a thread; the switch's requests are applied one
+//! at a time under the manager's lock ([`answer`]), so two vsctl calls never
+//! interleave a change. vswitchd may route some requests elsewhere (the
+//! cluster agent's) through the [`Handler`] it serves with.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -51,14 +53,17 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     UnixListener::bind(path).map_err(bind_err)
 }
 
+/// What answers a parsed request.
+pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+
 /// Accepts connections until the process ends.
-pub fn serve(listener: UnixListener, manager: Arc<Mutex<Manager>>) {
+pub fn serve(listener: UnixListener, handler: Handler) {
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                let manager = manager.clone();
+                let handler = handler.clone();
                 let spawned = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-                    if let Err(err) = serve_connection(stream, &manager) {
+                    if let Err(err) = serve_connection(stream, &handler) {
                         debug!(%err, "control connection ended");
                     }
                 });
@@ -71,15 +76,17 @@ pub fn serve(listener: UnixListener, manager: Arc<Mutex<Manager>>) {
     }
 }
 
-fn answer(manager: &Mutex<Manager>, line: &str) -> Response {
-    let request: Request = match serde_json::from_str(line) {
-        Ok(request) => request,
-        Err(err) => {
-            return Response::Error {
-                message: format!("bad request: {err}"),
-            }
-        }
-    };
+fn parse_and_answer(handler: &Handler, line: &str) -> Response {
+    match serde_json::from_str(line) {
+        Ok(request) => handler(request),
+        Err(err) => Response::Error {
+            message: format!("bad request: {err}"),
+        },
+    }
+}
+
+/// The switch's answer to a request, under the manager's lock.
+pub fn answer(manager: &Mutex<Manager>, request: Request) -> Response {
     let mut manager = manager.lock().unwrap_or_else(PoisonError::into_inner);
     match manager.handle(request) {
         Ok(result) => Response::Ok { result },
@@ -89,7 +96,7 @@ fn answer(manager: &Mutex<Manager>, line: &str) -> Response {
     }
 }
 
-fn serve_connection(stream: UnixStream, manager: &Mutex<Manager>) -> io::Result<()> {
+fn serve_connection(stream: UnixStream, handler: &Handler) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
@@ -104,7 +111,7 @@ fn serve_connection(stream: UnixStream, manager: &Mutex<Manager>) -> io::Result<
                 message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
             }
         } else {
-            answer(manager, line.trim())
+            parse_and_answer(handler, line.trim())
         };
         let mut out = serde_json::to_string(&response).map_err(io::Error::other)?;
         out.push('\n');

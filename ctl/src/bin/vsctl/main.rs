@@ -14,12 +14,13 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use vswitch_ctl::{
-    AddPort, AddVxlan, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request, Response, XdpModeRequest,
-    DEFAULT_SOCKET,
+    AddPort, AddVxlan, Ipv4Net, MacAddr, NetCreate, PublishRule, Reply, Request, Response, DEFAULT_SOCKET,
 };
 
+mod args;
 mod print;
-use print::print_reply;
+use args::{parse_cidr, parse_ip_choice, parse_target, CliNatProto, CliPortType, CliXdpMode, IpChoice, NatMode};
+use print::{print_cluster, print_reply};
 
 #[derive(Parser)]
 #[command(name = "vsctl", version, about = "Configure and inspect vswitchd")]
@@ -222,92 +223,33 @@ enum Command {
     },
     /// Show tunnels: VNI, port, underlay, remote VTEPs, MACs.
     VtepShow { bridge: Option<String> },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum NatMode {
-    Masquerade,
-    Off,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum CliNatProto {
-    Tcp,
-    Udp,
-}
-
-impl From<CliNatProto> for NatProto {
-    fn from(p: CliNatProto) -> Self {
-        match p {
-            CliNatProto::Tcp => NatProto::Tcp,
-            CliNatProto::Udp => NatProto::Udp,
-        }
-    }
-}
-
-fn parse_target(text: &str) -> Result<(Ipv4Addr, u16), String> {
-    let bad = || format!("'{text}' is not an address and port like 10.20.0.5:80");
-    let (ip, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    Ok((ip.parse().map_err(|_| bad())?, port.parse().map_err(|_| bad())?))
-}
-
-fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
-    let bad = || format!("'{text}' is not an address with a prefix length, like 192.0.2.10/24");
-    let (ip, prefix) = text.split_once('/').ok_or_else(bad)?;
-    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-    if !(1..=30).contains(&prefix) {
-        return Err(bad());
-    }
-    Ok((ip.parse().map_err(|_| bad())?, prefix))
-}
-
-#[derive(Clone, Copy)]
-enum IpChoice {
-    Auto,
-    Fixed(Ipv4Addr),
-}
-
-fn parse_ip_choice(text: &str) -> Result<IpChoice, String> {
-    if text == "auto" {
-        return Ok(IpChoice::Auto);
-    }
-    text.parse()
-        .map(IpChoice::Fixed)
-        .map_err(|_| format!("'{text}' is neither 'auto' nor an IPv4 address"))
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum CliPortType {
-    Tap,
-    Afxdp,
-    Internal,
-}
-
-impl From<CliPortType> for PortType {
-    fn from(t: CliPortType) -> Self {
-        match t {
-            CliPortType::Tap => PortType::Tap,
-            CliPortType::Afxdp => PortType::Afxdp,
-            CliPortType::Internal => PortType::Internal,
-        }
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum CliXdpMode {
-    Auto,
-    Native,
-    Generic,
-}
-
-impl From<CliXdpMode> for XdpModeRequest {
-    fn from(m: CliXdpMode) -> Self {
-        match m {
-            CliXdpMode::Auto => XdpModeRequest::Auto,
-            CliXdpMode::Native => XdpModeRequest::Native,
-            CliXdpMode::Generic => XdpModeRequest::Generic,
-        }
-    }
+    /// Define an overlay network for every host of the cluster (vswitchd --cluster).
+    NetCreate {
+        name: String,
+        /// The network's subnet; each host serves one slice of it.
+        #[arg(long)]
+        subnet: Ipv4Net,
+        /// The VXLAN network identifier, 1 to 16777215.
+        #[arg(long)]
+        vni: u32,
+        /// The size of each host's slice.
+        #[arg(long, default_value_t = 24, value_name = "LEN")]
+        host_prefix: u8,
+        /// The VXLAN UDP port.
+        #[arg(long, default_value_t = 4789)]
+        port: u16,
+    },
+    /// Delete a cluster network (every host removes its bridge).
+    NetDelete { name: String },
+    /// List the cluster's networks and which host holds which slice.
+    NetList,
+    /// This host's part in the cluster: connection, lease, underlay, slices.
+    #[command(alias = "cluster-show")]
+    ClusterStatus,
+    /// Leave the cluster now: the other hosts drop this one at once.
+    ClusterLeave,
+    /// Join the cluster again after cluster-leave.
+    ClusterJoin,
 }
 
 fn main() -> ExitCode {
@@ -456,7 +398,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FdbAdd { bridge, mac, vtep } => Request::FdbAdd { bridge, mac, vtep },
         Command::FdbDel { bridge, mac } => Request::FdbDel { bridge, mac },
         Command::VtepShow { bridge } => Request::VtepShow { bridge },
+        Command::NetCreate {
+            name,
+            subnet,
+            vni,
+            host_prefix,
+            port,
+        } => Request::NetCreate(NetCreate {
+            name,
+            subnet,
+            vni,
+            host_prefix: Some(host_prefix),
+            port: Some(port),
+        }),
+        Command::NetDelete { name } => Request::NetDelete { name },
+        Command::NetList => Request::NetList,
+        Command::ClusterStatus => Request::ClusterStatus,
+        Command::ClusterLeave => Request::ClusterLeave,
+        Command::ClusterJoin => Request::ClusterJoin,
     };
+    let show = matches!(request, Request::Show);
     let reply = call(&cli.socket, &request)?;
     if cli.json {
         let value = serde_json::to_value(&reply)?;
@@ -465,6 +426,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     print_reply(&reply);
+    if show {
+        // `show` ends with the cluster's state when vswitchd is in one.
+        if let Reply::Cluster(Some(info)) = call(&cli.socket, &Request::ClusterStatus)? {
+            print_cluster(&info);
+        }
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! How vsctl prints each reply for people (`--json` prints the data as it
 //! came instead).
 
-use vswitch_ctl::{BridgeInfo, FdbEntry, NeighEntry, PmdStats, PortStats, Reply, TunnelInfo};
+use vswitch_ctl::{BridgeInfo, ClusterInfo, FdbEntry, NeighEntry, NetworkInfo, PmdStats, PortStats, Reply, TunnelInfo};
 
 pub fn print_reply(reply: &Reply) {
     match reply {
@@ -43,6 +43,58 @@ pub fn print_reply(reply: &Reply) {
         ),
         Reply::Flushed(n) => println!("{n} connections flushed"),
         Reply::Vteps(tunnels) => print_tunnels(tunnels),
+        Reply::Networks(nets) => print_networks(nets),
+        Reply::Cluster(Some(info)) => print_cluster(info),
+        Reply::Cluster(None) => println!("not in a cluster (vswitchd was started without --cluster)"),
+    }
+}
+
+fn print_networks(nets: &[NetworkInfo]) {
+    for n in nets {
+        println!(
+            "{}: subnet {}, vni {}, port {}, /{} per host, {} host(s)",
+            n.name,
+            n.subnet,
+            n.vni,
+            n.port,
+            n.host_prefix,
+            n.hosts.len()
+        );
+        for h in &n.hosts {
+            let vtep = h
+                .vtep
+                .map_or_else(|| "no VTEP yet".to_string(), |ip| format!("vtep {ip}"));
+            println!("  {} {} ({vtep})", h.slice, h.node);
+        }
+    }
+}
+
+pub fn print_cluster(c: &ClusterInfo) {
+    let detail = c.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    println!("cluster: node {} {}{detail}", c.node, c.state);
+    println!("  etcd {} prefix {}", c.endpoints.join(","), c.prefix);
+    let lease = c.lease.map_or_else(|| "none".to_string(), |l| format!("{l:x}"));
+    let synced = c
+        .synced_secs_ago
+        .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"));
+    println!(
+        "  lease {lease} (ttl {}s), last full read {synced}, {} full read(s), {} event(s)",
+        c.ttl_secs, c.resyncs, c.events
+    );
+    match (&c.underlay, c.vtep) {
+        (Some(bridge), Some(ip)) => println!("  underlay {bridge}, vtep {ip}"),
+        _ => println!("  no underlay yet"),
+    }
+    for n in &c.networks {
+        let slice = n.slice.map_or_else(|| "no slice".to_string(), |s| s.to_string());
+        let gw = n.gateway.map(|g| format!(" gateway {g}")).unwrap_or_default();
+        let remotes: Vec<String> = n.remotes.iter().map(ToString::to_string).collect();
+        println!(
+            "  network {}: slice {slice}{gw}, {}, remotes [{}]",
+            n.name,
+            n.state,
+            remotes.join(", ")
+        );
     }
 }
 

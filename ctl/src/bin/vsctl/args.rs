@@ -1,0 +1,91 @@
+//! Argument types and parsers of vsctl's command line.
+
+use std::net::Ipv4Addr;
+
+use vswitch_ctl::{NatProto, PortType, XdpModeRequest};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NatMode {
+    Masquerade,
+    Off,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CliNatProto {
+    Tcp,
+    Udp,
+}
+
+impl From<CliNatProto> for NatProto {
+    fn from(p: CliNatProto) -> Self {
+        match p {
+            CliNatProto::Tcp => NatProto::Tcp,
+            CliNatProto::Udp => NatProto::Udp,
+        }
+    }
+}
+
+pub fn parse_target(text: &str) -> Result<(Ipv4Addr, u16), String> {
+    let bad = || format!("'{text}' is not an address and port like 10.20.0.5:80");
+    let (ip, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    Ok((ip.parse().map_err(|_| bad())?, port.parse().map_err(|_| bad())?))
+}
+
+pub fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("'{text}' is not an address with a prefix length, like 192.0.2.10/24");
+    let (ip, prefix) = text.split_once('/').ok_or_else(bad)?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    if !(1..=30).contains(&prefix) {
+        return Err(bad());
+    }
+    Ok((ip.parse().map_err(|_| bad())?, prefix))
+}
+
+#[derive(Clone, Copy)]
+pub enum IpChoice {
+    Auto,
+    Fixed(Ipv4Addr),
+}
+
+pub fn parse_ip_choice(text: &str) -> Result<IpChoice, String> {
+    if text == "auto" {
+        return Ok(IpChoice::Auto);
+    }
+    text.parse()
+        .map(IpChoice::Fixed)
+        .map_err(|_| format!("'{text}' is neither 'auto' nor an IPv4 address"))
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CliPortType {
+    Tap,
+    Afxdp,
+    Internal,
+}
+
+impl From<CliPortType> for PortType {
+    fn from(t: CliPortType) -> Self {
+        match t {
+            CliPortType::Tap => PortType::Tap,
+            CliPortType::Afxdp => PortType::Afxdp,
+            CliPortType::Internal => PortType::Internal,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CliXdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+impl From<CliXdpMode> for XdpModeRequest {
+    fn from(m: CliXdpMode) -> Self {
+        match m {
+            CliXdpMode::Auto => XdpModeRequest::Auto,
+            CliXdpMode::Native => XdpModeRequest::Native,
+            CliXdpMode::Generic => XdpModeRequest::Generic,
+        }
+    }
+}
