@@ -8,21 +8,22 @@
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use etcd_client::{Channel, Client, ConnectOptions, EventType, GetOptions, WatchOptions};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
+use tonic::transport::Endpoint;
 use tracing::{info, warn};
 use vswitch_ctl::{Reply, Request, Response};
 
 use crate::error::ClusterError;
 use crate::sync::Agent;
-use crate::Command;
+use crate::{ClusterConfig, Command};
 
 /// How long one etcd call may take before the session is given up.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a member has to answer the first read of a new connection.
-/// Short: right after an etcd restart some first calls were seen to hang
-/// until the timeout while a fresh connection answered at once.
+/// How long a member has to answer the first read of a new connection:
+/// short, so a member that accepts connections but does not answer (still
+/// starting, or cut off from the others) is passed over quickly.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often local changes (an uplink added) are looked for without an event.
 const LOCAL_TICK: Duration = Duration::from_secs(1);
@@ -62,8 +63,23 @@ impl Agent {
                 continue;
             }
             self.set_state("connecting", None);
-            let ended = match self.connect().await {
-                Ok(client) => self.session(client, &mut cmds).await,
+            // Commands are answered (as unreachable) while members are tried.
+            let attempt = connect(self.cfg.clone(), self.keys.node(&self.cfg.node), self.endpoint);
+            tokio::pin!(attempt);
+            let connected = loop {
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    cmd = cmds.recv() => match cmd {
+                        None => return,
+                        Some(cmd) => if self.offline(cmd) { return },
+                    },
+                }
+            };
+            let ended = match connected {
+                Ok((client, index)) => {
+                    self.endpoint = index;
+                    self.session(client, &mut cmds).await
+                }
                 Err(err) => Ended::Lost(err),
             };
             match ended {
@@ -89,43 +105,6 @@ impl Agent {
                 }
             }
         }
-    }
-
-    /// A client bound to one etcd member that answers with a leader: the
-    /// members are tried in turn, starting after the one the last session
-    /// lost, so a dead or partitioned member is passed over at once.
-    async fn connect(&mut self) -> Result<Client, ClusterError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_require_leader(true);
-        let count = self.cfg.endpoints.len();
-        let mut last = ClusterError::Unreachable("no etcd endpoint".into());
-        for i in 0..count {
-            let index = (self.endpoint + i) % count;
-            let endpoint = &self.cfg.endpoints[index];
-            let probe = async {
-                let mut client = within(Client::connect([endpoint.as_str()], Some(options.clone()))).await?;
-                match timeout(PROBE_TIMEOUT, client.get(self.keys.node(&self.cfg.node), None)).await {
-                    Ok(answer) => answer?,
-                    Err(_) => return Err(ClusterError::Timeout(PROBE_TIMEOUT.as_millis() as u64)),
-                };
-                Ok::<Client, ClusterError>(client)
-            };
-            match probe.await {
-                Ok(client) => {
-                    self.endpoint = index;
-                    info!(%endpoint, "connected to etcd");
-                    return Ok(client);
-                }
-                Err(err) => {
-                    warn!(%endpoint, %err, "etcd member not usable; trying the next");
-                    last = err;
-                }
-            }
-        }
-        Err(last)
     }
 
     async fn session(&mut self, mut client: Client, cmds: &mut mpsc::Receiver<Command>) -> Ended {
@@ -292,6 +271,52 @@ impl Agent {
         let _ = reply.send(respond(result));
         false
     }
+}
+
+/// A client bound to one etcd member that answers with a leader, and that
+/// member's index: the members are tried in turn from `start` (after the
+/// one the last session lost), so a dead or partitioned member is passed
+/// over at once.
+async fn connect(cfg: ClusterConfig, probe_key: String, start: usize) -> Result<(Client, usize), ClusterError> {
+    let options = ConnectOptions::new().with_require_leader(true);
+    let count = cfg.endpoints.len();
+    let mut last = ClusterError::Unreachable("no etcd endpoint".into());
+    for i in 0..count {
+        let index = (start + i) % count;
+        let endpoint = &cfg.endpoints[index];
+        let probe = async {
+            // One plain connection per member, made now (not the client's
+            // lazy balanced channel): which member is used, and when to move
+            // on, is decided here.
+            let channel = Endpoint::from_shared(endpoint.clone())?
+                .connect_timeout(CALL_TIMEOUT)
+                .timeout(CALL_TIMEOUT)
+                .http2_keep_alive_interval(Duration::from_secs(2))
+                .keep_alive_timeout(Duration::from_secs(2))
+                .keep_alive_while_idle(true);
+            let channel = match timeout(CALL_TIMEOUT, channel.connect()).await {
+                Ok(connected) => connected?,
+                Err(_) => return Err(ClusterError::Timeout(CALL_TIMEOUT.as_millis() as u64)),
+            };
+            let mut client = within(Client::from_channel(Channel::Tonic(channel), Some(options.clone()))).await?;
+            match timeout(PROBE_TIMEOUT, client.get(probe_key.as_str(), None)).await {
+                Ok(answer) => answer?,
+                Err(_) => return Err(ClusterError::Timeout(PROBE_TIMEOUT.as_millis() as u64)),
+            };
+            Ok::<Client, ClusterError>(client)
+        };
+        match probe.await {
+            Ok(client) => {
+                info!(%endpoint, "connected to etcd");
+                return Ok((client, index));
+            }
+            Err(err) => {
+                warn!(%endpoint, %err, "etcd member not usable; trying the next");
+                last = err;
+            }
+        }
+    }
+    Err(last)
 }
 
 fn respond(result: Result<Reply, ClusterError>) -> Response {

@@ -42,6 +42,8 @@ pub enum ClusterError {
     VtepClash(Ipv4Addr),
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
+    #[error("etcd connection: {0}")]
+    Transport(#[from] tonic::transport::Error),
     #[error("etcd did not answer within {0} ms")]
     Timeout(u64),
 }

@@ -62,9 +62,11 @@ impl ClusterConfig {
         if let Some(bad) = self
             .endpoints
             .iter()
-            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")) || e.len() <= "http://".len())
+            .find(|e| !e.starts_with("http://") || e.len() <= "http://".len())
         {
-            return Err(format!("etcd endpoint '{bad}' is not a URL like http://192.0.2.1:2379"));
+            return Err(format!(
+                "etcd endpoint '{bad}' is not a URL like http://192.0.2.1:2379 (TLS is not supported yet)"
+            ));
         }
         if !model::valid_name(&self.node) {
             return Err(format!(

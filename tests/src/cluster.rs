@@ -24,7 +24,10 @@ pub struct Lan {
 impl Lan {
     pub fn new() -> Lan {
         let ns = Netns::new("lan");
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        // A fixed MAC: a Linux bridge otherwise takes its lowest port's, and
+        // changes it as hosts' uplinks come and go, leaving the hosts' ARP
+        // entries for etcd's address pointing at a MAC the bridge dropped.
+        ns.ip(&["link", "add", "br0", "address", "02:99:00:00:00:01", "type", "bridge"]);
         ns.ip(&["link", "set", "br0", "up"]);
         ns.add_addr("br0", &format!("{LAN_GW}/24"));
         Lan { ns }
