@@ -27,6 +27,8 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often local changes (an uplink added) are looked for without an event.
 const LOCAL_TICK: Duration = Duration::from_secs(1);
+/// The first wait before trying etcd again, doubled up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -49,7 +51,10 @@ enum Ended {
 
 impl Agent {
     pub(crate) async fn run(mut self, mut cmds: mpsc::Receiver<Command>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
+        // Set once a session is lost: the state stays "unreachable" (with
+        // why) while members are tried again, rather than "connecting".
+        let mut lost = false;
         loop {
             if self.left {
                 match cmds.recv().await {
@@ -62,7 +67,9 @@ impl Agent {
                 }
                 continue;
             }
-            self.set_state("connecting", None);
+            if !lost {
+                self.set_state("connecting", None);
+            }
             // Commands are answered (as unreachable) while members are tried.
             let attempt = connect(self.cfg.clone(), self.keys.node(&self.cfg.node), self.endpoint);
             tokio::pin!(attempt);
@@ -75,9 +82,15 @@ impl Agent {
                     },
                 }
             };
+            if self.left {
+                // cluster-leave arrived while connecting.
+                continue;
+            }
             let ended = match connected {
                 Ok((client, index)) => {
                     self.endpoint = index;
+                    backoff = FIRST_BACKOFF;
+                    lost = false;
                     self.session(client, &mut cmds).await
                 }
                 Err(err) => Ended::Lost(err),
@@ -86,6 +99,7 @@ impl Agent {
                 Ended::Shutdown => return,
                 Ended::Left => continue,
                 Ended::Lost(err) => {
+                    lost = true;
                     // Start the next attempt with another member.
                     self.endpoint = (self.endpoint + 1) % self.cfg.endpoints.len().max(1);
                     warn!(%err, "cluster unreachable; keeping the last known state");
