@@ -148,14 +148,37 @@ impl Agent {
             let state = match plan(&want, have, self.owned.contains(name)) {
                 Err(conflict) => conflict.to_string(),
                 Ok(requests) => {
-                    if have.is_none() {
+                    let creating = have.is_none();
+                    if creating {
                         if let Err(err) = self.owned.insert(name) {
                             warn!(%err, "cannot record the cluster's bridges");
                         }
                     }
-                    self.apply(name, requests)
+                    match self.apply(name, requests) {
+                        Ok(()) => "ready".to_string(),
+                        Err((done, refusal)) => {
+                            if creating && done == 0 {
+                                // The bridge was not made: it is not ours.
+                                if let Err(err) = self.owned.remove(name) {
+                                    warn!(%err, "cannot record the cluster's bridges");
+                                }
+                            }
+                            refusal
+                        }
+                    }
                 }
             };
+            // A refusal is logged when it first appears, not every second.
+            let before = self
+                .status()
+                .info
+                .networks
+                .iter()
+                .find(|n| &n.name == name)
+                .map(|n| n.state.clone());
+            if state != "ready" && before.as_deref() != Some(state.as_str()) {
+                warn!(network = %name, %state, "this host cannot serve the network as the cluster says");
+            }
             networks.push(local(name, Some(slice), state, remotes.into_iter().collect()));
         }
         for name in self.owned.names() {
@@ -163,8 +186,10 @@ impl Agent {
                 continue;
             }
             if bridges.iter().any(|b| b.name == name) {
-                self.apply(&name, vec![Request::DelBr { name: name.clone() }]);
-                info!(network = %name, "network deleted from the cluster: bridge removed");
+                match self.apply(&name, vec![Request::DelBr { name: name.clone() }]) {
+                    Ok(()) => info!(network = %name, "network deleted from the cluster: bridge removed"),
+                    Err((_, refusal)) => warn!(network = %name, %refusal, "cannot remove a deleted network's bridge"),
+                }
             }
             if let Err(err) = self.owned.remove(&name) {
                 warn!(%err, "cannot record the cluster's bridges");
@@ -174,19 +199,20 @@ impl Agent {
         Ok(())
     }
 
-    /// Applies requests in order; the state is "ready" or the first refusal.
-    fn apply(&self, network: &str, requests: Vec<Request>) -> String {
-        for request in requests {
+    /// Applies requests in order, stopping at the first refusal: how many
+    /// were applied before it, and vswitchd's message.
+    fn apply(&self, network: &str, requests: Vec<Request>) -> Result<(), (usize, String)> {
+        for (done, request) in requests.into_iter().enumerate() {
             let shown = format!("{request:?}");
             match self.control.call(request) {
                 Ok(_) => info!(network, request = %shown, "cluster change applied"),
                 Err(err) => {
-                    warn!(network, request = %shown, %err, "cluster change refused");
-                    return err;
+                    tracing::debug!(network, request = %shown, %err, "cluster change refused");
+                    return Err((done, err));
                 }
             }
         }
-        "ready".to_string()
+        Ok(())
     }
 
     async fn publish_node(&mut self, client: &mut Client, lease: i64, vtep: Ipv4Addr) -> Result<(), ClusterError> {
@@ -354,7 +380,9 @@ impl Agent {
                     ip: *ip,
                 })
                 .collect();
-            self.apply(&bridge.name, requests);
+            if let Err((_, refusal)) = self.apply(&bridge.name, requests) {
+                warn!(network = %bridge.name, %refusal, "cannot remove a remote VTEP after leaving");
+            }
         }
         let mut s = self.status();
         for net in &mut s.info.networks {

@@ -305,6 +305,22 @@ fn networks_are_validated_and_deleted_everywhere_and_foreign_data_is_ignored() {
         "the user's bridge stays"
     );
 
+    // A host whose own bridges are in the way says why, and serves the
+    // network once they are out of the way.
+    h2.sw.ok(&["add-br", "local", "--subnet", "10.203.0.0/24"]);
+    h1.sw
+        .ok(&["net-create", "purple", "--subnet", "10.203.0.0/16", "--vni", "45"]);
+    let blocked = wait_for(Duration::from_secs(5), || {
+        let status = h2.status();
+        let nets = status["networks"].as_array()?.clone();
+        nets.into_iter()
+            .find(|n| n["name"] == "purple" && n["state"].as_str().is_some_and(|s| s.contains("overlaps")))
+    });
+    assert!(blocked.is_some(), "h2 reports the overlap: {}", h2.status());
+    assert!(!h2.sw.ok(&["list-br"]).lines().any(|l| l == "purple"));
+    h2.sw.ok(&["del-br", "local"]);
+    h2.wait_ready("purple");
+
     // Cluster commands on a vswitchd started without --cluster.
     let plain = Switch::start("plain", "0");
     plain.expect_error(&["net-list"], "not in a cluster");
