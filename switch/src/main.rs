@@ -141,6 +141,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         bail!("no cores to run poll threads on");
     }
 
+    // Checked before anything is touched: a bad option changes nothing.
+    let cluster_cfg = match &args.node {
+        Some(node) if !args.cluster.is_empty() => {
+            let cfg = ClusterConfig {
+                endpoints: args.cluster.clone(),
+                node: node.clone(),
+                prefix: args.cluster_prefix.clone(),
+                ttl: Duration::from_secs(args.cluster_ttl),
+                underlay: args.cluster_underlay.clone(),
+                state_dir: args.state_dir.clone(),
+            };
+            cfg.check().map_err(anyhow::Error::msg)?;
+            Some(cfg)
+        }
+        Some(_) => bail!("--node needs --cluster"),
+        None => None,
+    };
+
     let _lock = lock_state_dir(&args.state_dir)?;
     let desired = DesiredState::load(&args.state_dir)?;
 
@@ -184,23 +202,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(manager));
 
     let listener = socket::bind(&args.socket)?;
-    let cluster = match &args.node {
-        Some(node) if !args.cluster.is_empty() => {
-            let cfg = ClusterConfig {
-                endpoints: args.cluster.clone(),
-                node: node.clone(),
-                prefix: args.cluster_prefix.clone(),
-                ttl: Duration::from_secs(args.cluster_ttl),
-                underlay: args.cluster_underlay.clone(),
-                state_dir: args.state_dir.clone(),
-            };
-            cfg.check().map_err(anyhow::Error::msg)?;
+    let cluster = match cluster_cfg {
+        Some(cfg) => {
+            let node = cfg.node.clone();
             let handle = vswitch_cluster::spawn(cfg, Arc::new(ManagerControl(manager.clone())))
                 .context("cannot start the cluster agent")?;
             info!(node = %node, endpoints = ?args.cluster, "cluster agent started");
             Some(handle)
         }
-        Some(_) => bail!("--node needs --cluster"),
         None => None,
     };
     {
