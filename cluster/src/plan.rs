@@ -227,6 +227,17 @@ mod tests {
         b
     }
 
+    /// Network "blue" over underlay "ul" on `slice`.
+    fn want<'a>(def: &'a NetworkDef, slice: &str, remotes: &'a BTreeSet<Ipv4Addr>) -> Want<'a> {
+        Want {
+            name: "blue",
+            def,
+            slice: net(slice),
+            underlay: "ul",
+            remotes,
+        }
+    }
+
     fn ip(last: u8) -> Ipv4Addr {
         Ipv4Addr::new(192, 0, 2, last)
     }
@@ -235,13 +246,7 @@ mod tests {
     fn a_new_network_gets_a_bridge_on_the_slice_and_a_tunnel_to_every_remote() {
         let d = def();
         let remotes: BTreeSet<_> = [ip(12), ip(13)].into();
-        let want = Want {
-            name: "blue",
-            def: &d,
-            slice: net("10.200.3.0/24"),
-            underlay: "ul",
-            remotes: &remotes,
-        };
+        let want = want(&d, "10.200.3.0/24", &remotes);
         let reqs = plan(&want, None, false).expect("plan");
         assert_eq!(reqs.len(), 2);
         assert!(matches!(
@@ -259,13 +264,7 @@ mod tests {
     fn remotes_are_diffed() {
         let d = def();
         let remotes: BTreeSet<_> = [ip(12), ip(14)].into();
-        let want = Want {
-            name: "blue",
-            def: &d,
-            slice: net("10.200.3.0/24"),
-            underlay: "ul",
-            remotes: &remotes,
-        };
+        let want = want(&d, "10.200.3.0/24", &remotes);
         let have = ours(&[ip(12), ip(13)]);
         let reqs = plan(&want, Some(&have), true).expect("plan");
         assert_eq!(
@@ -290,13 +289,7 @@ mod tests {
     fn a_bridge_not_made_by_the_cluster_is_left_alone() {
         let d = def();
         let remotes = BTreeSet::new();
-        let want = Want {
-            name: "blue",
-            def: &d,
-            slice: net("10.200.3.0/24"),
-            underlay: "ul",
-            remotes: &remotes,
-        };
+        let want = want(&d, "10.200.3.0/24", &remotes);
         assert_eq!(plan(&want, Some(&bridge("blue")), false), Err(Conflict::NotOurs));
     }
 
@@ -304,13 +297,7 @@ mod tests {
     fn a_moved_slice_rebuilds_an_empty_bridge_but_never_one_with_containers() {
         let d = def();
         let remotes = BTreeSet::new();
-        let want = Want {
-            name: "blue",
-            def: &d,
-            slice: net("10.200.9.0/24"),
-            underlay: "ul",
-            remotes: &remotes,
-        };
+        let want = want(&d, "10.200.9.0/24", &remotes);
         let mut have = ours(&[]);
         let reqs = plan(&want, Some(&have), true).expect("plan");
         assert!(matches!(&reqs[0], Request::DelBr { .. }));
@@ -328,13 +315,7 @@ mod tests {
         let mut d = def();
         d.vni = 43;
         let remotes = BTreeSet::new();
-        let want = Want {
-            name: "blue",
-            def: &d,
-            slice: net("10.200.3.0/24"),
-            underlay: "ul",
-            remotes: &remotes,
-        };
+        let want = want(&d, "10.200.3.0/24", &remotes);
         let reqs = plan(&want, Some(&ours(&[])), true).expect("plan");
         assert!(matches!(&reqs[0], Request::DelVxlan { .. }));
         assert!(matches!(&reqs[1], Request::AddVxlan(v) if v.vni == 43));

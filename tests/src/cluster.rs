@@ -23,6 +23,7 @@ pub struct Lan {
 
 impl Lan {
     pub fn new() -> Lan {
+        crate::sweep_stale();
         let ns = Netns::new("lan");
         // A fixed MAC: a Linux bridge otherwise takes its lowest port's, and
         // changes it as hosts' uplinks come and go, leaving the hosts' ARP

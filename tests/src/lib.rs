@@ -478,6 +478,33 @@ impl Drop for Switch {
     }
 }
 
+/// Removes what earlier test processes left behind when they died before
+/// their cleanup ran: namespaces named `vst-TAG-PID-N` whose PID is gone
+/// (their processes are killed first) and their scratch directories.
+pub fn sweep_stale() {
+    let alive = |name: &str| {
+        let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    };
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            if name.starts_with("vst-") && !alive(name) {
+                drop(Netns { name: name.to_string() });
+            }
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("vst-") && !alive(name.trim_end_matches(".log")) {
+                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// Fails early with a clear message when the tests cannot work here.
 pub fn require_root() {
     let uid = run_ok(Command::new("id").arg("-u"));

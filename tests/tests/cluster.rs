@@ -23,6 +23,31 @@ fn create_network(host: &Host) {
         .ok(&["net-create", NET, "--subnet", "10.200.0.0/16", "--vni", "42"]);
 }
 
+/// Two hosts serving NET with a container each, the first container
+/// reaching the second.
+struct Pair {
+    h1: Host,
+    h2: Host,
+    c1: Netns,
+    _c2: Netns,
+    ip2: String,
+}
+
+fn pair(lan: &Lan, etcd: &[&Etcd]) -> Pair {
+    let h1 = Host::start(lan, etcd, 1, "0");
+    let h2 = Host::start(lan, etcd, 2, "1");
+    create_network(&h1);
+    h1.wait_ready(NET);
+    h2.wait_ready(NET);
+    let (c1, _) = h1.container(NET);
+    let (_c2, ip2) = h2.container(NET);
+    assert!(
+        first_ping(&c1, &ip2, Duration::from_secs(5)).is_some(),
+        "h1's container reaches h2's"
+    );
+    Pair { h1, h2, c1, _c2, ip2 }
+}
+
 /// Every container reaches every other one.
 fn all_ping(containers: &[(Netns, String)]) {
     for (from, _) in containers {
@@ -108,14 +133,14 @@ fn a_dead_host_is_dropped_and_gets_its_slice_back() {
     let lan = Lan::new();
     let etcd = Etcd::cluster(&lan, 1);
     let members: Vec<&Etcd> = etcd.iter().collect();
-    let h1 = Host::start(&lan, &members, 1, "0");
-    let mut h2 = Host::start(&lan, &members, 2, "1");
-    create_network(&h1);
-    h1.wait_ready(NET);
-    let slice = h2.wait_ready(NET);
-    let (c1, _) = h1.container(NET);
-    let (_c2, ip2) = h2.container(NET);
-    assert!(first_ping(&c1, &ip2, Duration::from_secs(5)).is_some());
+    let Pair {
+        h1,
+        mut h2,
+        c1,
+        _c2,
+        ip2,
+    } = pair(&lan, &members);
+    let slice = h2.slice(NET).expect("h2 holds a slice");
 
     h2.sw.kill9();
     let dropped = wait_for(Duration::from_secs(10), || h1.remotes(NET).is_empty().then_some(()));
@@ -148,14 +173,15 @@ fn etcd_away_keeps_forwarding_and_the_cluster_catches_up() {
     let _alone = alone();
     let lan = Lan::new();
     let mut etcd = Etcd::cluster(&lan, 1);
-    let h1 = Host::start(&lan, &[&etcd[0]], 1, "0");
-    let h2 = Host::start(&lan, &[&etcd[0]], 2, "1");
-    create_network(&h1);
-    h1.wait_ready(NET);
-    h2.wait_ready(NET);
-    let (c1, _) = h1.container(NET);
-    let (_c2, ip2) = h2.container(NET);
-    assert!(first_ping(&c1, &ip2, Duration::from_secs(5)).is_some());
+    // Every field is bound: a field left to `..` would be dropped (its
+    // vswitchd or container gone) at the end of this statement.
+    let Pair {
+        h1,
+        h2: _h2,
+        c1,
+        _c2,
+        ip2,
+    } = pair(&lan, &[&etcd[0]]);
 
     etcd[0].kill();
     let unreachable = wait_for(Duration::from_secs(10), || {
@@ -173,24 +199,6 @@ fn etcd_away_keeps_forwarding_and_the_cluster_catches_up() {
     let h3 = Host::start(&lan, &[&etcd[0]], 3, "0");
     etcd[0].start();
     etcd[0].wait_healthy();
-    if wait_for(Duration::from_secs(8), || h3.slice(NET)).is_none() {
-        // Not joined yet: show the network state in case it never does.
-        for ns in [&lan.ns, &h3.ns] {
-            eprintln!("h3 late: {} neigh:\n{}", ns.name, ns.ip(&["neigh"]));
-            eprintln!(
-                "h3 late: {} ss:\n{}",
-                ns.name,
-                String::from_utf8_lossy(&ns.cmd("ss").args(["-tni"]).output().expect("ss").stdout)
-            );
-        }
-        eprintln!(
-            "h3 late: curl: {:?}",
-            h3.ns
-                .cmd("curl")
-                .args(["-s", "-m", "2", "http://10.99.0.1:2379/health"])
-                .output()
-        );
-    }
     h3.wait_ready(NET);
     let (_c3, ip3) = h3.container(NET);
     assert!(
@@ -211,14 +219,7 @@ fn a_three_member_etcd_losing_one_member_goes_unnoticed() {
     let lan = Lan::new();
     let mut etcd = Etcd::cluster(&lan, 3);
     let members: Vec<&Etcd> = etcd.iter().collect();
-    let h1 = Host::start(&lan, &members, 1, "0");
-    let h2 = Host::start(&lan, &members, 2, "1");
-    create_network(&h1);
-    h1.wait_ready(NET);
-    h2.wait_ready(NET);
-    let (c1, _) = h1.container(NET);
-    let (_c2, ip2) = h2.container(NET);
-    assert!(first_ping(&c1, &ip2, Duration::from_secs(5)).is_some());
+    let Pair { h1, h2, c1, _c2, ip2 } = pair(&lan, &members);
 
     etcd[0].kill();
     assert!(c1.ping(&ip2, 5));
