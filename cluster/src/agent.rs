@@ -243,7 +243,7 @@ impl Agent {
             Request::NetDelete { name } => self.net_delete(client, &name).await.map(|()| Reply::Done),
             Request::NetList => Ok(Reply::Networks(self.view.network_infos())),
             Request::ClusterLeave | Request::ClusterJoin => Ok(Reply::Done),
-            other => Ok(self.not_ours(other)),
+            other => Err(ClusterError::NotCluster(format!("{other:?}"))),
         };
         respond(result)
     }

@@ -32,6 +32,8 @@ pub enum ClusterError {
     Unreachable(String),
     #[error("this host has left the cluster (vsctl cluster-join to come back)")]
     Left,
+    #[error("not a cluster request: {0}")]
+    NotCluster(String),
     #[error("the cluster agent is not running")]
     AgentGone,
     #[error("another host changed the networks at the same time; try again")]

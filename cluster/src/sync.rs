@@ -89,11 +89,6 @@ impl Agent {
         self.status().info.detail.clone()
     }
 
-    pub(crate) fn not_ours(&self, request: Request) -> Reply {
-        warn!(?request, "the cluster agent was handed a request that is not its own");
-        Reply::Done
-    }
-
     /// Brings this host in line with the view (see the module comment).
     pub(crate) async fn reconcile(&mut self, client: &mut Client, lease: i64) -> Result<(), ClusterError> {
         let bridges = match self.control.call(Request::Show) {
