@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --workspace --locked
+# `./scripts/demo.sh docker`: the same switch, driven by Docker.
+if [ "${1:-}" = docker ]; then
+    exec ./scripts/demo-docker.sh
+fi
 
 dir=$(mktemp -d /tmp/vswitch-demo.XXXXXX)
 sock=$dir/vswitchd.sock

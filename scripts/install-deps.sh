@@ -6,8 +6,10 @@ set -euo pipefail
 # netsniff-ng (trafgen) and openvswitch-switch are for vsperf: the frame
 # generator, and the Open vSwitch it compares against. etcd-server is the
 # cluster's store (the tests start their own); protobuf-compiler builds the
-# etcd client's protocol.
-packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler)
+# etcd client's protocol. docker.io is for the Docker network driver's
+# tests and demo (they start dockerd themselves), busybox-static the one
+# binary their container image holds (nothing is pulled from a registry).
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -118,6 +118,7 @@ fn add_br(want: &Want) -> Request {
         subnet: Some(want.def.subnet),
         gateway: Some(slice_gateway(&want.slice)),
         ip_range: Some(want.slice),
+        uplink_via: None,
     }
 }
 
@@ -198,6 +199,7 @@ mod tests {
             ip_range: None,
             leases: vec![],
             linked: vec![],
+            uplink_via: None,
             uplink: None,
             masquerade: false,
             published: vec![],
@@ -306,6 +308,7 @@ mod tests {
             ip: Ipv4Addr::new(10, 200, 3, 2),
             netns: "c1".into(),
             port: "p".into(),
+            owner: None,
         });
         assert!(matches!(plan(&want, Some(&have), true), Err(Conflict::Rehome { .. })));
     }

@@ -5,6 +5,7 @@
 //! types live here so both ends agree by construction; `vswitchd` depends on
 //! this crate, never the other way round.
 
+pub mod client;
 pub mod mac;
 pub mod net;
 pub mod proto;

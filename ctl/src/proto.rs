@@ -68,6 +68,10 @@ pub enum Request {
         /// Where in the subnet this host's addresses come from (default: all of it).
         #[serde(default)]
         ip_range: Option<Ipv4Net>,
+        /// Leave through this other bridge's uplink (masquerade and published
+        /// ports on its address); routes between the two.
+        #[serde(default)]
+        uplink_via: Option<String>,
     },
     DelBr {
         name: String,
@@ -99,14 +103,27 @@ pub enum Request {
         /// A specific address; None picks the next free one.
         #[serde(default)]
         ip: Option<Ipv4Addr>,
+        /// Default eth0 (with `handoff`, the port's name).
         #[serde(default)]
         ifname: Option<String>,
+        #[serde(default)]
+        mac: Option<MacAddr>,
+        /// The runtime's ID for this attachment (container, endpoint).
+        #[serde(default)]
+        owner: Option<String>,
+        /// Leave the device in vswitchd's namespace, unconfigured, for the
+        /// runtime to move into `netns` itself (Docker's Join).
+        #[serde(default)]
+        handoff: bool,
     },
-    /// Deletes the port attached for `netns` and releases its address.
+    /// Deletes the port attached for `netns`, releases its address and
+    /// unpublishes the ports that led to it.
     Detach {
         bridge: String,
         netns: String,
     },
+    /// Every attachment (lease) of every bridge, with its owner.
+    ListAttachments,
     /// Allows routing between two bridges.
     LinkBr {
         a: String,
@@ -314,6 +331,7 @@ pub enum Reply {
     Flushed(usize),
     Vteps(Vec<TunnelInfo>),
     Networks(Vec<NetworkInfo>),
+    Attachments(Vec<AttachmentInfo>),
     /// None: this vswitchd was started without `--cluster`.
     Cluster(Option<Box<ClusterInfo>>),
 }
@@ -453,6 +471,11 @@ pub struct AttachInfo {
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// The interface: in the namespace, or for a handoff in vswitchd's.
+    #[serde(default)]
+    pub ifname: String,
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -460,6 +483,30 @@ pub struct LeaseInfo {
     pub ip: Ipv4Addr,
     pub netns: String,
     pub port: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// One attached namespace, for `list-attachments`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    pub bridge: String,
+    /// The runtime's ID, when a runtime attached it.
+    pub owner: Option<String>,
+    pub netns: String,
+    pub port: String,
+    pub port_type: Option<PortType>,
+    /// Where the interface is: its name in `netns`, or in vswitchd's
+    /// namespace while a runtime has yet to move it.
+    pub ifname: Option<String>,
+    pub moved: bool,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: Option<MacAddr>,
+    /// "up", or why the port does not forward.
+    pub state: String,
+    /// Ports of the uplink address that lead to this address.
+    pub published: Vec<PublishRule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -494,6 +541,9 @@ pub struct BridgeInfo {
     /// Bridges this one routes to.
     #[serde(default)]
     pub linked: Vec<String>,
+    /// The bridge whose uplink this one leaves through.
+    #[serde(default)]
+    pub uplink_via: Option<String>,
     #[serde(default)]
     pub uplink: Option<UplinkInfo>,
     #[serde(default)]

@@ -230,7 +230,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .spawn(move || loop {
                 std::thread::sleep(HOUSEKEEPING_PERIOD);
                 let (fdbs, neighs, ct) = {
-                    let m = manager.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut m = manager.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Handoff ports a runtime has moved since (Docker).
+                    if m.moves_pending() {
+                        m.settle_moves();
+                    }
                     (m.fdbs(), m.neigh_tables(), m.conntrack())
                 };
                 let now = clock::now_ms();

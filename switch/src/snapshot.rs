@@ -94,9 +94,11 @@ pub struct BridgeL3 {
 /// A bridge's NAT settings, as the datapath needs them.
 pub struct NatL3 {
     pub masquerade: bool,
-    pub published: Arc<PublishTable>,
+    /// The published ports of the uplink address: of every bridge that
+    /// leaves through it (usually one).
+    pub published: Vec<Arc<PublishTable>>,
     pub ct: Arc<ConnTable>,
-    /// The bridge's conntrack zone.
+    /// The conntrack zone: the bridge's, or its way out's.
     pub zone: u16,
 }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod docker;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 

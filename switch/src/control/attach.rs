@@ -5,12 +5,19 @@
 //! the namespace), and records the lease; if any of it fails, the device is
 //! closed and nothing is recorded. Leases are part of the saved state: a
 //! namespace attached again gets its address back.
+//!
+//! A runtime that moves and configures the interface itself (Docker's
+//! remote driver: Join names a device of the host namespace) asks for a
+//! *handoff*: the device is made in vswitchd's namespace, nothing is
+//! configured, and the lease says where it is going. [`Manager::settle_moves`]
+//! notices when it got there, so that a restart recreates it in the right
+//! place.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use tracing::info;
-use vswitch_ctl::{AttachInfo, Ipv4Net};
+use vswitch_ctl::{AttachInfo, Ipv4Net, MacAddr};
 use vswitch_vxlan::OVERHEAD;
 
 use super::config::{DesiredState, Lease, PortKind};
@@ -26,8 +33,16 @@ pub(super) struct Attach {
     pub netns: String,
     pub kind: PortKind,
     pub ip: Option<Ipv4Addr>,
-    pub ifname: String,
+    /// None: eth0, or for a handoff the port's name.
+    pub ifname: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub owner: Option<String>,
+    /// Leave the device in vswitchd's namespace for the runtime to move.
+    pub handoff: bool,
 }
+
+/// The interface an attached namespace gets unless told otherwise.
+const DEFAULT_IFNAME: &str = "eth0";
 
 impl Manager {
     pub(super) fn attach(&mut self, request: Attach) -> Result<AttachInfo, ControlError> {
@@ -37,12 +52,18 @@ impl Manager {
             kind,
             ip,
             ifname,
+            mac,
+            owner,
+            handoff,
         } = request;
         let (br, subnet) = self.routed_bridge(&bridge)?;
         let Some(gateway) = br.gateway else {
             return Err(ControlError::NoSubnet(bridge));
         };
-        netns::open_netns(&netns).map_err(ControlError::Address)?;
+        // A runtime may make the namespace after the device (dockerd does).
+        if !handoff {
+            netns::open_netns(&netns).map_err(ControlError::Address)?;
+        }
         let lease = br.leases.iter().find(|l| l.netns == netns).cloned();
         if let Some(lease) = &lease {
             if br.ports.iter().any(|p| p.name == lease.port) {
@@ -75,26 +96,44 @@ impl Manager {
             Some(l) => l.port.clone(),
             None => self.attach_port_name(&bridge, &netns),
         };
-        let config = self.port_config(NewPort::into_netns(&bridge, &port, kind, &netns, &ifname))?;
+        let ifname = match (ifname, handoff) {
+            (Some(name), _) => name,
+            (None, true) => port.clone(),
+            (None, false) => DEFAULT_IFNAME.to_string(),
+        };
+        let mut new = NewPort::into_netns(&bridge, &port, kind, &netns, &ifname);
+        new.mac = mac;
+        let mut config = self.port_config(new)?;
+        if handoff {
+            config.moves_to = config.netns.take();
+        }
         let mtu = overlay_mtu(&self.desired, &bridge);
+        let owner = owner.or_else(|| lease.as_ref().and_then(|l| l.owner.clone()));
         self.commit(|txn| {
-            if lease.is_none() {
-                txn.bridge_mut(&bridge)?.leases.push(Lease {
-                    ip,
-                    netns: netns.clone(),
-                    port: port.clone(),
-                });
-            }
+            let leases = &mut txn.bridge_mut(&bridge)?.leases;
+            leases.retain(|l| l.netns != netns);
+            leases.push(Lease {
+                ip,
+                netns: netns.clone(),
+                port: port.clone(),
+                owner: owner.clone(),
+            });
             // Validates the lease with the port, before the device exists.
             txn.add_port(&bridge, config)?;
+            if handoff {
+                return Ok(());
+            }
             configure_address(&netns, &ifname, ip, subnet.prefix(), gateway, mtu).map_err(ControlError::Address)
         })?;
-        info!(bridge = %bridge, netns = %netns, %ip, port = %port, "namespace attached");
+        let mac = self.desired.port(&port).and_then(|(_, p)| p.mac);
+        info!(bridge = %bridge, netns = %netns, %ip, port = %port, handoff, "namespace attached");
         Ok(AttachInfo {
             port,
             ip,
             prefix: subnet.prefix(),
             gateway,
+            ifname,
+            mac,
         })
     }
 
@@ -129,6 +168,8 @@ impl Manager {
             let br = txn.bridge_mut(bridge)?;
             br.ports.retain(|p| p.name != lease.port);
             br.leases.retain(|l| l.netns != netns);
+            // A published port must not lead to whoever gets the address next.
+            br.published.retain(|r| r.to_ip != lease.ip);
             Ok(())
         })?;
         // A container that comes back must not meet its old connections
@@ -208,6 +249,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             netns: ip.to_string(),
             port: String::new(),
+            owner: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub(super) struct NewBridge {
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
+    pub uplink_via: Option<String>,
 }
 
 /// Names of bridges and ports: letters, digits, '.', '-', '_'.
@@ -46,7 +47,11 @@ impl Manager {
             subnet,
             gateway,
             ip_range,
+            uplink_via,
         } = new;
+        if uplink_via.is_some() && subnet.is_none() {
+            return Err(ControlError::Option("--uplink-via needs --subnet"));
+        }
         if gateway.is_some() && subnet.is_none() {
             return Err(ControlError::Option("--gateway needs --subnet"));
         }
@@ -90,6 +95,7 @@ impl Manager {
             masquerade: false,
             published: Vec::new(),
             vxlan: None,
+            uplink_via,
         };
         self.commit(|txn| {
             txn.desired.bridges.push(config);

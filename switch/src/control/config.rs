@@ -148,6 +148,11 @@ pub struct BridgeConfig {
     /// The bridge stretched over VXLAN (`add-vxlan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<TunnelConfig>,
+    /// The bridge whose uplink is this one's way out (`add-br --uplink-via`):
+    /// its address masquerades and publishes for this bridge too, in its
+    /// conntrack zone. Implies routing between the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_via: Option<String>,
 }
 
 /// A bridge's VXLAN tunnel: a member of the bridge whose far side is every
@@ -173,6 +178,12 @@ pub struct TunnelConfig {
 }
 
 impl BridgeConfig {
+    /// The bridge whose uplink is this bridge's way out, and whose
+    /// conntrack zone its NAT uses: the one named by `uplink_via`, or itself.
+    pub fn way_out(&self) -> &str {
+        self.uplink_via.as_deref().unwrap_or(&self.name)
+    }
+
     /// The bridge whose uplink carries this bridge's tunnel.
     pub fn underlay(&self) -> Option<&str> {
         let tunnel = self.vxlan.as_ref()?;
@@ -205,6 +216,10 @@ pub struct Lease {
     pub netns: String,
     /// The port attached for this lease.
     pub port: String,
+    /// Who asked for it: a container runtime's ID for the attachment (a
+    /// Docker endpoint, a CNI container), so a runtime finds what it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +234,11 @@ pub struct PortConfig {
     /// AF_XDP settings, for `afxdp` ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub afxdp: Option<AfxdpConfig>,
+    /// Made in vswitchd's namespace for a runtime to move into this one
+    /// itself (Docker's Join); once it is seen there, `netns` and `ifname`
+    /// say where it went and this is cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves_to: Option<String>,
 }
 
 /// How an AF_XDP port attaches. With `iface` set it binds to that existing
@@ -345,6 +365,7 @@ pub(super) mod tests {
                     ip: "10.20.0.2".parse().unwrap(),
                     netns: "c1".into(),
                     port: "p1".into(),
+                    owner: None,
                 }],
                 uplink: Some(UplinkConfig {
                     iface: "up0".into(),
@@ -379,7 +400,9 @@ pub(super) mod tests {
                     ifname: "eth0".into(),
                     mac: Some("02:00:00:00:00:01".parse().unwrap()),
                     afxdp: None,
+                    moves_to: None,
                 }],
+                uplink_via: None,
             }],
         }
     }

@@ -8,9 +8,6 @@ use super::bridges::NewBridge;
 use super::ports::{NewPort, NewUplink};
 use super::{ControlError, Manager};
 
-/// The interface an attached namespace gets unless told otherwise.
-const DEFAULT_IFNAME: &str = "eth0";
-
 impl Manager {
     /// Applies one request; a failed one changed nothing.
     pub fn handle(&mut self, request: Request) -> Result<Reply, ControlError> {
@@ -23,6 +20,7 @@ impl Manager {
                 subnet,
                 gateway,
                 ip_range,
+                uplink_via,
             } => done(self.add_br(NewBridge {
                 name,
                 aging_secs,
@@ -30,6 +28,7 @@ impl Manager {
                 subnet,
                 gateway,
                 ip_range,
+                uplink_via,
             })),
             Request::DelBr { name } => done(self.del_br(&name)),
             Request::ListBr => Ok(Reply::Bridges(self.list_br())),
@@ -46,16 +45,30 @@ impl Manager {
                 port_type,
                 ip,
                 ifname,
+                mac,
+                owner,
+                handoff,
             } => self
                 .attach(Attach {
                     bridge,
                     netns,
                     kind: port_type.into(),
                     ip,
-                    ifname: ifname.unwrap_or_else(|| DEFAULT_IFNAME.to_string()),
+                    ifname,
+                    mac,
+                    owner,
+                    handoff,
                 })
                 .map(Reply::Attached),
             Request::Detach { bridge, netns } => done(self.detach(&bridge, &netns)),
+            Request::ListAttachments => {
+                // Fresh: where runtimes have moved handoff ports since the
+                // last housekeeping round.
+                if self.moves_pending() {
+                    self.settle_moves();
+                }
+                Ok(Reply::Attachments(self.list_attachments()))
+            }
             Request::LinkBr { a, b } => done(self.link_br(&a, &b, true)),
             Request::UnlinkBr { a, b } => done(self.link_br(&a, &b, false)),
             Request::NeighShow { bridge } => self.neigh_show(bridge.as_deref()).map(Reply::Neigh),

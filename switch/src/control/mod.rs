@@ -30,6 +30,7 @@ mod error;
 mod nat;
 mod ports;
 mod restore;
+mod runtime;
 mod snapshot_build;
 pub mod socket;
 mod tunnels;
@@ -362,12 +363,14 @@ impl Manager {
         Ok((br, subnet))
     }
 
-    /// The conntrack zone of bridge `name`.
+    /// The conntrack zone of bridge `name`: its way out's (`uplink_via`),
+    /// where its connections are tracked.
     fn zone(&self, name: &str) -> Result<u16, ControlError> {
+        let way_out = self.bridge(name)?.way_out();
         self.bridges
-            .get(name)
+            .get(way_out)
             .map(|b| b.slot as u16)
-            .ok_or_else(|| ControlError::NoBridge(name.to_string()))
+            .ok_or_else(|| ControlError::NoBridge(way_out.to_string()))
     }
 }
 

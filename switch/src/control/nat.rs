@@ -20,7 +20,7 @@ use crate::clock;
 
 impl Manager {
     pub(super) fn set_nat(&mut self, bridge: &str, masquerade: bool) -> Result<(), ControlError> {
-        let (br, _) = self.routed_bridge(bridge)?;
+        let (br, subnet) = self.routed_bridge(bridge)?;
         if br.masquerade == masquerade {
             return Ok(());
         }
@@ -30,8 +30,10 @@ impl Manager {
             Ok(())
         })?;
         if !masquerade {
-            // Masqueraded connections cannot go on untranslated.
-            self.ct.flush(|c| c.orig.zone == zone && c.reply.dst != c.orig.src);
+            // Masqueraded connections cannot go on untranslated (the zone
+            // may be shared with the bridges of one way out: this one's only).
+            self.ct
+                .flush(|c| c.orig.zone == zone && c.reply.dst != c.orig.src && subnet.contains(c.orig.src));
         }
         info!(bridge, masquerade, "NAT changed");
         Ok(())

@@ -173,6 +173,7 @@ impl Manager {
             ifname,
             mac,
             afxdp,
+            moves_to: None,
         })
     }
 
@@ -329,7 +330,15 @@ pub(super) fn open_port_io(
                 (Some(iface), _) => Attachment::Iface(iface),
                 (None, Some(netns)) => Attachment::Veth {
                     host: &port.name,
-                    netns,
+                    netns: Some(netns),
+                    ifname: &port.ifname,
+                    mac: port.mac,
+                    adopt: restoring,
+                },
+                // Left for a runtime to move (not seen moved yet).
+                (None, None) if port.moves_to.is_some() => Attachment::Veth {
+                    host: &port.name,
+                    netns: None,
                     ifname: &port.ifname,
                     mac: port.mac,
                     adopt: restoring,

@@ -73,18 +73,31 @@ impl Manager {
         let (subnet, gateway) = (config.subnet?, config.gateway?);
         let live = self.bridges.get(name)?;
         let mut routes_to = vec![live.slot];
+        // Bridges sharing a way out route to each other's subnets as linked
+        // ones do: answers coming in through the uplink need it.
+        let shares = |other: &BridgeConfig| {
+            other.uplink_via.as_deref() == Some(name) || config.uplink_via.as_deref() == Some(other.name.as_str())
+        };
         for other in &self.desired.bridges {
-            let linked = other.name != name && other.subnet.is_some() && self.desired.linked(name, &other.name);
+            let linked = other.name != name
+                && other.subnet.is_some()
+                && (self.desired.linked(name, &other.name) || shares(other));
             if let Some(b) = self.bridges.get(&other.name).filter(|_| linked) {
                 routes_to.push(b.slot);
             }
         }
+        // The way out: this bridge's uplink, or the one it leaves through.
+        let exit = self.desired.bridge(config.way_out())?;
+        let exit_live = self.bridges.get(&exit.name)?;
+        let group: Vec<&BridgeConfig> = (self.desired.bridges.iter())
+            .filter(|b| b.way_out() == exit.name)
+            .collect();
         let internal = config
             .ports
             .iter()
             .filter(|p| p.port_type == PortKind::Internal)
             .find_map(|p| self.ports.get(&p.name).filter(|e| e.live.is_ok()).map(|e| e.slot));
-        let uplink = config.uplink.as_ref().and_then(|u| {
+        let uplink = exit.uplink.as_ref().and_then(|u| {
             let entry = self.ports.get(&u.iface).filter(|e| e.uplink && e.live.is_ok())?;
             Some(UplinkL3 {
                 slot: entry.slot,
@@ -92,15 +105,26 @@ impl Manager {
                 net: Ipv4Net::new(u.ip, u.prefix)?,
                 gw: u.gw,
                 mac: u.mac?.0,
-                neigh: live.uplink_neigh.clone(),
-                tunnels: self.tunnels_over(name),
+                neigh: exit_live.uplink_neigh.clone(),
+                // Tunnels arrive on the uplink's own bridge only.
+                tunnels: if exit.name == name {
+                    self.tunnels_over(name)
+                } else {
+                    Vec::new()
+                },
             })
         });
-        let nat = (config.masquerade || !config.published.is_empty()).then(|| NatL3 {
+        // Every bridge of a way out translates when one does: answers arrive
+        // at the uplink's own bridge, and a container may reach a port
+        // another bridge of the group published (hairpin).
+        let needed = group.iter().any(|b| b.masquerade || !b.published.is_empty());
+        let nat = needed.then(|| NatL3 {
             masquerade: config.masquerade,
-            published: live.published.clone(),
+            published: (group.iter())
+                .filter_map(|b| self.bridges.get(&b.name).map(|l| l.published.clone()))
+                .collect(),
             ct: self.ct.clone(),
-            zone: live.slot as u16,
+            zone: exit_live.slot as u16,
         });
         Some(BridgeL3 {
             subnet,

@@ -41,6 +41,7 @@ fn add_br(name: &str, subnet: &str) -> Request {
         subnet: Some(subnet.parse().unwrap()),
         gateway: None,
         ip_range: None,
+        uplink_via: None,
     }
 }
 
@@ -166,6 +167,7 @@ fn an_address_range_must_lie_in_the_subnet() {
         subnet: Some("10.1.0.0/24".parse().unwrap()),
         gateway: None,
         ip_range: Some(range.parse().unwrap()),
+        uplink_via: None,
     };
     for range in ["10.2.0.0/25", "10.1.0.0/23"] {
         let text = error_chain(&m.handle(with_range("br0", range)).unwrap_err());
@@ -264,5 +266,95 @@ fn tunnel_requests_that_cannot_work_are_refused_with_the_reason() {
         "nothing was half-added"
     );
     assert_eq!(m.vtep_show(None).unwrap(), Vec::new());
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
+    let dir = temp_dir("via");
+    let mut m = manager(&dir);
+    let via = |name: &str, subnet: &str, via: &str| match add_br(name, subnet) {
+        Request::AddBr {
+            name,
+            aging_secs,
+            max_macs,
+            subnet,
+            gateway,
+            ip_range,
+            ..
+        } => Request::AddBr {
+            name,
+            aging_secs,
+            max_macs,
+            subnet,
+            gateway,
+            ip_range,
+            uplink_via: Some(via.into()),
+        },
+        other => other,
+    };
+    let refused = |m: &mut Manager, r: Request| error_chain(&m.handle(r).unwrap_err());
+    assert!(refused(&mut m, via("d1", "10.2.0.0/24", "ul"))
+        .starts_with("bridge 'd1' leaves through bridge 'ul', which is not"));
+    m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
+    m.handle(via("d1", "10.2.0.0/24", "br0")).unwrap();
+    m.handle(via("d2", "10.3.0.0/24", "br0")).unwrap();
+    assert!(refused(&mut m, via("d3", "10.4.0.0/24", "d1")).contains("which is not a routed bridge of its own way out"));
+    assert!(
+        refused(&mut m, Request::DelBr { name: "br0".into() }).starts_with("bridge 'd1' leaves through bridge 'br0'")
+    );
+
+    // One rule per port of the one address.
+    m.handle(publish(8080)).unwrap();
+    let on_d1 = |port: u16| Request::Publish {
+        bridge: "d1".into(),
+        rule: PublishRule {
+            proto: NatProto::Tcp,
+            port,
+            to_ip: "10.2.0.5".parse().unwrap(),
+            to_port: 80,
+        },
+    };
+    assert_eq!(
+        refused(&mut m, on_d1(8080)),
+        "port tcp/8080 is already published on bridge 'br0'"
+    );
+    m.handle(on_d1(8081)).unwrap();
+    m.handle(Request::SetNat {
+        bridge: "d2".into(),
+        masquerade: true,
+    })
+    .unwrap();
+
+    // The datapath's view: one zone (the uplink bridge's), every published
+    // table of the group, routes between each sharer and the uplink bridge
+    // but not between the sharers.
+    let snap = m.cell.load();
+    let slot = |name: &str| m.bridges[name].slot;
+    let l3 = |name: &str| snap.bridge(slot(name)).and_then(|b| b.l3.as_ref()).unwrap();
+    for name in ["br0", "d1", "d2"] {
+        let nat = l3(name).nat.as_ref().unwrap_or_else(|| panic!("{name} translates"));
+        assert_eq!(nat.zone, slot("br0") as u16, "{name}");
+        assert_eq!(nat.published.len(), 3, "{name}");
+        assert!(nat.published.iter().any(|t| t.get(Proto::Tcp, 8081).is_some()));
+        assert_eq!(nat.masquerade, name == "d2");
+    }
+    assert!(l3("br0").routes_to.contains(&slot("d1")) && l3("br0").routes_to.contains(&slot("d2")));
+    assert!(l3("d1").routes_to.contains(&slot("br0")) && !l3("d1").routes_to.contains(&slot("d2")));
+    assert_eq!(
+        m.show()
+            .iter()
+            .find(|b| b.name == "d1")
+            .and_then(|b| b.uplink_via.clone()),
+        Some("br0".into())
+    );
+    let saved = DesiredState::load(&dir).unwrap();
+    assert_eq!(
+        saved.bridge("d2").and_then(|b| b.uplink_via.clone()),
+        Some("br0".into())
+    );
+    m.handle(Request::DelBr { name: "d1".into() }).unwrap();
+    m.handle(Request::DelBr { name: "d2".into() }).unwrap();
+    m.handle(Request::DelBr { name: "br0".into() }).unwrap();
     fs::remove_dir_all(dir).unwrap();
 }

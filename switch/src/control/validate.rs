@@ -46,6 +46,10 @@ pub enum Invalid {
     },
     #[error("port {proto}/{port} is already published on bridge '{bridge}'")]
     AlreadyPublished { bridge: String, proto: L4Proto, port: u16 },
+    #[error("bridge '{bridge}' leaves through bridge '{via}', which is not a routed bridge of its own way out (it must exist, have a subnet and no --uplink-via; del-br the bridges that leave through it first)")]
+    BadUplinkVia { bridge: String, via: String },
+    #[error("bridge '{0}' leaves through another bridge's uplink: it cannot have one of its own")]
+    UplinkAndVia(String),
     #[error("{ip} is already leased to network namespace '{netns}'")]
     AddressTaken { ip: Ipv4Addr, netns: String },
     #[error("bridges '{a}' and '{b}' are linked but one of them has no subnet")]
@@ -123,14 +127,18 @@ impl DesiredState {
                 }
                 subnets.push((net, &br.name));
             }
-            let mut published = HashSet::new();
-            for r in &br.published {
-                if !published.insert((r.proto, r.port)) {
-                    return Err(Invalid::AlreadyPublished {
+            if let Some(via) = &br.uplink_via {
+                let ok = self
+                    .bridge(via)
+                    .is_some_and(|v| v.subnet.is_some() && v.uplink_via.is_none() && v.name != br.name);
+                if !ok || br.subnet.is_none() {
+                    return Err(Invalid::BadUplinkVia {
                         bridge: br.name.clone(),
-                        proto: r.proto,
-                        port: r.port,
+                        via: via.clone(),
                     });
+                }
+                if br.uplink.is_some() {
+                    return Err(Invalid::UplinkAndVia(br.name.clone()));
                 }
             }
             let mut leased: HashMap<Ipv4Addr, &str> = HashMap::new();
@@ -139,6 +147,20 @@ impl DesiredState {
                     return Err(Invalid::AddressTaken {
                         ip: l.ip,
                         netns: netns.to_string(),
+                    });
+                }
+            }
+        }
+        // One rule per published port of an uplink address: the bridges
+        // that leave through one uplink publish on one address.
+        let mut published: HashMap<(&str, L4Proto, u16), &str> = HashMap::new();
+        for br in &self.bridges {
+            for r in &br.published {
+                if let Some(other) = published.insert((br.way_out(), r.proto, r.port), &br.name) {
+                    return Err(Invalid::AlreadyPublished {
+                        bridge: other.to_string(),
+                        proto: r.proto,
+                        port: r.port,
                     });
                 }
             }
@@ -209,6 +231,7 @@ mod tests {
                 queue: 0,
                 iface: None,
             }),
+            moves_to: None,
         }
     }
 

@@ -28,7 +28,7 @@ impl Manager {
         Ok(self.bridge(bridge)?.published.iter().map(|&r| r.into()).collect())
     }
 
-    fn port_state(entry: &PortEntry) -> String {
+    pub(super) fn port_state(entry: &PortEntry) -> String {
         match &entry.live {
             Ok(live) => live.state(),
             Err(reason) => reason.clone(),
@@ -60,8 +60,10 @@ impl Manager {
                             ip: l.ip,
                             netns: l.netns.clone(),
                             port: l.port.clone(),
+                            owner: l.owner.clone(),
                         })
                         .collect(),
+                    uplink_via: br.uplink_via.clone(),
                     linked: self
                         .desired
                         .bridges

@@ -38,7 +38,8 @@ pub enum Side {
 pub fn policy(l3: &BridgeL3, nat: &NatL3, side: Side, seen: &Seen, dst: Ipv4Addr) -> Option<Nat> {
     let up = l3.uplink.as_ref()?;
     if dst == up.ip {
-        let target = nat.published.get(seen.tuple.proto, seen.tuple.dst_port)?;
+        let (proto, port) = (seen.tuple.proto, seen.tuple.dst_port);
+        let target = nat.published.iter().find_map(|t| t.get(proto, port))?;
         let snat = matches!(side, Side::Bridge { .. }).then_some(l3.gateway);
         return Some(Nat {
             dnat: Some(target),

@@ -38,11 +38,12 @@ pub enum AfXdpError {
 
 /// Where the socket goes.
 pub enum Attachment<'a> {
-    /// Create a veth pair `host` <-> `ifname` in `netns` (or adopt the pair a
-    /// previous run created, on restart).
+    /// Create a veth pair `host` <-> `ifname` in `netns` (None: vswitchd's,
+    /// for a runtime to move), or adopt the pair a previous run created, on
+    /// restart.
     Veth {
         host: &'a str,
-        netns: &'a str,
+        netns: Option<&'a str>,
         ifname: &'a str,
         mac: Option<MacAddr>,
         adopt: bool,

@@ -57,6 +57,36 @@ pub fn read_mtu(netns: Option<&str>, ifname: &str) -> std::io::Result<usize> {
     }
 }
 
+/// The name of the interface with MAC `mac` in network namespace `netns`,
+/// if there is one (SIOCGIFHWADDR on each, from a socket opened there).
+pub fn find_by_mac(netns: &str, mac: vswitch_ctl::MacAddr) -> Result<Option<String>, netns::NetnsError> {
+    netns::run_in(netns, || {
+        let sock = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Datagram,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let names = nix::net::if_::if_nameindex().map_err(std::io::Error::from)?;
+        for iface in names.iter() {
+            let name = iface.name().to_string_lossy().into_owned();
+            let mut req = ifreq_with_name(&name);
+            // SAFETY: SIOCGIFHWADDR reads the name from and writes the
+            // address into the ifreq we own, on a socket we own.
+            if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+                continue;
+            }
+            // SAFETY: SIOCGIFHWADDR filled the ifru_hwaddr member.
+            let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+            let found: [u8; 6] = std::array::from_fn(|i| data[i] as u8);
+            if found == mac.0 {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    })
+}
+
 /// Interface names the kernel accepts: 1-15 bytes, no '/', ':' or whitespace,
 /// not "." or "..".
 pub fn valid_ifname(name: &str) -> bool {

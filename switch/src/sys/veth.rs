@@ -132,15 +132,22 @@ fn offloads_off(ifname: &str) -> io::Result<()> {
 }
 
 impl VethPair {
-    /// Creates `host` <-> `ifname` with `ifname` in `netns`. Returns the
-    /// pair and the container end's MAC.
+    /// Creates `host` <-> `ifname` with `ifname` in `netns` (None: left in
+    /// vswitchd's namespace, for a runtime to move). Returns the pair and
+    /// the container end's MAC.
     pub fn create(
         host: &str,
-        netns: &str,
+        netns: Option<&str>,
         ifname: &str,
         mac: Option<MacAddr>,
     ) -> Result<(VethPair, MacAddr), VethError> {
-        let netns_file = netns::open_netns(netns)?;
+        let netns_file = netns.map(netns::open_netns).transpose()?;
+        if netns.is_none() && ifindex(ifname).is_some() {
+            return Err(VethError::Exists {
+                ifname: ifname.to_string(),
+                place: netns::place(None),
+            });
+        }
         if ifindex(host).is_some() {
             return Err(VethError::Exists {
                 ifname: host.to_string(),
@@ -160,7 +167,7 @@ impl VethPair {
         offloads_off(&peer).map_err(VethError::OffloadOff)?;
         let configure = |source| VethError::Configure {
             ifname: ifname.to_string(),
-            place: netns::place(Some(netns)),
+            place: netns::place(netns),
             source,
         };
         let peer_index = ifindex(&peer).ok_or_else(|| VethError::Missing(peer.clone()))?;
@@ -170,7 +177,7 @@ impl VethPair {
         };
         let change = LinkChange {
             index: peer_index as i32,
-            netns_fd: Some(netns_file.as_raw_fd()),
+            netns_fd: netns_file.as_ref().map(|f| f.as_raw_fd()),
             ifname: Some(ifname),
             mac: Some(mac.0),
             up: true,
@@ -180,7 +187,7 @@ impl VethPair {
             if source.raw_os_error() == Some(libc::EEXIST) {
                 VethError::Exists {
                     ifname: ifname.to_string(),
-                    place: netns::place(Some(netns)),
+                    place: netns::place(netns),
                 }
             } else {
                 configure(source)

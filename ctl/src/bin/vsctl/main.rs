@@ -4,18 +4,12 @@
 //! commands print a human table, or the raw JSON result with `--json`. Any
 //! failure prints one line on stderr and exits 1 (2 for usage errors).
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
-use vswitch_ctl::{
-    AddPort, AddVxlan, Ipv4Net, MacAddr, NetCreate, PublishRule, Reply, Request, Response, DEFAULT_SOCKET,
-};
+use vswitch_ctl::{AddPort, AddVxlan, Ipv4Net, MacAddr, NetCreate, PublishRule, Reply, Request, DEFAULT_SOCKET};
 
 mod args;
 mod print;
@@ -55,6 +49,9 @@ enum Command {
         /// Hand out addresses only from this part of the subnet (e.g. 10.20.0.128/25), so hosts sharing a network never hand out the same address.
         #[arg(long, requires = "subnet", value_name = "CIDR")]
         ip_range: Option<Ipv4Net>,
+        /// Leave through the uplink of this other bridge: masquerade and published ports use its address (several bridges may share one uplink).
+        #[arg(long, requires = "subnet", value_name = "BRIDGE")]
+        uplink_via: Option<String>,
     },
     /// Delete a bridge and all its ports.
     DelBr { name: String },
@@ -109,7 +106,16 @@ enum Command {
         /// Interface name inside the namespace.
         #[arg(long, default_value = "eth0")]
         ifname: String,
+        /// The interface's MAC (default: a random one).
+        #[arg(long)]
+        mac: Option<MacAddr>,
+        /// Who the attachment belongs to (a container ID), for list-attachments.
+        #[arg(long)]
+        owner: Option<String>,
     },
+    /// List attached namespaces with their owner, port, address and published ports.
+    #[command(alias = "list-attach")]
+    ListAttachments,
     /// Detach a namespace: delete its port and release its address.
     Detach { bridge: String, netns: String },
     /// Allow routing between two bridges (off by default).
@@ -272,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             subnet,
             gateway,
             ip_range,
+            uplink_via,
         } => Request::AddBr {
             name,
             aging_secs: aging,
@@ -279,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             subnet,
             gateway,
             ip_range,
+            uplink_via,
         },
         Command::DelBr { name } => Request::DelBr { name },
         Command::ListBr => Request::ListBr,
@@ -315,6 +323,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             port_type,
             ip,
             ifname,
+            mac,
+            owner,
         } => Request::Attach {
             bridge,
             netns,
@@ -324,7 +334,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 IpChoice::Fixed(ip) => Some(ip),
             },
             ifname: Some(ifname),
+            mac,
+            owner,
+            handoff: false,
         },
+        Command::ListAttachments => Request::ListAttachments,
         Command::Detach { bridge, netns } => Request::Detach { bridge, netns },
         Command::LinkBr { a, b } => Request::LinkBr { a, b },
         Command::UnlinkBr { a, b } => Request::UnlinkBr { a, b },
@@ -436,24 +450,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Sends one request and waits for its response.
-fn call(socket: &PathBuf, request: &Request) -> anyhow::Result<Reply> {
-    let stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot reach vswitchd at {} (is it running?)", socket.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut line = serde_json::to_string(request)?;
-    line.push('\n');
-    (&stream)
-        .write_all(line.as_bytes())
-        .context("sending request to vswitchd")?;
-    let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .context("reading vswitchd's answer")?;
-    if answer.is_empty() {
-        bail!("vswitchd closed the connection without answering");
-    }
-    match serde_json::from_str::<Response>(&answer).context("vswitchd sent an answer vsctl does not understand")? {
-        Response::Ok { result } => Ok(result),
-        Response::Error { message } => Err(anyhow!(message)),
-    }
+fn call(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
+    Ok(vswitch_ctl::client::call(socket, request)?)
 }

@@ -1,7 +1,9 @@
 //! How vsctl prints each reply for people (`--json` prints the data as it
 //! came instead).
 
-use vswitch_ctl::{BridgeInfo, ClusterInfo, FdbEntry, NeighEntry, NetworkInfo, PmdStats, PortStats, Reply, TunnelInfo};
+use vswitch_ctl::{
+    AttachmentInfo, BridgeInfo, ClusterInfo, FdbEntry, NeighEntry, NetworkInfo, PmdStats, PortStats, Reply, TunnelInfo,
+};
 
 pub fn print_reply(reply: &Reply) {
     match reply {
@@ -44,8 +46,42 @@ pub fn print_reply(reply: &Reply) {
         Reply::Flushed(n) => println!("{n} connections flushed"),
         Reply::Vteps(tunnels) => print_tunnels(tunnels),
         Reply::Networks(nets) => print_networks(nets),
+        Reply::Attachments(list) => print_attachments(list),
         Reply::Cluster(Some(info)) => print_cluster(info),
         Reply::Cluster(None) => println!("not in a cluster (vswitchd was started without --cluster)"),
+    }
+}
+
+fn print_attachments(list: &[AttachmentInfo]) {
+    if list.is_empty() {
+        println!("no attachments");
+        return;
+    }
+    println!(
+        "{:<14} {:<12} {:<18} {:<12} {:<10} {:<8} NETNS",
+        "OWNER", "BRIDGE", "ADDRESS", "PORT", "IFACE", "STATE"
+    );
+    for a in list {
+        let owner = a.owner.as_deref().map_or("-", |o| &o[..o.len().min(12)]);
+        let iface = match (&a.ifname, a.moved) {
+            (Some(name), true) => name.clone(),
+            (Some(name), false) => format!("{name}*"),
+            (None, _) => "-".to_string(),
+        };
+        let state = a.state.split(':').next().unwrap_or_default();
+        println!(
+            "{owner:<14} {:<12} {:<18} {:<12} {iface:<10} {state:<8} {}",
+            a.bridge,
+            format!("{}/{}", a.ip, a.prefix),
+            a.port,
+            a.netns
+        );
+        for r in &a.published {
+            println!("{:<14} publishes {} {} -> {}", "", r.proto, r.port, r.to_port);
+        }
+    }
+    if list.iter().any(|a| !a.moved) {
+        println!("(* still in vswitchd's namespace: the runtime has not moved it yet)");
     }
 }
 
@@ -155,8 +191,27 @@ fn print_show(bridges: &[BridgeInfo]) {
                     println!("        {detail}");
                 }
             }
+            if let Some(via) = &br.uplink_via {
+                println!("    leaves through the uplink of bridge {via}");
+            }
+            if br.masquerade {
+                println!("    masquerade: on");
+            }
+            for r in &br.published {
+                println!("    published {} {} -> {}:{}", r.proto, r.port, r.to_ip, r.to_port);
+            }
             for lease in &br.leases {
-                println!("    lease {} -> netns {} (port {})", lease.ip, lease.netns, lease.port);
+                let owner = lease
+                    .owner
+                    .as_deref()
+                    .map(|o| format!(", owner {}", &o[..o.len().min(12)]));
+                println!(
+                    "    lease {} -> netns {} (port {}{})",
+                    lease.ip,
+                    lease.netns,
+                    lease.port,
+                    owner.unwrap_or_default()
+                );
             }
         }
         if let Some(t) = &br.tunnel {
