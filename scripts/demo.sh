@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --workspace --locked
+./scripts/install-plugins.sh
 # `./scripts/demo.sh docker`: the same switch, driven by Docker.
 if [ "${1:-}" = docker ]; then
     exec ./scripts/demo-docker.sh

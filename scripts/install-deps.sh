@@ -8,8 +8,10 @@ set -euo pipefail
 # cluster's store (the tests start their own); protobuf-compiler builds the
 # etcd client's protocol. docker.io is for the Docker network driver's
 # tests and demo (they start dockerd themselves), busybox-static the one
-# binary their container image holds (nothing is pulled from a registry).
-packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static)
+# binary their container image holds (nothing is pulled from a registry);
+# podman (on its CNI backend, with containernetworking-plugins for its own
+# default network) for the CNI plugin's.
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static podman containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --workspace --locked
+./scripts/install-plugins.sh
 log=$(mktemp /tmp/vswitch-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 

@@ -115,6 +115,10 @@ pub enum Request {
         /// runtime to move into `netns` itself (Docker's Join).
         #[serde(default)]
         handoff: bool,
+        /// Set the namespace's default route via the gateway (default
+        /// true; false for a second network of a container).
+        #[serde(default)]
+        default_route: Option<bool>,
     },
     /// Deletes the port attached for `netns`, releases its address and
     /// unpublishes the ports that led to it.

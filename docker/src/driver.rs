@@ -375,6 +375,7 @@ impl Driver {
             mac: Some(ep.mac),
             owner: Some(req.endpoint_id.clone()),
             handoff: true,
+            default_route: None,
         })?;
         let Reply::Attached(attached) = reply else {
             return Err(DriverError::Invalid(

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{bin, run_ok, Switch};
+use crate::{bin, remove_scratch, run_ok, Switch};
 
 /// Debian's docker client (the one in /usr/local/bin may be another).
 const DOCKER: &str = "/usr/bin/docker";
@@ -194,28 +194,6 @@ impl Drop for Docker {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Kills every process started from under `dir` (containerd, shims,
-/// container processes), unmounts what is mounted there, removes it.
-fn remove_scratch(dir: &Path) {
-    let needle = dir.display().to_string();
-    for _ in 0..3 {
-        let _ = Command::new("pkill").args(["-9", "-f", &needle]).status();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut under: Vec<&str> = (mounts.lines())
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&needle))
-            .collect();
-        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in under {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
-        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Scratch directories of test processes that died before cleaning up.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod docker;
+pub mod podman;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -503,6 +504,28 @@ pub fn sweep_stale() {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+}
+
+/// Kills every process started from under `dir` (containerd, shims,
+/// container processes), unmounts what is mounted there, removes it.
+pub fn remove_scratch(dir: &Path) {
+    let needle = dir.display().to_string();
+    for _ in 0..3 {
+        let _ = Command::new("pkill").args(["-9", "-f", &needle]).status();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut under: Vec<&str> = (mounts.lines())
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&needle))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -39,6 +39,9 @@ pub(super) struct Attach {
     pub owner: Option<String>,
     /// Leave the device in vswitchd's namespace for the runtime to move.
     pub handoff: bool,
+    /// Give the namespace a default route via the gateway (a second
+    /// network of a container usually must not take it over).
+    pub default_route: bool,
 }
 
 /// The interface an attached namespace gets unless told otherwise.
@@ -55,6 +58,7 @@ impl Manager {
             mac,
             owner,
             handoff,
+            default_route,
         } = request;
         let (br, subnet) = self.routed_bridge(&bridge)?;
         let Some(gateway) = br.gateway else {
@@ -117,13 +121,15 @@ impl Manager {
                 netns: netns.clone(),
                 port: port.clone(),
                 owner: owner.clone(),
+                no_default_route: !default_route,
             });
             // Validates the lease with the port, before the device exists.
             txn.add_port(&bridge, config)?;
             if handoff {
                 return Ok(());
             }
-            configure_address(&netns, &ifname, ip, subnet.prefix(), gateway, mtu).map_err(ControlError::Address)
+            let route = default_route.then_some(gateway);
+            configure_address(&netns, &ifname, ip, subnet.prefix(), route, mtu).map_err(ControlError::Address)
         })?;
         let mac = self.desired.port(&port).and_then(|(_, p)| p.mac);
         info!(bridge = %bridge, netns = %netns, %ip, port = %port, handoff, "namespace attached");
@@ -213,14 +219,14 @@ pub(super) fn overlay_mtu(desired: &DesiredState, name: &str) -> Option<u32> {
 }
 
 /// Puts `ip/prefix` on `ifname` in `netns`, with a default route via
-/// `gateway` (and the MTU, when one is given), through netlink from inside
-/// the namespace.
+/// `gateway` when one is given (and the MTU, when one is given), through
+/// netlink from inside the namespace.
 pub(super) fn configure_address(
     netns: &str,
     ifname: &str,
     ip: Ipv4Addr,
     prefix: u8,
-    gateway: Ipv4Addr,
+    gateway: Option<Ipv4Addr>,
     mtu: Option<u32>,
 ) -> Result<(), NetnsError> {
     netns::run_in(netns, || {
@@ -236,7 +242,10 @@ pub(super) fn configure_address(
             netlink::set_link(&change)?;
         }
         netlink::add_address(index, ip, prefix)?;
-        netlink::set_default_route(index, gateway)
+        match gateway {
+            Some(gw) => netlink::set_default_route(index, gw),
+            None => Ok(()),
+        }
     })
 }
 
@@ -250,6 +259,7 @@ mod tests {
             netns: ip.to_string(),
             port: String::new(),
             owner: None,
+            no_default_route: false,
         }
     }
 

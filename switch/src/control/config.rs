@@ -220,6 +220,9 @@ pub struct Lease {
     /// Docker endpoint, a CNI container), so a runtime finds what it left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The namespace's default route is not via this bridge's gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_default_route: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +369,7 @@ pub(super) mod tests {
                     netns: "c1".into(),
                     port: "p1".into(),
                     owner: None,
+                    no_default_route: false,
                 }],
                 uplink: Some(UplinkConfig {
                     iface: "up0".into(),

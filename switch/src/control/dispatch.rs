@@ -48,6 +48,7 @@ impl Manager {
                 mac,
                 owner,
                 handoff,
+                default_route,
             } => self
                 .attach(Attach {
                     bridge,
@@ -58,6 +59,7 @@ impl Manager {
                     mac,
                     owner,
                     handoff,
+                    default_route: default_route.unwrap_or(true),
                 })
                 .map(Reply::Attached),
             Request::Detach { bridge, netns } => done(self.detach(&bridge, &netns)),

@@ -62,8 +62,8 @@ impl Manager {
                     continue;
                 };
                 let mtu = overlay_mtu(&desired, &br.name);
-                if let Err(err) = configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix(), gateway, mtu)
-                {
+                let route = (!lease.no_default_route).then_some(gateway);
+                if let Err(err) = configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix(), route, mtu) {
                     warn!(netns = %lease.netns, ip = %lease.ip, error = %error_chain(&err), "address not restored");
                 }
             }

@@ -112,6 +112,9 @@ enum Command {
         /// Who the attachment belongs to (a container ID), for list-attachments.
         #[arg(long)]
         owner: Option<String>,
+        /// Leave the namespace's default route alone (a second network).
+        #[arg(long)]
+        no_default_route: bool,
     },
     /// List attached namespaces with their owner, port, address and published ports.
     #[command(alias = "list-attach")]
@@ -325,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ifname,
             mac,
             owner,
+            no_default_route,
         } => Request::Attach {
             bridge,
             netns,
@@ -337,6 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             owner,
             handoff: false,
+            default_route: Some(!no_default_route),
         },
         Command::ListAttachments => Request::ListAttachments,
         Command::Detach { bridge, netns } => Request::Detach { bridge, netns },
