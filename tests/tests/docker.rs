@@ -207,6 +207,8 @@ fn containers_talk_leave_through_masquerade_are_published_and_leave_nothing() {
             "7000",
             "-p",
             "18053:53/udp",
+            "-p",
+            "18100-18102:81",
         ],
         &["httpd", "-f", "-p", "80", "-h", "/bin"],
     );
@@ -250,6 +252,8 @@ fn containers_talk_leave_through_masquerade_are_published_and_leave_nothing() {
     let published = w.published(&bridge);
     let auto = host_port_of(&published, 7000);
     assert!((49153..=60999).contains(&auto), "{published:?}");
+    // A host port range: the first free one of it.
+    assert_eq!(host_port_of(&published, 81), 18100, "{published:?}");
     // UDP through the host proxy, to a real UDP server in web's namespace.
     let server = w
         .docker
