@@ -231,6 +231,7 @@ impl Net {
             owner: Some(id.to_string()),
             handoff: false,
             default_route: Some(default_route),
+            allow_any_src: false,
         })?;
         let Reply::Attached(a) = reply else {
             return Err(CniError::new(Code::Io, "vswitchd answered attach with something else"));

@@ -119,6 +119,9 @@ pub enum Request {
         /// true; false for a second network of a container).
         #[serde(default)]
         default_route: Option<bool>,
+        /// No source guard: the port may send from any MAC and address.
+        #[serde(default)]
+        allow_any_src: bool,
     },
     /// Deletes the port attached for `netns`, releases its address and
     /// unpublishes the ports that led to it.
@@ -588,6 +591,9 @@ pub struct PortInfo {
     /// How the port is attached (XDP mode, queue...), when it is up.
     #[serde(default)]
     pub detail: Option<String>,
+    /// The source guard: the only MAC and address the port may send from.
+    #[serde(default)]
+    pub guard: Option<(MacAddr, Ipv4Addr)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

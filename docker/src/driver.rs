@@ -376,6 +376,7 @@ impl Driver {
             owner: Some(req.endpoint_id.clone()),
             handoff: true,
             default_route: None,
+            allow_any_src: false,
         })?;
         let Reply::Attached(attached) = reply else {
             return Err(DriverError::Invalid(

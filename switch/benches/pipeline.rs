@@ -80,6 +80,7 @@ fn world(routed: bool) -> World {
             port: live,
             bridge: if routed { slot } else { 0 },
             vnet_hdr: true,
+            guard: None,
             uplink: false,
         }));
     }

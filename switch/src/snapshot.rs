@@ -20,6 +20,7 @@ use vswitch_ctl::Ipv4Net;
 use vswitch_nat::table::ConnTable;
 use vswitch_vxlan::Vni;
 
+use crate::pipeline::guard::SourceGuard;
 use crate::port::LivePort;
 use crate::tables::fdb::{Fdb, PortHandle};
 use crate::tables::neigh::NeighTable;
@@ -33,6 +34,8 @@ pub struct PortSlot {
     pub bridge: u32,
     /// The port's frames start with a virtio-net header.
     pub vnet_hdr: bool,
+    /// The port may send only as itself (its lease's MAC and address).
+    pub guard: Option<SourceGuard>,
 }
 
 pub struct BridgeSlot {

@@ -101,10 +101,14 @@ pub enum DropReason {
     TunnelTooBig,
     /// From one remote VTEP to a MAC behind another (split horizon).
     TunnelToTunnel,
+    /// From a guarded port with a MAC or IPv4 source not its own.
+    SpoofedSrc,
+    /// ARP from a guarded port naming a sender not itself.
+    SpoofedArp,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 34;
+    pub const COUNT: usize = 36;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -140,6 +144,8 @@ impl DropReason {
         DropReason::VxlanInnerTooShort,
         DropReason::TunnelTooBig,
         DropReason::TunnelToTunnel,
+        DropReason::SpoofedSrc,
+        DropReason::SpoofedArp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -178,6 +184,8 @@ impl DropReason {
             DropReason::VxlanInnerTooShort => "vxlan-inner-too-short",
             DropReason::TunnelTooBig => "tunnel-too-big",
             DropReason::TunnelToTunnel => "tunnel-to-tunnel",
+            DropReason::SpoofedSrc => "spoofed-src",
+            DropReason::SpoofedArp => "spoofed-arp",
         }
     }
 

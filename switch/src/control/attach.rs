@@ -42,6 +42,8 @@ pub(super) struct Attach {
     /// Give the namespace a default route via the gateway (a second
     /// network of a container usually must not take it over).
     pub default_route: bool,
+    /// No source guard on the port.
+    pub allow_any_src: bool,
 }
 
 /// The interface an attached namespace gets unless told otherwise.
@@ -59,6 +61,7 @@ impl Manager {
             owner,
             handoff,
             default_route,
+            allow_any_src,
         } = request;
         let (br, subnet) = self.routed_bridge(&bridge)?;
         let Some(gateway) = br.gateway else {
@@ -111,6 +114,7 @@ impl Manager {
         if handoff {
             config.moves_to = config.netns.take();
         }
+        config.allow_any_src = allow_any_src;
         let mtu = overlay_mtu(&self.desired, &bridge);
         let owner = owner.or_else(|| lease.as_ref().and_then(|l| l.owner.clone()));
         self.commit(|txn| {

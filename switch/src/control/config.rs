@@ -242,6 +242,10 @@ pub struct PortConfig {
     /// say where it went and this is cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moves_to: Option<String>,
+    /// An attached port that may send from any address (a router, VMs
+    /// behind it): no source guard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_any_src: bool,
 }
 
 /// How an AF_XDP port attaches. With `iface` set it binds to that existing
@@ -405,6 +409,7 @@ pub(super) mod tests {
                     mac: Some("02:00:00:00:00:01".parse().unwrap()),
                     afxdp: None,
                     moves_to: None,
+                    allow_any_src: false,
                 }],
                 uplink_via: None,
             }],

@@ -49,6 +49,7 @@ impl Manager {
                 owner,
                 handoff,
                 default_route,
+                allow_any_src,
             } => self
                 .attach(Attach {
                     bridge,
@@ -60,6 +61,7 @@ impl Manager {
                     owner,
                     handoff,
                     default_route: default_route.unwrap_or(true),
+                    allow_any_src,
                 })
                 .map(Reply::Attached),
             Request::Detach { bridge, netns } => done(self.detach(&bridge, &netns)),

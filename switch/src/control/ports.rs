@@ -174,6 +174,7 @@ impl Manager {
             mac,
             afxdp,
             moves_to: None,
+            allow_any_src: false,
         })
     }
 

@@ -10,6 +10,7 @@ use vswitch_vxlan::{Vni, ETH_HDR_LEN, OVERHEAD};
 
 use super::config::{BridgeConfig, PortKind};
 use super::{gateway_mac, Manager};
+use crate::pipeline::guard::SourceGuard;
 use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, TunnelIn, TunnelL2, UplinkL3};
 use crate::sys::read_mtu;
 
@@ -48,6 +49,7 @@ impl Manager {
                 bridge: br.slot,
                 vnet_hdr: live.io.has_vnet_hdr(),
                 uplink: entry.uplink,
+                guard: self.guard_of(&entry.bridge, &live.name),
             });
             if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize).filter(|_| !entry.uplink) {
                 b.ports.push(entry.slot);
@@ -65,6 +67,19 @@ impl Manager {
             snap.rx_assign[i % threads].push(slot);
         }
         snap
+    }
+
+    /// The source guard of port `port` of `bridge`: for a port a lease was
+    /// made for (attach, runtimes), whose MAC is known, unless it was
+    /// attached with `--allow-any-src`.
+    pub(super) fn guard_of(&self, bridge: &str, port: &str) -> Option<SourceGuard> {
+        let br = self.desired.bridge(bridge)?;
+        let config = br.ports.iter().find(|p| p.name == port).filter(|p| !p.allow_any_src)?;
+        let lease = br.leases.iter().find(|l| l.port == port)?;
+        Some(SourceGuard {
+            mac: config.mac?.0,
+            ip: lease.ip,
+        })
     }
 
     /// The gateway view of bridge `name` for the snapshot.

@@ -232,6 +232,7 @@ mod tests {
                 iface: None,
             }),
             moves_to: None,
+            allow_any_src: false,
         }
     }
 

@@ -106,6 +106,7 @@ impl Manager {
                                     .map(|pmd| pmd.core),
                                 state: entry.map_or_else(|| "unknown".to_string(), Self::port_state),
                                 detail: entry.and_then(|e| e.live.as_ref().ok()).and_then(|l| l.io.describe()),
+                                guard: self.guard_of(&br.name, &p.name).map(|g| (MacAddr(g.mac), g.ip)),
                             }
                         })
                         .collect(),

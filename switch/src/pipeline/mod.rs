@@ -13,6 +13,7 @@
 //! syscall (the ports' tx bursts, called by the runner, do the I/O).
 
 pub mod classify;
+pub mod guard;
 pub mod l2;
 pub mod l3;
 pub mod nat;
@@ -150,7 +151,8 @@ pub fn run_batch(
     };
 
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
-        let classified = classify::classify(frame, input.vnet_hdr);
+        let classified = classify::classify(frame, input.vnet_hdr)
+            .and_then(|()| input.guard.as_ref().map_or(Ok(()), |g| guard::check(frame, g)));
         if classified.is_ok() && frame.meta.gso.is_some() {
             counters.rx_gso_packets.add(1);
         }

@@ -84,6 +84,7 @@ impl World {
                 port: live,
                 bridge,
                 vnet_hdr: true,
+                guard: None,
                 uplink: false,
             }));
             members[bridge as usize].push(slot);
@@ -228,6 +229,7 @@ fn an_entry_for_a_deleted_port_is_not_used() {
         port: Arc::new(LivePort::new(999, "new".into(), io, 1)),
         bridge: 0,
         vnet_hdr: true,
+        guard: None,
         uplink: false,
     });
     w.sent(0);

@@ -115,6 +115,9 @@ enum Command {
         /// Leave the namespace's default route alone (a second network).
         #[arg(long)]
         no_default_route: bool,
+        /// No source guard: the port may send from any MAC and address (a router, VMs behind it).
+        #[arg(long)]
+        allow_any_src: bool,
     },
     /// List attached namespaces with their owner, port, address and published ports.
     #[command(alias = "list-attach")]
@@ -329,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mac,
             owner,
             no_default_route,
+            allow_any_src,
         } => Request::Attach {
             bridge,
             netns,
@@ -342,6 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             owner,
             handoff: false,
             default_route: Some(!no_default_route),
+            allow_any_src,
         },
         Command::ListAttachments => Request::ListAttachments,
         Command::Detach { bridge, netns } => Request::Detach { bridge, netns },

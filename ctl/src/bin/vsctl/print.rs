@@ -240,6 +240,9 @@ fn print_show(bridges: &[BridgeInfo]) {
             if let Some(detail) = &p.detail {
                 println!("        {detail}");
             }
+            if let Some((mac, ip)) = &p.guard {
+                println!("        guarded: sends only from {mac} / {ip}");
+            }
         }
     }
 }
