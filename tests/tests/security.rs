@@ -130,3 +130,55 @@ fn docker_model_for_comparison() {
         .unwrap_or(false);
     println!("Docker model (kernel bridge): a container pinging from its sibling's address is answered: {spoofed}");
 }
+
+#[test]
+fn a_damaged_state_stops_the_start_with_the_way_back_and_a_read_only_one_refuses_changes() {
+    require_root();
+    let mut sw = Switch::start("damaged", "0");
+    sw.ok(&["add-br", "br0", "--subnet", "10.187.0.0/24"]);
+    sw.ok(&["add-br", "br1"]);
+
+    // A state directory that cannot be written: the change is refused and
+    // nothing moved.
+    let dir = sw.state_dir.display().to_string();
+    run_ok(Command::new("mount").args(["--bind", &dir, &dir]));
+    let remounted = Command::new("mount").args(["-o", "remount,bind,ro", &dir]).status();
+    let refused = sw.vsctl(&["add-br", "br2"]);
+    let _ = Command::new("umount").arg(&dir).status();
+    assert!(remounted.is_ok_and(|s| s.success()), "read-only bind mount");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("cannot save the configuration; nothing was changed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sw.ok(&["list-br"]).split_whitespace().collect::<Vec<_>>(),
+        ["br0", "br1"]
+    );
+
+    // A damaged file: the start stops with a message naming the file and
+    // the way back (the state before the last change, kept beside it).
+    sw.terminate();
+    let file = sw.state_dir.join("state.json");
+    let text = std::fs::read(&file).expect("state file");
+    std::fs::write(&file, &text[..text.len() / 2]).expect("truncate");
+    let out = Command::new(vswitch_tests::bin("vswitchd"))
+        .arg("--socket")
+        .arg(sw.dir.join("other.sock"))
+        .arg("--state-dir")
+        .arg(&sw.state_dir)
+        .args(["--cores", "0"])
+        .output()
+        .expect("vswitchd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("state file {} is not valid", file.display()))
+            && stderr.contains("state.json.prev: move it over"),
+        "{stderr}"
+    );
+    std::fs::rename(sw.state_dir.join("state.json.prev"), &file).expect("the way back");
+    sw.launch();
+    assert_eq!(sw.ok(&["list-br"]).trim(), "br0", "the state before the last change");
+}

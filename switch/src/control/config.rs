@@ -267,11 +267,19 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
-    #[error("state file {path} is not valid (fix or move it away; vswitchd will not guess)")]
+    #[error("state file {path} is not valid ({way_out}; vswitchd will not guess)")]
     Parse {
         path: PathBuf,
+        way_out: String,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("state file {path} breaks a rule ({way_out})")]
+    Invalid {
+        path: PathBuf,
+        way_out: String,
+        #[source]
+        source: super::validate::Invalid,
     },
     #[error("state file {path} has version {found}; this vswitchd reads version {STATE_VERSION}")]
     Version { path: PathBuf, found: u32 },
@@ -281,6 +289,27 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+}
+
+fn prev_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".prev");
+    PathBuf::from(name)
+}
+
+/// What a user can do about a damaged state file.
+fn way_out(path: &Path) -> String {
+    let prev = prev_path(path);
+    if prev.exists() {
+        format!(
+            "the configuration before the last change is in {}: move it over {} to start from it, or move {} away to start empty",
+            prev.display(),
+            path.display(),
+            path.display()
+        )
+    } else {
+        format!("fix it, or move {} away to start empty", path.display())
+    }
 }
 
 impl DesiredState {
@@ -294,6 +323,7 @@ impl DesiredState {
         };
         let state: DesiredState = serde_json::from_str(&text).map_err(|source| StateError::Parse {
             path: path.clone(),
+            way_out: way_out(&path),
             source,
         })?;
         if state.version != STATE_VERSION {
@@ -302,19 +332,33 @@ impl DesiredState {
                 found: state.version,
             });
         }
+        state.validate().map_err(|source| StateError::Invalid {
+            way_out: way_out(&path),
+            path,
+            source,
+        })?;
         Ok(state)
     }
 
-    /// Replaces the state in `dir` atomically.
+    /// Replaces the state in `dir` atomically. The state it replaces stays
+    /// beside it as `state.json.prev` (a second name for the old file, not
+    /// a copy), the way back should the new one ever be damaged.
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
         let path = dir.join(STATE_FILE);
         let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        let prev = prev_path(&path);
+        let prev_tmp = dir.join(format!("{STATE_FILE}.prev.tmp"));
         let write = || -> io::Result<()> {
             let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
             text.push(b'\n');
             let mut file = File::create(&tmp)?;
             file.write_all(&text)?;
             file.sync_all()?;
+            if path.exists() {
+                let _ = fs::remove_file(&prev_tmp);
+                fs::hard_link(&path, &prev_tmp)?;
+                fs::rename(&prev_tmp, &prev)?;
+            }
             fs::rename(&tmp, &path)?;
             File::open(dir)?.sync_all()
         };
@@ -417,6 +461,49 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_damaged_state_names_the_way_back() {
+        let dir = temp_dir("damaged");
+        let first = DesiredState::default();
+        first.save(&dir).unwrap();
+        let err = |dir: &Path| crate::control::error_chain(&DesiredState::load(dir).unwrap_err());
+        fs::write(dir.join(STATE_FILE), "{\"version\":1,\"bridges\":[{").unwrap();
+        let text = err(&dir);
+        assert!(text.contains("fix it, or move"), "no previous state yet: {text}");
+        fs::remove_dir_all(&dir).unwrap();
+
+        let dir = temp_dir("damaged2");
+        first.save(&dir).unwrap();
+        let mut second = first.clone();
+        second.links.clear();
+        second.bridges.push(sample().bridges[0].clone());
+        second.bridges[0].vxlan = None;
+        second.save(&dir).unwrap();
+        assert_eq!(DesiredState::load(&dir).unwrap(), second);
+        // The state before the last save is kept beside it.
+        let prev: DesiredState = serde_json::from_slice(&fs::read(dir.join("state.json.prev")).unwrap()).unwrap();
+        assert_eq!(prev, first);
+        fs::write(dir.join(STATE_FILE), b"\0\0\0").unwrap();
+        let text = err(&dir);
+        assert!(
+            text.starts_with(&format!(
+                "state file {}/state.json is not valid (the configuration before the last change is in",
+                dir.display()
+            )),
+            "{text}"
+        );
+        // A file that parses but breaks a rule is refused too.
+        let mut broken = second.clone();
+        broken.bridges.push(second.bridges[0].clone());
+        fs::write(dir.join(STATE_FILE), serde_json::to_vec(&broken).unwrap()).unwrap();
+        let text = err(&dir);
+        assert!(
+            text.contains("breaks a rule") && text.contains("already exists"),
+            "{text}"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn save_then_load_round_trips() {
         let dir = temp_dir("rt");
         assert_eq!(
@@ -424,8 +511,19 @@ pub(super) mod tests {
             DesiredState::default(),
             "no file, nothing configured"
         );
-        sample().save(&dir).unwrap();
-        assert_eq!(DesiredState::load(&dir).unwrap(), sample());
+        // The sample, with the bridge its link names, is a valid state.
+        let mut state = sample();
+        let mut br1 = BridgeConfig {
+            name: "br1".into(),
+            subnet: Some("10.21.0.0/24".parse().unwrap()),
+            gateway: Some("10.21.0.1".parse().unwrap()),
+            ..sample().bridges[0].clone()
+        };
+        (br1.ports, br1.leases, br1.uplink, br1.vxlan, br1.ip_range) = (vec![], vec![], None, None, None);
+        br1.published.clear();
+        state.bridges.push(br1);
+        state.save(&dir).unwrap();
+        assert_eq!(DesiredState::load(&dir).unwrap(), state);
         assert!(!dir.join("state.json.tmp").exists());
         let (br, port) = sample()
             .port("p1")
