@@ -470,6 +470,12 @@ pub struct CtStatsInfo {
     pub out_of_window: u64,
     pub table_full: u64,
     pub ports_exhausted: u64,
+    /// Most connections one container may hold (`--ct-max-per-port`).
+    #[serde(default)]
+    pub max_per_port: usize,
+    /// New connections refused because their container held its share.
+    #[serde(default)]
+    pub host_limit: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,12 @@
 //! Expiry is lazy on lookup (an expired connection is gone for the packet
 //! that finds it) and swept by housekeeping one shard at a time, never as a
 //! stop-the-world scan on the fast path.
+//!
+//! Fair shares: every connection belongs to one container address (the one
+//! that opened it, or the one a published port leads to), and no address
+//! may hold more than `max_per_host` of them, so one container cannot fill
+//! the table for the others. The counts are sharded like the table and
+//! touched only when a connection is made or removed.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -54,6 +60,8 @@ struct State {
 pub struct Conn {
     pub orig: Tuple,
     pub reply: Tuple,
+    /// The container address the connection counts against, in its zone.
+    owner: (u16, Ipv4Addr),
     state: Mutex<State>,
 }
 
@@ -87,6 +95,8 @@ pub enum CtDrop {
     TableFull,
     /// No free masquerade port for this destination.
     PortsExhausted,
+    /// The container already holds its share of the table.
+    HostLimit,
 }
 
 /// Counters, all monotonic except `entries`.
@@ -98,6 +108,7 @@ pub struct CtStats {
     pub out_of_window: AtomicU64,
     pub table_full: AtomicU64,
     pub ports_exhausted: AtomicU64,
+    pub host_limit: AtomicU64,
 }
 
 /// A packet, as conntrack needs to see it.
@@ -115,13 +126,21 @@ pub struct Tracked {
 }
 
 type Shard = Mutex<HashMap<Tuple, (Arc<Conn>, Dir)>>;
+/// Connections per container address (zone, address).
+type HostShard = Mutex<HashMap<(u16, Ipv4Addr), usize>>;
 
 pub struct ConnTable {
     shards: Box<[Shard]>,
+    hosts: Box<[HostShard]>,
     entries: AtomicUsize,
     max_entries: usize,
+    max_per_host: usize,
     timeouts: Timeouts,
     pub stats: CtStats,
+}
+
+fn host_shard_of(owner: &(u16, Ipv4Addr)) -> usize {
+    (u32::from(owner.1).wrapping_mul(2_654_435_761) ^ u32::from(owner.0)) as usize % SHARDS
 }
 
 fn shard_of(t: &Tuple) -> usize {
@@ -172,11 +191,56 @@ impl ConnTable {
     pub fn with_timeouts(max_entries: usize, timeouts: Timeouts) -> ConnTable {
         ConnTable {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hosts: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             entries: AtomicUsize::new(0),
             max_entries,
+            max_per_host: max_entries,
             timeouts,
             stats: CtStats::default(),
         }
+    }
+
+    /// Caps the connections one container address may hold (at most the
+    /// whole table).
+    pub fn with_max_per_host(mut self, max: usize) -> ConnTable {
+        self.max_per_host = max.clamp(1, self.max_entries.max(1));
+        self
+    }
+
+    pub fn max_per_host(&self) -> usize {
+        self.max_per_host
+    }
+
+    fn hosts(&self, owner: &(u16, Ipv4Addr)) -> MutexGuard<'_, HashMap<(u16, Ipv4Addr), usize>> {
+        self.hosts[host_shard_of(owner)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one of `owner`'s share; false when it has none left.
+    fn claim(&self, owner: &(u16, Ipv4Addr)) -> bool {
+        let mut hosts = self.hosts(owner);
+        let held = hosts.entry(*owner).or_insert(0);
+        if *held >= self.max_per_host {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    fn release(&self, owner: &(u16, Ipv4Addr)) {
+        let mut hosts = self.hosts(owner);
+        if let Some(held) = hosts.get_mut(owner) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                hosts.remove(owner);
+            }
+        }
+    }
+
+    /// Connections `ip` holds in `zone`.
+    pub fn held_by(&self, zone: u16, ip: Ipv4Addr) -> usize {
+        self.hosts(&(zone, ip)).get(&(zone, ip)).copied().unwrap_or(0)
     }
 
     fn shard(&self, t: &Tuple) -> MutexGuard<'_, HashMap<Tuple, (Arc<Conn>, Dir)>> {
@@ -225,6 +289,7 @@ impl ConnTable {
         }
         if gone {
             self.entries.fetch_sub(1, Ordering::Relaxed);
+            self.release(&conn.owner);
         }
     }
 
@@ -284,6 +349,9 @@ impl ConnTable {
         }
         let nat = policy(&seen.tuple);
         let orig = seen.tuple;
+        // The container it belongs to: the one a published port leads to,
+        // else the one that opened it.
+        let owner = (orig.zone, nat.dnat.map_or(orig.src, |(ip, _)| ip));
         let mut toward = orig;
         if let Some((ip, port)) = nat.dnat {
             toward = toward.with_dst(ip, port);
@@ -304,9 +372,14 @@ impl ConnTable {
             replied: false,
             expires_ms: 0,
         };
+        if !self.claim(&owner) {
+            self.stats.host_limit.fetch_add(1, Ordering::Relaxed);
+            return Err(CtDrop::HostLimit);
+        }
         let conn = Arc::new(Conn {
             orig,
             reply,
+            owner,
             state: Mutex::new(state),
         });
         {
@@ -319,6 +392,7 @@ impl ConnTable {
         {
             let mut shard = self.shard(&orig);
             if shard.contains_key(&orig) {
+                self.release(&owner);
                 return shard
                     .get(&orig)
                     .map(|(c, d)| Tracked {
@@ -651,6 +725,58 @@ mod tests {
             (outward.src, outward.src_port),
             (UPLINK, 8080),
             "the answer leaves from the published address"
+        );
+    }
+
+    #[test]
+    fn one_container_cannot_hold_more_than_its_share() {
+        let table = ConnTable::new(100).with_max_per_host(2);
+        let udp = |port| Seen {
+            tuple: dns_query(port),
+            tcp: None,
+        };
+        table.track(udp(1), 0, masq).unwrap();
+        table.track(udp(2), 0, masq).unwrap();
+        assert!(matches!(table.track(udp(3), 0, masq), Err(CtDrop::HostLimit)));
+        assert_eq!(table.stats.host_limit.load(Ordering::Relaxed), 1);
+        // A packet of a connection it holds still passes.
+        assert!(table.track(udp(1), 1, masq).is_ok());
+        // A sibling still gets its own share.
+        let sibling = Seen {
+            tuple: Tuple {
+                src: [10, 0, 0, 3].into(),
+                ..dns_query(1)
+            },
+            tcp: None,
+        };
+        assert!(table.track(sibling, 0, masq).is_ok());
+        assert_eq!(table.held_by(1, [10, 0, 0, 2].into()), 2);
+        // A published port counts against the container it leads to.
+        let inbound = Seen {
+            tuple: Tuple {
+                zone: 1,
+                proto: Proto::Tcp,
+                src: [203, 0, 113, 9].into(),
+                src_port: 40_000,
+                dst: UPLINK,
+                dst_port: 8080,
+            },
+            tcp: Some(handshake(Syn)),
+        };
+        let publish = |_: &Tuple| Nat {
+            snat: None,
+            dnat: Some(([10, 0, 0, 2].into(), 80)),
+        };
+        assert!(matches!(table.track(inbound, 0, publish), Err(CtDrop::HostLimit)));
+        // Once a connection goes, the share is back.
+        table.flush(|c| c.orig.src_port == 2);
+        assert_eq!(table.held_by(1, [10, 0, 0, 2].into()), 1);
+        assert!(table.track(inbound, 0, publish).is_ok());
+        table.flush(|_| true);
+        assert_eq!(
+            table.held_by(1, [10, 0, 0, 2].into()),
+            0,
+            "nothing held, nothing counted"
         );
     }
 }

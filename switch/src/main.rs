@@ -54,6 +54,9 @@ struct Args {
     /// Most connections tracked at once; beyond it new ones are dropped (counted).
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     ct_max: u32,
+    /// Most connections one container (an attached address) may hold, so one cannot fill the table for the others (default: a quarter of --ct-max).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    ct_max_per_port: Option<u32>,
     /// Seconds an unanswered UDP flow is tracked without traffic (an answered one: 4 times as long).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ct_udp_timeout: u64,
@@ -196,7 +199,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         udp_replied: Duration::from_secs(args.ct_udp_timeout * 4),
         icmp: Duration::from_secs(args.ct_icmp_timeout),
     };
-    let conntrack = ConnTable::with_timeouts(args.ct_max as usize, timeouts);
+    let per_port = args.ct_max_per_port.unwrap_or((args.ct_max / 4).max(1));
+    if per_port > args.ct_max {
+        anyhow::bail!("--ct-max-per-port {per_port} is more than --ct-max {}", args.ct_max);
+    }
+    let conntrack = ConnTable::with_timeouts(args.ct_max as usize, timeouts).with_max_per_host(per_port as usize);
     let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell, conntrack);
     manager.restore();
     let manager = Arc::new(Mutex::new(manager));

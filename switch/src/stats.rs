@@ -24,6 +24,12 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Sets the value. Only the owning thread may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 /// Why a frame was dropped. Every reason has a counter and a name that
@@ -105,10 +111,15 @@ pub enum DropReason {
     SpoofedSrc,
     /// ARP from a guarded port naming a sender not itself.
     SpoofedArp,
+    /// The container already holds its share of the connection table.
+    CtHostLimit,
+    /// The port used up its share of the gateway's own work (ARP, echo
+    /// replies, ICMP errors) for now.
+    SlowPathLimit,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 36;
+    pub const COUNT: usize = 38;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -146,6 +157,8 @@ impl DropReason {
         DropReason::TunnelToTunnel,
         DropReason::SpoofedSrc,
         DropReason::SpoofedArp,
+        DropReason::CtHostLimit,
+        DropReason::SlowPathLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -186,6 +199,8 @@ impl DropReason {
             DropReason::TunnelToTunnel => "tunnel-to-tunnel",
             DropReason::SpoofedSrc => "spoofed-src",
             DropReason::SpoofedArp => "spoofed-arp",
+            DropReason::CtHostLimit => "ct-host-limit",
+            DropReason::SlowPathLimit => "slow-path-limit",
         }
     }
 
@@ -205,7 +220,16 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
     pub tx_gso_packets: Counter,
     drops: [Counter; DropReason::COUNT],
+    /// The slow-path budget's current window and what of it is used.
+    slow_window: Counter,
+    slow_used: Counter,
 }
+
+/// The gateway's own work for one port (ARP, echo replies, ICMP errors) is
+/// limited to this many frames per window and poll thread, so one
+/// container's flood at the gateway cannot stall the others'.
+pub const SLOW_PATH_BUDGET: u64 = 200;
+pub const SLOW_PATH_WINDOW_MS: u64 = 100;
 
 impl Default for PortCounters {
     fn default() -> Self {
@@ -217,6 +241,8 @@ impl Default for PortCounters {
             tx_bytes: Counter::default(),
             tx_gso_packets: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
+            slow_window: Counter::default(),
+            slow_used: Counter::default(),
         }
     }
 }
@@ -229,6 +255,22 @@ impl PortCounters {
 
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()].get()
+    }
+
+    /// Takes one unit of the port's slow-path budget (only the owning
+    /// thread calls this); false when this window's is used up.
+    #[inline]
+    pub fn slow_path(&self, now_ms: u64) -> bool {
+        let window = now_ms / SLOW_PATH_WINDOW_MS;
+        if self.slow_window.get() != window {
+            self.slow_window.set(window);
+            self.slow_used.set(0);
+        }
+        if self.slow_used.get() >= SLOW_PATH_BUDGET {
+            return false;
+        }
+        self.slow_used.add(1);
+        true
     }
 }
 
@@ -332,5 +374,14 @@ mod tests {
         assert_eq!(t.rx_packets, 7);
         assert_eq!(t.drops(DropReason::TxFull), 1);
         assert_eq!(t.drops(DropReason::Malformed), 0);
+    }
+
+    #[test]
+    fn the_slow_path_budget_refills_each_window() {
+        let c = PortCounters::default();
+        let granted = (0..SLOW_PATH_BUDGET + 10).filter(|_| c.slow_path(1_000)).count() as u64;
+        assert_eq!(granted, SLOW_PATH_BUDGET);
+        assert!(!c.slow_path(1_000 + SLOW_PATH_WINDOW_MS - 1), "same window");
+        assert!(c.slow_path(1_000 + SLOW_PATH_WINDOW_MS), "the next window");
     }
 }

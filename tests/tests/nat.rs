@@ -315,7 +315,7 @@ fn published_ports_reach_the_container_from_outside_and_by_hairpin() {
 fn a_full_table_refuses_new_connections_and_keeps_old_ones() {
     require_root();
     // vswitchd with room for two connections.
-    let w = world_with("ctmax", "0", &["--ct-max", "2"]);
+    let w = world_with("ctmax", "0", &["--ct-max", "2", "--ct-max-per-port", "2"]);
     let (sw, outside) = (&w.sw, &w.outside);
     sw.ok(&["set-nat", "br0", "masquerade"]);
     let c = Netns::new("ctmc");

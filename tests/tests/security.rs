@@ -182,3 +182,104 @@ fn a_damaged_state_stops_the_start_with_the_way_back_and_a_read_only_one_refuses
     sw.launch();
     assert_eq!(sw.ok(&["list-br"]).trim(), "br0", "the state before the last change");
 }
+
+/// Answers every UDP datagram on 10.189.0.1:9000 (outside) until killed.
+const UDP_ECHO: &str = "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind(('10.189.0.1', 9000))\n\
+while True:\n    d, a = s.recvfrom(100)\n    s.sendto(d, a)\n";
+
+/// Opens N UDP flows (one socket each) to the echo server; prints how
+/// many were answered.
+const UDP_FLOWS: &str = "import socket, sys\n\
+n = int(sys.argv[1]); ok = 0\n\
+for i in range(n):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)\n    s.sendto(b'x', ('10.189.0.1', 9000))\n    try:\n        s.recvfrom(10); ok += 1\n    except socket.timeout:\n        pass\n\
+print(ok)\n";
+
+/// Sends N ICMP echo requests to the gateway as fast as it can.
+const PING_FLOOD: &str = "import socket, struct, sys\n\
+def csum(b):\n    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))\n    s = (s >> 16) + (s & 0xffff); s += s >> 16\n    return ~s & 0xffff\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n\
+for i in range(int(sys.argv[1])):\n    h = struct.pack('!BBHHH', 8, 0, 0, 7, i & 0xffff) + b'flood!!!'\n    h = h[:2] + struct.pack('!H', csum(h)) + h[4:]\n    s.sendto(h, ('10.188.0.1', 0))\n";
+
+#[test]
+fn one_container_cannot_starve_its_siblings() {
+    require_root();
+    let sw = Switch::start_with_args("fair", "0", &["--ct-max", "64", "--ct-max-per-port", "8"]);
+    let outside = Netns::new("fairo");
+    sw.ok(&["add-br", "br0", "--subnet", "10.188.0.0/24"]);
+    sw.ok(&[
+        "add-uplink",
+        "br0",
+        "up0",
+        "--ip",
+        "10.189.0.2/24",
+        "--gw",
+        "10.189.0.1",
+        "--type",
+        "tap",
+        "--netns",
+        &outside.name,
+    ]);
+    outside.add_addr("up0", "10.189.0.1/24");
+    outside.ip(&["link", "set", "up0", "up"]);
+    sw.ok(&["set-nat", "br0", "masquerade"]);
+    let (c1, c2) = (Netns::new("fair1"), Netns::new("fair2"));
+    let (_, p1) = attach(&sw, &c1, &[]);
+    let (ip2, _) = attach(&sw, &c2, &[]);
+    let _echo = vswitch_tests::Background(outside.cmd("python3").args(["-c", UDP_ECHO]).spawn().expect("udp echo"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let flows = |ns: &Netns, n: &str| run_ok(ns.cmd("python3").args(["-c", UDP_FLOWS, n])).trim().to_string();
+
+    // c1 opens 12 flows: 8 are its share, the rest are refused and counted.
+    assert_eq!(flows(&c1, "12"), "8");
+    assert!(sw.port_counter(&p1, "drops.ct-host-limit") >= 4);
+    let stats = sw.json(&["ct-stats"]);
+    assert_eq!(stats["max_per_port"], 8, "{stats}");
+    assert!(stats["host_limit"].as_u64().unwrap_or(0) >= 4, "{stats}");
+    // c2 still connects out, and in through a published port.
+    assert_eq!(flows(&c2, "3"), "3");
+    sw.ok(&[
+        "publish",
+        "br0",
+        "--proto",
+        "tcp",
+        "--port",
+        "8080",
+        "--to",
+        &format!("{ip2}:80"),
+    ]);
+    let server = vswitch_tests::Background(
+        c2.cmd("sh")
+            .args(["-c", "echo hello | timeout 5 nc -l -p 80"])
+            .spawn()
+            .expect("server"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let got = outside
+        .cmd("sh")
+        .args(["-c", "timeout 3 nc 10.189.0.2 8080 </dev/null"])
+        .output()
+        .expect("nc");
+    let got = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(got.trim(), "hello", "a sibling is reachable through its published port");
+    drop(server);
+
+    // A flood at the gateway from c1 is cut at its budget; c2's pings are
+    // all answered meanwhile.
+    let flood = vswitch_tests::Background(
+        c1.cmd("python3")
+            .args(["-c", PING_FLOOD, "200000"])
+            .spawn()
+            .expect("flood"),
+    );
+    let pings = c2
+        .cmd("ping")
+        .args(["-c", "20", "-i", "0.05", "-W", "2", "-q", "10.188.0.1"])
+        .output()
+        .expect("ping");
+    let _ = flood.finish(std::time::Duration::from_secs(30));
+    let summary = String::from_utf8_lossy(&pings.stdout);
+    assert!(summary.contains("20 received"), "{summary}");
+    assert!(sw.port_counter(&p1, "drops.slow-path-limit") > 0, "the flood was cut");
+}

@@ -131,6 +131,8 @@ impl Manager {
             out_of_window: s.out_of_window.load(Relaxed),
             table_full: s.table_full.load(Relaxed),
             ports_exhausted: s.ports_exhausted.load(Relaxed),
+            max_per_port: self.ct.max_per_host(),
+            host_limit: s.host_limit.load(Relaxed),
         }
     }
 }

@@ -96,6 +96,7 @@ impl From<CtDrop> for DropReason {
             CtDrop::OutOfWindow => DropReason::CtOutOfWindow,
             CtDrop::TableFull => DropReason::CtTableFull,
             CtDrop::PortsExhausted => DropReason::NatPortsExhausted,
+            CtDrop::HostLimit => DropReason::CtHostLimit,
         }
     }
 }

@@ -33,15 +33,17 @@ pub fn print_reply(reply: &Reply) {
             }
         }
         Reply::CtStats(s) => println!(
-            "entries {}/{}, creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={}",
+            "entries {}/{} (at most {} per container), creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={} container-limit={}",
             s.entries,
             s.max_entries,
+            s.max_per_port,
             s.creates,
             s.expiries,
             s.invalid,
             s.out_of_window,
             s.table_full,
-            s.ports_exhausted
+            s.ports_exhausted,
+            s.host_limit
         ),
         Reply::Flushed(n) => println!("{n} connections flushed"),
         Reply::Vteps(tunnels) => print_tunnels(tunnels),

@@ -23,6 +23,9 @@ const CODE_FRAG_NEEDED: u8 = 4;
 
 /// Turns an echo request to `me` into its reply, sent back where it came from.
 pub(super) fn echo_reply(frame: &mut Frame, offset: usize, me: Me, at: &Ingress<'_>) -> Verdict {
+    if !at.counters.slow_path(at.now_ms) {
+        return Verdict::Drop(DropReason::SlowPathLimit);
+    }
     strip_to_ethernet(frame, offset, EthernetProtocol::Ipv4);
     let data = frame.data_mut();
     {
@@ -88,6 +91,9 @@ fn error_with(
     low_word: u16,
     at: &Ingress<'_>,
 ) -> Verdict {
+    if !at.counters.slow_path(at.now_ms) {
+        return Verdict::Drop(DropReason::SlowPathLimit);
+    }
     let data = &frame.data()[offset..];
     let sender_mac = EthernetFrame::new_unchecked(data).src_addr();
     let ip = Ipv4Packet::new_unchecked(&data[ETH_HDR_LEN..]);

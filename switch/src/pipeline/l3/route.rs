@@ -33,6 +33,9 @@ pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
     };
     match ethertype {
         EthernetProtocol::Arp => {
+            if !at.counters.slow_path(at.now_ms) {
+                return Verdict::Drop(DropReason::SlowPathLimit);
+            }
             let leg = ArpLeg {
                 net: &l3.subnet,
                 neigh: &l3.neigh,
