@@ -186,6 +186,9 @@ pub enum Request {
         addr: Option<Ipv4Addr>,
     },
     CtStats,
+    /// Saves the connection table next to the configuration now (before an
+    /// upgrade); the next start puts it back.
+    CtSave,
     /// The neighbour (ARP) tables.
     NeighShow {
         #[serde(default)]
@@ -336,6 +339,8 @@ pub enum Reply {
     Conns(Vec<ConnEntry>),
     CtStats(CtStatsInfo),
     Flushed(usize),
+    /// Connections saved by `ct-save`.
+    CtSaved(usize),
     Vteps(Vec<TunnelInfo>),
     Networks(Vec<NetworkInfo>),
     Attachments(Vec<AttachmentInfo>),
@@ -476,6 +481,9 @@ pub struct CtStatsInfo {
     /// New connections refused because their container held its share.
     #[serde(default)]
     pub host_limit: u64,
+    /// TCP flows picked up mid-stream after a start without a saved table.
+    #[serde(default)]
+    pub picked_up: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

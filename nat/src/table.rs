@@ -18,6 +18,15 @@
 //! that finds it) and swept by housekeeping one shard at a time, never as a
 //! stop-the-world scan on the fast path.
 //!
+//! Surviving a restart: [`ConnTable::export`] and [`ConnTable::import`]
+//! carry the table across a clean stop (vswitchd saves it on SIGTERM).
+//! After a crash nothing was saved; for a while after such a start
+//! ([`ConnTable::pick_up_until`]) a plain TCP ACK that a translation policy
+//! covers opens an established connection mid-stream, as the kernel's
+//! conntrack does (`nf_conntrack_tcp_loose`), its sequence windows unknown
+//! and so not checked. A masqueraded one is picked up only if it keeps its
+//! source port, else its peer would not know it.
+//!
 //! Fair shares: every connection belongs to one container address (the one
 //! that opened it, or the one a published port leads to), and no address
 //! may hold more than `max_per_host` of them, so one container cannot fill
@@ -53,8 +62,25 @@ pub struct Nat {
 struct State {
     tcp: Option<TcpState>,
     windows: Windows,
+    /// Picked up mid-stream: the windows are not known, not checked.
+    loose: bool,
     replied: bool,
     expires_ms: u64,
+}
+
+/// One connection as saved across a restart.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedConn {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub owner: Ipv4Addr,
+    pub tcp: Option<TcpState>,
+    pub windows: Windows,
+    #[serde(default)]
+    pub loose: bool,
+    pub replied: bool,
+    /// Milliseconds it had left to live when saved.
+    pub expires_in_ms: u64,
 }
 
 pub struct Conn {
@@ -109,6 +135,8 @@ pub struct CtStats {
     pub table_full: AtomicU64,
     pub ports_exhausted: AtomicU64,
     pub host_limit: AtomicU64,
+    /// TCP connections picked up mid-stream after a start without a saved table.
+    pub picked_up: AtomicU64,
 }
 
 /// A packet, as conntrack needs to see it.
@@ -136,6 +164,8 @@ pub struct ConnTable {
     max_entries: usize,
     max_per_host: usize,
     timeouts: Timeouts,
+    /// Until when (ms) established TCP flows are picked up mid-stream.
+    pickup_until_ms: AtomicU64,
     pub stats: CtStats,
 }
 
@@ -196,8 +226,82 @@ impl ConnTable {
             max_entries,
             max_per_host: max_entries,
             timeouts,
+            pickup_until_ms: AtomicU64::new(0),
             stats: CtStats::default(),
         }
+    }
+
+    /// Picks up established TCP flows mid-stream until `ms` (a start after
+    /// a crash: their connections were not saved).
+    pub fn pick_up_until(&self, ms: u64) {
+        self.pickup_until_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The live connections, to be saved across a restart.
+    pub fn export(&self, now_ms: u64) -> Vec<SavedConn> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (conn, _) in shard.values().filter(|(_, d)| *d == Dir::Original) {
+                let st = *conn.state();
+                if st.expires_ms > now_ms {
+                    out.push(SavedConn {
+                        orig: conn.orig,
+                        reply: conn.reply,
+                        owner: conn.owner.1,
+                        tcp: st.tcp,
+                        windows: st.windows,
+                        loose: st.loose,
+                        replied: st.replied,
+                        expires_in_ms: st.expires_ms - now_ms,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts saved connections back, their zones mapped by `zone` (None:
+    /// the zone is gone, the connection too), `elapsed_ms` after they were
+    /// saved. Returns how many were put back; the table's limits hold.
+    pub fn import(
+        &self,
+        saved: Vec<SavedConn>,
+        now_ms: u64,
+        elapsed_ms: u64,
+        zone: impl Fn(u16) -> Option<u16>,
+    ) -> usize {
+        let mut n = 0;
+        for s in saved {
+            let (Some(z), Some(left)) = (zone(s.orig.zone), s.expires_in_ms.checked_sub(elapsed_ms)) else {
+                continue;
+            };
+            if left == 0 || self.len() >= self.max_entries {
+                continue;
+            }
+            let (orig, reply) = (Tuple { zone: z, ..s.orig }, Tuple { zone: z, ..s.reply });
+            let owner = (z, s.owner);
+            if self.shard(&orig).contains_key(&orig) || self.shard(&reply).contains_key(&reply) || !self.claim(&owner) {
+                continue;
+            }
+            let conn = Arc::new(Conn {
+                orig,
+                reply,
+                owner,
+                state: Mutex::new(State {
+                    tcp: s.tcp,
+                    windows: s.windows,
+                    loose: s.loose,
+                    replied: s.replied,
+                    expires_ms: now_ms + left,
+                }),
+            });
+            self.shard(&orig).insert(orig, (conn.clone(), Dir::Original));
+            self.shard(&reply).insert(reply, (conn, Dir::Reply));
+            self.entries.fetch_add(1, Ordering::Relaxed);
+            n += 1;
+        }
+        n
     }
 
     /// Caps the connections one container address may hold (at most the
@@ -314,7 +418,8 @@ impl ConnTable {
             if matches!(state, TcpState::TimeWait | TcpState::Close) && next == TcpState::SynSent {
                 // The 4-tuple opens again: a new sequence space.
                 st.windows = Windows::open(&seg);
-            } else if !st.windows.accept(state, dir, &seg) {
+                st.loose = false;
+            } else if !st.loose && !st.windows.accept(state, dir, &seg) {
                 drop(st);
                 self.stats.out_of_window.fetch_add(1, Ordering::Relaxed);
                 return Some(Err(CtDrop::OutOfWindow));
@@ -333,15 +438,19 @@ impl ConnTable {
         if let Some(existing) = self.track_existing(seen, now_ms) {
             return existing;
         }
-        let (tcp_state, windows) = match seen.tcp {
+        let pick_up = now_ms < self.pickup_until_ms.load(Ordering::Relaxed);
+        let (tcp_state, windows, loose) = match seen.tcp {
             Some(seg) => match tcp::open(seg.kind) {
-                Some(s) => (Some(s), Windows::open(&seg)),
+                Some(s) => (Some(s), Windows::open(&seg), false),
+                None if pick_up && seg.kind == tcp::Segment::Ack => {
+                    (Some(TcpState::Established), Windows::default(), true)
+                }
                 None => {
                     self.stats.invalid.fetch_add(1, Ordering::Relaxed);
                     return Err(CtDrop::Invalid);
                 }
             },
-            None => (None, Windows::default()),
+            None => (None, Windows::default(), false),
         };
         if self.len() >= self.max_entries {
             self.stats.table_full.fetch_add(1, Ordering::Relaxed);
@@ -359,6 +468,11 @@ impl ConnTable {
         let reply = match nat.snat {
             None => toward.reversed(),
             Some(ip) => match self.free_source(&toward, ip, now_ms) {
+                // Picked up: the peer knows only the port it had.
+                Some(port) if loose && port != toward.src_port => {
+                    self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                    return Err(CtDrop::Invalid);
+                }
                 Some(port) => toward.with_src(ip, port).reversed(),
                 None => {
                     self.stats.ports_exhausted.fetch_add(1, Ordering::Relaxed);
@@ -369,6 +483,7 @@ impl ConnTable {
         let state = State {
             tcp: tcp_state,
             windows,
+            loose,
             replied: false,
             expires_ms: 0,
         };
@@ -406,6 +521,9 @@ impl ConnTable {
         self.shard(&reply).insert(reply, (conn.clone(), Dir::Reply));
         self.entries.fetch_add(1, Ordering::Relaxed);
         self.stats.creates.fetch_add(1, Ordering::Relaxed);
+        if loose {
+            self.stats.picked_up.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Tracked {
             conn,
             dir: Dir::Original,
@@ -778,5 +896,99 @@ mod tests {
             0,
             "nothing held, nothing counted"
         );
+    }
+
+    #[test]
+    fn a_saved_table_comes_back_in_new_zones_and_keeps_its_state() {
+        let ct = ConnTable::new(100);
+        ct.track(tcp([10, 0, 0, 2], 1000, [192, 0, 2, 1], 80, Syn), 0, masq)
+            .unwrap();
+        let reply = tcp([192, 0, 2, 1], 80, [198, 51, 100, 2], 1000, SynAck);
+        ct.track(reply, 1, masq).unwrap();
+        ct.track(tcp([10, 0, 0, 2], 1000, [192, 0, 2, 1], 80, Ack), 2, masq)
+            .unwrap();
+        let udp = Seen {
+            tuple: dns_query(53),
+            tcp: None,
+        };
+        ct.track(udp, 0, masq).unwrap();
+        let saved = ct.export(10);
+        assert_eq!(saved.len(), 2);
+        // Through JSON, as vswitchd writes it.
+        let saved: Vec<SavedConn> = serde_json_roundtrip(&saved);
+
+        let back = ConnTable::new(100);
+        // 29.99 s after the save: the unanswered UDP flow (30 s) is almost
+        // gone but not quite; zone 1 is zone 7 now.
+        assert_eq!(back.import(saved.clone(), 0, 29_980, |z| (z == 1).then_some(7)), 2);
+        let data = |seg| Seen {
+            tuple: Tuple {
+                zone: 7,
+                ..tcp([10, 0, 0, 2], 1000, [192, 0, 2, 1], 80, seg).tuple
+            },
+            tcp: Some(TcpSeg {
+                seq: 1001,
+                ack: Some(5001),
+                len: 100,
+                ..handshake(Ack)
+            }),
+        };
+        let t = back.track_existing(data(Ack), 1).expect("found").expect("in window");
+        assert_eq!(t.conn.reply.dst, UPLINK, "the translation came back");
+        assert_eq!(back.held_by(7, [10, 0, 0, 2].into()), 2);
+        // A zone that is gone takes its connections with it; too late is too late.
+        assert_eq!(ConnTable::new(100).import(saved.clone(), 0, 0, |_| None), 0);
+        assert_eq!(
+            ConnTable::new(100).import(saved, 0, 31_000, Some),
+            1,
+            "only the TCP one is left"
+        );
+    }
+
+    fn serde_json_roundtrip(saved: &[SavedConn]) -> Vec<SavedConn> {
+        let text = serde_json::to_string(saved).expect("serialize");
+        serde_json::from_str(&text).expect("deserialize")
+    }
+
+    #[test]
+    fn established_flows_are_picked_up_only_after_a_crash_and_only_if_rebuildable() {
+        let ct = ConnTable::new(100);
+        let mid = |sport| tcp([10, 0, 0, 2], sport, [192, 0, 2, 1], 80, Ack);
+        assert_eq!(
+            ct.track(mid(1000), 0, masq).err(),
+            Some(CtDrop::Invalid),
+            "not after a clean start"
+        );
+        ct.pick_up_until(60_000);
+        let t = ct.track(mid(1000), 1, masq).expect("picked up");
+        assert_eq!(t.conn.reply.dst_port, 1000, "the source port kept");
+        assert_eq!(ct.stats.picked_up.load(Ordering::Relaxed), 1);
+        // Its windows are unknown: any sequence number of the flow passes.
+        let far = Seen {
+            tcp: Some(TcpSeg {
+                seq: 3_000_000_000,
+                ack: Some(77),
+                ..handshake(Ack)
+            }),
+            ..mid(1000)
+        };
+        assert!(ct.track(far, 2, masq).is_ok());
+        let answer = tcp([192, 0, 2, 1], 80, [198, 51, 100, 2], 1000, Ack);
+        assert!(
+            ct.track_existing(answer, 3,).expect("found").is_ok(),
+            "the answer finds it"
+        );
+        // The port is taken now (by the picked-up flow): another container's
+        // flow with the same source port cannot be picked up.
+        let other = Seen {
+            tuple: Tuple {
+                src: [10, 0, 0, 3].into(),
+                ..mid(1000).tuple
+            },
+            ..mid(1000)
+        };
+        assert_eq!(ct.track(other, 4, masq).err(), Some(CtDrop::Invalid));
+        // The window closes.
+        assert_eq!(ct.track(mid(2000), 60_000, masq).err(), Some(CtDrop::Invalid));
     }
 }

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 /// Which way a segment goes, relative to the packet that opened the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Dir {
     Original,
     Reply,
@@ -61,7 +61,7 @@ impl Segment {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TcpState {
     SynSent,
     SynRecv,
@@ -120,7 +120,7 @@ const MAX_ACK_WINDOW: u32 = 66_000;
 const MAX_WSCALE: u8 = 14;
 
 /// What one side has done in the sequence space.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Side {
     /// The highest sequence number it sent, plus the segment's length.
     end: u32,
@@ -145,7 +145,7 @@ impl Side {
 }
 
 /// The sequence windows of both sides of a TCP connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Windows([Side; 2]);
 
 impl Windows {

@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 
 /// Transport protocols tracked. Others are data, not errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -19,7 +19,7 @@ pub enum Proto {
 }
 
 /// One direction of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Tuple {
     pub zone: u16,
     pub proto: Proto,

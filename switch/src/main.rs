@@ -57,6 +57,9 @@ struct Args {
     /// Most connections one container (an attached address) may hold, so one cannot fill the table for the others (default: a quarter of --ct-max).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     ct_max_per_port: Option<u32>,
+    /// After a start that found no saved connection table (a crash), seconds during which established TCP flows through NAT are picked up mid-stream (0: never).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    ct_pickup_secs: u64,
     /// Seconds an unanswered UDP flow is tracked without traffic (an answered one: 4 times as long).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ct_udp_timeout: u64,
@@ -204,7 +207,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--ct-max-per-port {per_port} is more than --ct-max {}", args.ct_max);
     }
     let conntrack = ConnTable::with_timeouts(args.ct_max as usize, timeouts).with_max_per_host(per_port as usize);
-    let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell, conntrack);
+    let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell, conntrack)
+        .with_pickup(Duration::from_secs(args.ct_pickup_secs));
     manager.restore();
     let manager = Arc::new(Mutex::new(manager));
 
@@ -267,6 +271,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     for thread in threads {
         let _ = thread.join();
+    }
+    // Forwarding has stopped: the table is final. The next start puts it
+    // back, so connections through NAT live across an upgrade.
+    if let Err(err) = manager.lock().unwrap_or_else(PoisonError::into_inner).save_conntrack() {
+        tracing::warn!(error = %vswitch::control::error_chain(&err), "connection table not saved");
     }
     let _ = std::fs::remove_file(&args.socket);
     Ok(())

@@ -283,3 +283,141 @@ fn one_container_cannot_starve_its_siblings() {
     assert!(summary.contains("20 received"), "{summary}");
     assert!(sw.port_counter(&p1, "drops.slow-path-limit") > 0, "the flood was cut");
 }
+
+/// Echoes what one client sends, until it closes.
+const ECHO_SERVER: &str = "import socket, sys\n\
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)\n\
+c, _ = s.accept()\n\
+while True:\n    d = c.recv(100)\n    if not d: break\n    c.sendall(d)\n";
+
+/// One TCP connection, three exchanges: the first at once, each later one
+/// when the file TAG.STEP appears; TAG.STEP.done marks an answered one.
+const STEP_CLIENT: &str = "import socket, sys, os, time\n\
+host, port, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]\n\
+s = socket.create_connection((host, port), timeout=30)\n\
+for step in ['a', 'b', 'c']:\n    while step != 'a' and not os.path.exists(tag + '.' + step): time.sleep(0.05)\n    s.sendall(step.encode())\n    got = s.recv(10)\n    if got != step.encode(): sys.exit('step ' + step + ' got ' + repr(got))\n    open(tag + '.' + step + '.done', 'w').close()\n";
+
+fn wait_file(path: &std::path::Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn connections_through_nat_live_across_a_restart_and_a_crash() {
+    require_root();
+    let mut sw = Switch::start("ctkeep", "0");
+    let outside = Netns::new("ctko");
+    sw.ok(&["add-br", "br0", "--subnet", "10.190.0.0/24"]);
+    let uplink = [
+        "add-uplink",
+        "br0",
+        "up0",
+        "--ip",
+        "10.191.0.2/24",
+        "--gw",
+        "10.191.0.1",
+        "--type",
+        "tap",
+        "--netns",
+    ];
+    let mut args = uplink.to_vec();
+    args.push(&outside.name);
+    sw.ok(&args);
+    let outside_up = |outside: &Netns| {
+        outside.add_addr("up0", "10.191.0.1/24");
+        outside.ip(&["link", "set", "up0", "up"]);
+    };
+    outside_up(&outside);
+    sw.ok(&["set-nat", "br0", "masquerade"]);
+    let (c1, c2) = (Netns::new("ctk1"), Netns::new("ctk2"));
+    attach(&sw, &c1, &[]);
+    let (ip2, _) = attach(&sw, &c2, &[]);
+    sw.ok(&[
+        "publish",
+        "br0",
+        "--proto",
+        "tcp",
+        "--port",
+        "8080",
+        "--to",
+        &format!("{ip2}:80"),
+    ]);
+
+    let spawn = |ns: &Netns, code: &str, args: &[&str]| {
+        vswitch_tests::Background(
+            ns.cmd("python3")
+                .arg("-c")
+                .arg(code)
+                .args(args)
+                .spawn()
+                .expect("python3"),
+        )
+    };
+    let _out_server = spawn(&outside, ECHO_SERVER, &["10.191.0.1", "9000"]);
+    let _in_server = spawn(&c2, ECHO_SERVER, &[&ip2, "80"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let masq = sw.dir.join("masq");
+    let publ = sw.dir.join("publ");
+    let step = |tag: &std::path::Path, s: &str| {
+        let mut p = tag.as_os_str().to_owned();
+        p.push(format!(".{s}"));
+        std::path::PathBuf::from(p)
+    };
+    let mut clients = vec![
+        spawn(&c1, STEP_CLIENT, &["10.191.0.1", "9000", &masq.display().to_string()]),
+        spawn(
+            &outside,
+            STEP_CLIENT,
+            &["10.191.0.2", "8080", &publ.display().to_string()],
+        ),
+    ];
+    for tag in [&masq, &publ] {
+        assert!(
+            wait_file(&step(tag, "a.done")),
+            "{} exchanged before any restart",
+            tag.display()
+        );
+    }
+
+    // A clean restart (SIGTERM): the table is saved and put back.
+    sw.terminate();
+    assert!(sw.state_dir.join("conntrack.json").exists(), "saved on SIGTERM");
+    sw.launch();
+    let back = sw.json(&["ct-show"]);
+    assert!(back.as_array().is_some_and(|c| c.len() >= 2), "restored before anything moved: {back}");
+    outside_up(&outside); // the TAP uplink is a new device
+    for tag in [&masq, &publ] {
+        std::fs::write(step(tag, "b"), "").expect("go");
+        assert!(
+            wait_file(&step(tag, "b.done")),
+            "{} lives across a clean restart",
+            tag.display()
+        );
+    }
+    assert!(!sw.state_dir.join("conntrack.json").exists(), "read once, then removed");
+
+    // A crash: nothing saved; the flows are picked up mid-stream.
+    sw.kill9();
+    sw.launch();
+    outside_up(&outside);
+    for tag in [&masq, &publ] {
+        std::fs::write(step(tag, "c"), "").expect("go");
+        assert!(
+            wait_file(&step(tag, "c.done")),
+            "{} is picked up after a crash",
+            tag.display()
+        );
+    }
+    let stats = sw.json(&["ct-stats"]);
+    assert!(stats["picked_up"].as_u64().unwrap_or(0) >= 2, "{stats}");
+    for c in clients.drain(..) {
+        c.finish(std::time::Duration::from_secs(5));
+    }
+}

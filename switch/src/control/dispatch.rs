@@ -103,6 +103,7 @@ impl Manager {
             Request::CtShow { bridge } => self.ct_show(bridge.as_deref()).map(Reply::Conns),
             Request::CtFlush { bridge, addr } => self.ct_flush(bridge.as_deref(), addr).map(Reply::Flushed),
             Request::CtStats => Ok(Reply::CtStats(self.ct_stats())),
+            Request::CtSave => self.save_conntrack().map(Reply::CtSaved),
             Request::AddVxlan(request) => done(self.add_vxlan(request)),
             Request::DelVxlan { bridge } => done(self.del_vxlan(&bridge)),
             Request::AddVtep { bridge, ip } => done(self.add_vtep(&bridge, ip)),

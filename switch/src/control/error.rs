@@ -115,6 +115,12 @@ pub enum ControlError {
     Invalid(#[from] Invalid),
     #[error("an uplink is an afxdp or a tap port, not {0}")]
     UplinkType(PortKind),
+    #[error("cannot save the connection table to {path}")]
+    CtSave {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// An error and its causes on one line: "cannot create port 'p1': interface

@@ -25,6 +25,7 @@
 mod attach;
 mod bridges;
 pub mod config;
+mod ctfile;
 mod dispatch;
 mod error;
 mod nat;
@@ -135,7 +136,13 @@ pub struct Manager {
     next_uid: u64,
     /// Every bridge's connections; the zone (bridge slot) keeps them apart.
     ct: Arc<ConnTable>,
+    /// After a start without a saved connection table, how long
+    /// established TCP flows are picked up mid-stream.
+    pickup: Duration,
 }
+
+/// Mid-stream pickup after a crash, unless told otherwise.
+pub const DEFAULT_PICKUP: Duration = Duration::from_secs(600);
 
 impl Manager {
     pub fn new(
@@ -155,7 +162,15 @@ impl Manager {
             generation: 0,
             next_uid: 1,
             ct: Arc::new(conntrack),
+            pickup: DEFAULT_PICKUP,
         }
+    }
+
+    /// How long after a start without a saved connection table established
+    /// TCP flows are picked up mid-stream (zero: never).
+    pub fn with_pickup(mut self, pickup: Duration) -> Manager {
+        self.pickup = pickup;
+        self
     }
 
     /// The connection table, for housekeeping.

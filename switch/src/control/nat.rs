@@ -133,6 +133,7 @@ impl Manager {
             ports_exhausted: s.ports_exhausted.load(Relaxed),
             max_per_port: self.ct.max_per_host(),
             host_limit: s.host_limit.load(Relaxed),
+            picked_up: s.picked_up.load(Relaxed),
         }
     }
 }

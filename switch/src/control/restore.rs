@@ -79,6 +79,8 @@ impl Manager {
             "configuration restored"
         );
         self.desired = desired;
+        // Connections come back before the first frame is forwarded.
+        self.load_conntrack(self.pickup);
         self.publish();
     }
 

@@ -191,6 +191,8 @@ enum Command {
     },
     /// Connection tracking counters.
     CtStats,
+    /// Save the connection table now (before an upgrade): the next start puts it back (SIGTERM saves it too).
+    CtSave,
     /// Stretch a bridge over VXLAN (the tunnel becomes one of its members).
     AddVxlan {
         bridge: String,
@@ -399,6 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CtShow { bridge } => Request::CtShow { bridge },
         Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
         Command::CtStats => Request::CtStats,
+        Command::CtSave => Request::CtSave,
         Command::AddVxlan {
             bridge,
             vni,

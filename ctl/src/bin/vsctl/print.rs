@@ -33,7 +33,7 @@ pub fn print_reply(reply: &Reply) {
             }
         }
         Reply::CtStats(s) => println!(
-            "entries {}/{} (at most {} per container), creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={} container-limit={}",
+            "entries {}/{} (at most {} per container), creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={} container-limit={}, picked up mid-stream {}",
             s.entries,
             s.max_entries,
             s.max_per_port,
@@ -43,9 +43,11 @@ pub fn print_reply(reply: &Reply) {
             s.out_of_window,
             s.table_full,
             s.ports_exhausted,
-            s.host_limit
+            s.host_limit,
+            s.picked_up
         ),
         Reply::Flushed(n) => println!("{n} connections flushed"),
+        Reply::CtSaved(n) => println!("{n} connections saved; the next start puts them back"),
         Reply::Vteps(tunnels) => print_tunnels(tunnels),
         Reply::Networks(nets) => print_networks(nets),
         Reply::Attachments(list) => print_attachments(list),
