@@ -391,7 +391,10 @@ fn connections_through_nat_live_across_a_restart_and_a_crash() {
     assert!(sw.state_dir.join("conntrack.json").exists(), "saved on SIGTERM");
     sw.launch();
     let back = sw.json(&["ct-show"]);
-    assert!(back.as_array().is_some_and(|c| c.len() >= 2), "restored before anything moved: {back}");
+    assert!(
+        back.as_array().is_some_and(|c| c.len() >= 2),
+        "restored before anything moved: {back}"
+    );
     outside_up(&outside); // the TAP uplink is a new device
     for tag in [&masq, &publ] {
         std::fs::write(step(tag, "b"), "").expect("go");

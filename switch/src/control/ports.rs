@@ -265,6 +265,11 @@ impl Manager {
             txn.bridge_mut(bridge)?.uplink = None;
             Ok(())
         })?;
+        // What was learned on that link may not hold on the next one (a
+        // new peer device has a new MAC).
+        if let Some(live) = self.bridges.get(bridge) {
+            live.uplink_neigh.clear();
+        }
         info!(bridge, iface = %iface, "uplink deleted");
         Ok(())
     }

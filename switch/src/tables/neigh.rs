@@ -38,6 +38,11 @@ impl NeighTable {
         self.table.sweep(now_ms)
     }
 
+    /// Forgets every entry (the link they were learned on is gone).
+    pub fn clear(&self) -> usize {
+        self.table.retain(|_| false)
+    }
+
     /// (address, MAC, age in ms) of the live entries, by address.
     pub fn records(&self, now_ms: u64) -> Vec<(Ipv4Addr, [u8; 6], u64)> {
         self.table
