@@ -2,7 +2,8 @@
 //! frame for L2 forwarding between two ports of one bridge and for routing
 //! between two linked bridges (TTL, checksum, next hop from the ARP table,
 //! MAC rewrite), so the pipeline's own cost is known apart from the ports'.
-//! The NAT stage has its own benchmark (`nat_stage`).
+//! The NAT stage has its own benchmark (`nat_stage`). `l2_forward_guarded`
+//! is `l2_forward` from a port with a source guard (an attached container).
 //!
 //! Each iteration refills the batch from a 60-byte template (part of the
 //! figure, a few ns per frame), runs it and hands the frames back to the
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use etherparse::PacketBuilder;
 use vswitch::packet::{Batch, PacketPool, VNET_HDR_LEN};
+use vswitch::pipeline::guard::SourceGuard;
 use vswitch::pipeline::{run_batch, Scratch};
 use vswitch::port::{LivePort, PortFault, PortIo};
 use vswitch::snapshot::{BridgeL3, BridgeSlot, PortSlot, Snapshot};
@@ -63,8 +65,8 @@ struct World {
 }
 
 /// Port 0 on bridge 0; port 1 on bridge 0 (`routed` false) or on bridge 1,
-/// with a gateway on each bridge and the two linked.
-fn world(routed: bool) -> World {
+/// with a gateway on each bridge and the two linked. Port 0 has `guard`.
+fn world(routed: bool, guard: Option<SourceGuard>) -> World {
     let mut snap = Snapshot {
         generation: 1,
         ..Default::default()
@@ -80,7 +82,7 @@ fn world(routed: bool) -> World {
             port: live,
             bridge: if routed { slot } else { 0 },
             vnet_hdr: true,
-            guard: None,
+            guard: if slot == 0 { guard } else { None },
             uplink: false,
         }));
     }
@@ -150,13 +152,21 @@ impl World {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
 
-    let mut l2 = world(false);
+    let mut l2 = world(false, None);
     // Port 1 speaks first, so its MAC is known and frames to it are unicast.
     l2.run(1, &udp(MAC_B, MAC_A, [10, 1, 0, 3], [10, 1, 0, 2]), 1);
     let to_b = udp(MAC_A, MAC_B, [10, 1, 0, 2], [10, 1, 0, 3]);
     group.bench_function("l2_forward", |b| b.iter_custom(|n| l2.run(0, &to_b, n)));
 
-    let mut routed = world(true);
+    let guard = SourceGuard {
+        mac: MAC_A,
+        ip: [10, 1, 0, 2].into(),
+    };
+    let mut guarded = world(false, Some(guard));
+    guarded.run(1, &udp(MAC_B, MAC_A, [10, 1, 0, 3], [10, 1, 0, 2]), 1);
+    group.bench_function("l2_forward_guarded", |b| b.iter_custom(|n| guarded.run(0, &to_b, n)));
+
+    let mut routed = world(true, None);
     let (b_ip, b_mac) = ([10, 2, 0, 2], MAC_B);
     // The host on bridge 1 is known to its gateway's ARP table and FDB.
     if let Some(Some(br)) = routed.snap.bridges.get(1) {
@@ -170,7 +180,11 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // What actually left: every frame of the benchmark reached port 1.
-    for (name, w) in [("l2_forward", &l2), ("routed", &routed)] {
+    for (name, w) in [
+        ("l2_forward", &l2),
+        ("l2_forward_guarded", &guarded),
+        ("routed", &routed),
+    ] {
         let sent = w.snap.port(1).map(|p| p.port.stats.totals().tx_packets).unwrap_or(0);
         let drops = w
             .snap

@@ -98,7 +98,24 @@ fn lost(summary: &str) -> (u64, u64) {
 const SERVER: &str = "import socket, sys\n\
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
 s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(64)\n\
+print('ready', flush=True)\n\
 while True:\n    c, _ = s.accept()\n    c.sendall(b'ok\\n'); c.close()\n";
+
+/// Starts SERVER in `ns` and returns once it listens (a loaded machine
+/// may take a while to start python).
+fn listening(ns: &Netns, ip: &str, port: &str) -> Background {
+    let mut child = ns
+        .cmd("python3")
+        .args(["-c", SERVER, ip, port])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("server");
+    if let Some(out) = child.stdout.take() {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+    }
+    Background(child)
+}
 
 fn fetch(ns: &Netns, ip: &str, port: u16) -> bool {
     ns.cmd("sh")
@@ -119,13 +136,7 @@ fn soak_with_faults_leaves_nothing_behind() {
     sw.ok(&["add-br", "br0", "--subnet", "10.192.0.0/24"]);
     uplink(&sw, &outside);
     sw.ok(&["set-nat", "br0", "masquerade"]);
-    let _out_server = Background(
-        outside
-            .cmd("python3")
-            .args(["-c", SERVER, OUT_IP, "9000"])
-            .spawn()
-            .expect("server"),
-    );
+    let _out_server = listening(&outside, OUT_IP, "9000");
     let steady = Netns::new("soaks");
     sw.ok(&["attach", "br0", &steady.name]);
     std::thread::sleep(Duration::from_millis(300));
@@ -162,17 +173,14 @@ fn soak_with_faults_leaves_nothing_behind() {
             "--to",
             &format!("{ip}:80"),
         ]);
-        let server = Background(
-            ns.cmd("python3")
-                .args(["-c", SERVER, &ip, "80"])
-                .spawn()
-                .expect("server"),
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        let server = listening(&ns, &ip, "80");
         if fetch(&outside, UP_IP, port) {
             fetched += 1;
         } else {
             eprintln!("iteration {iterations} ({kind}): in through port {port} failed");
+            if failed < 3 {
+                diagnose(&sw);
+            }
             failed += 1;
         }
         drop(server);
@@ -238,6 +246,24 @@ fn soak_with_faults_leaves_nothing_behind() {
         failed * 10 <= fetched.max(1),
         "fetches mostly work: {fetched} ok, {failed} failed"
     );
+}
+
+/// What a failed fetch leaves to look at: drops by port, neighbours, connections.
+fn diagnose(sw: &Switch) {
+    let stats = sw.json(&["port-stats"]);
+    for p in stats.as_array().into_iter().flatten() {
+        let drops: Vec<String> = (p["drops"].as_object().into_iter().flatten())
+            .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        eprintln!(
+            "  port {} rx {} tx {} drops {drops:?}",
+            p["name"], p["rx_packets"], p["tx_packets"]
+        );
+    }
+    eprintln!("  neigh: {}", sw.ok(&["neigh-show"]).replace('\n', "; "));
+    eprintln!("  fdb: {}", sw.ok(&["fdb-show", "br0"]).replace('\n', "; "));
+    eprintln!("  ct: {}", sw.ok(&["ct-show"]).replace('\n', "; "));
 }
 
 /// kill -9 and restart under a steady ping; returns the pings lost.

@@ -4,6 +4,9 @@
 //! the ports to read (round robin over the live ones); routed bridges get
 //! their gateway view: linked bridges, internal port, uplink, NAT.
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
 use tracing::warn;
 use vswitch_ctl::Ipv4Net;
 use vswitch_vxlan::{Vni, ETH_HDR_LEN, OVERHEAD};
@@ -35,6 +38,17 @@ impl Manager {
                 tunnel: self.desired.bridge(name).and_then(|c| self.tunnel_l2(c)),
             });
         }
+        // Guards by port name, in one pass over ports and leases (a bridge
+        // may have a thousand of each).
+        let mut guards: HashMap<&str, SourceGuard> = HashMap::new();
+        for br in &self.desired.bridges {
+            let leased: HashMap<&str, Ipv4Addr> = br.leases.iter().map(|l| (l.port.as_str(), l.ip)).collect();
+            for p in br.ports.iter().filter(|p| !p.allow_any_src) {
+                if let (Some(ip), Some(mac)) = (leased.get(p.name.as_str()), p.mac) {
+                    guards.insert(p.name.as_str(), SourceGuard { mac: mac.0, ip: *ip });
+                }
+            }
+        }
         let mut live_slots = Vec::new();
         for entry in self.ports.values() {
             let (Ok(live), Some(br)) = (&entry.live, self.bridges.get(&entry.bridge)) else {
@@ -49,7 +63,7 @@ impl Manager {
                 bridge: br.slot,
                 vnet_hdr: live.io.has_vnet_hdr(),
                 uplink: entry.uplink,
-                guard: self.guard_of(&entry.bridge, &live.name),
+                guard: guards.get(live.name.as_str()).copied(),
             });
             if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize).filter(|_| !entry.uplink) {
                 b.ports.push(entry.slot);
@@ -69,17 +83,9 @@ impl Manager {
         snap
     }
 
-    /// The source guard of port `port` of `bridge`: for a port a lease was
-    /// made for (attach, runtimes), whose MAC is known, unless it was
-    /// attached with `--allow-any-src`.
+    /// The source guard of port `port` of `bridge` (see [`guard`]).
     pub(super) fn guard_of(&self, bridge: &str, port: &str) -> Option<SourceGuard> {
-        let br = self.desired.bridge(bridge)?;
-        let config = br.ports.iter().find(|p| p.name == port).filter(|p| !p.allow_any_src)?;
-        let lease = br.leases.iter().find(|l| l.port == port)?;
-        Some(SourceGuard {
-            mac: config.mac?.0,
-            ip: lease.ip,
-        })
+        guard(self.desired.bridge(bridge)?, port)
     }
 
     /// The gateway view of bridge `name` for the snapshot.
@@ -194,4 +200,16 @@ impl Manager {
             })
             .collect()
     }
+}
+
+/// The source guard of port `port` of `br`: for a port a lease was made for
+/// (attach, runtimes), whose MAC is known, unless it was attached with
+/// `--allow-any-src`.
+fn guard(br: &BridgeConfig, port: &str) -> Option<SourceGuard> {
+    let config = br.ports.iter().find(|p| p.name == port).filter(|p| !p.allow_any_src)?;
+    let lease = br.leases.iter().find(|l| l.port == port)?;
+    Some(SourceGuard {
+        mac: config.mac?.0,
+        ip: lease.ip,
+    })
 }
