@@ -71,9 +71,10 @@ fn address(text: &str, what: &str) -> Result<Ipv4Addr, DriverError> {
         .map_err(|_| DriverError::Invalid(format!("{what} '{text}' is not an IPv4 address")))
 }
 
-/// The first `n` characters of a Docker ID, for device and bridge names.
+/// The first `n` characters of a Docker ID, for device and bridge names
+/// (by character: a malformed ID must not split one).
 fn short(id: &str, n: usize) -> &str {
-    &id[..id.len().min(n)]
+    id.char_indices().nth(n).map_or(id, |(i, _)| &id[..i])
 }
 
 /// A MAC for an endpoint Docker gave none: locally administered, the rest
@@ -638,4 +639,18 @@ impl Driver {
 fn start_proxy(p: &Published, to: Ipv4Addr) -> std::io::Result<Proxy> {
     let listen = SocketAddrV4::new(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
     Proxy::start(p.proto, listen, SocketAddrV4::new(to, p.port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_ids_never_split_a_character() {
+        assert_eq!(short("0123456789abcdef", 12), "0123456789ab");
+        assert_eq!(short("abc", 12), "abc");
+        assert_eq!(short("ééééééééééééé", 12), "éééééééééééé");
+        assert_eq!(endpoint_mac("0a1b2c3d4e5f").to_string(), "02:0a:1b:2c:3d:4e");
+        assert_eq!(endpoint_mac("zz").to_string(), "02:00:00:00:00:00");
+    }
 }

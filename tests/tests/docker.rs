@@ -424,6 +424,11 @@ fn bad_requests_get_docker_errors_never_a_crash() {
     assert!(err_of(&body).contains("not a vswitch network"), "{body}");
     let (code, body) = w.driver.call("/NetworkDriver.Join", r#"{"NetworkID":1}"#);
     assert_eq!(code, 400, "{body}");
+    // An ID no dockerd sends (not hex, not ASCII): refused by name, no crash.
+    let odd = r#"{"NetworkID":"ééééééééééééééé","IPv4Data":[{"Pool":"10.164.9.0/24","Gateway":"10.164.9.1/24"}]}"#;
+    let (code, body) = w.driver.call("/NetworkDriver.CreateNetwork", odd);
+    assert_eq!(code, 500, "{body}");
+    assert!(err_of(&body).contains("not valid"), "{body}");
     let (_, body) = w.driver.call("/Plugin.Activate", "");
     assert!(body.contains("NetworkDriver"), "{body}");
 
