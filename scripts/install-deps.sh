@@ -10,8 +10,9 @@ set -euo pipefail
 # tests and demo (they start dockerd themselves), busybox-static the one
 # binary their container image holds (nothing is pulled from a registry);
 # podman (on its CNI backend, with containernetworking-plugins for its own
-# default network) for the CNI plugin's.
-packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static podman containernetworking-plugins)
+# default network) for the CNI plugin's; prometheus for promtool, which
+# checks the metrics vswitchd serves (its server is not wanted).
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static podman containernetworking-plugins prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +30,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Likewise etcd: tests and the cluster demo start their own members.
     if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+    # Only promtool is used from prometheus.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
 fi
 

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod control;
 pub mod cores;
+pub mod metrics;
 pub mod offload;
 pub mod packet;
 pub mod pipeline;

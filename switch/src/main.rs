@@ -48,6 +48,9 @@ struct Args {
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: Level,
+    /// Log lines as text, or as one JSON object each (for log collectors).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Microseconds a poll thread keeps polling after its last frame before it sleeps.
     #[arg(long, default_value_t = 200)]
     spin_us: u64,
@@ -84,6 +87,9 @@ struct Args {
     /// The bridge whose uplink carries the overlay (default: the only bridge with an uplink).
     #[arg(long)]
     cluster_underlay: Option<String>,
+    /// Serve Prometheus metrics on GET /metrics at PORT (on 127.0.0.1) or ADDR:PORT (off by default).
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = vswitch::metrics::parse_addr)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// The cluster agent's way into the switch: the control protocol, in-process.
@@ -98,6 +104,12 @@ impl vswitch_cluster::Control for ManagerControl {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() {
     let args = Args::parse();
     // The etcd client's transport (tonic, h2, hyper, tower) logs every
@@ -105,10 +117,17 @@ fn main() {
     let filter = Targets::new()
         .with_default(args.log_level)
         .with_targets(["h2", "hyper", "hyper_util", "tonic", "tower"].map(|t| (t, Level::WARN)));
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
+    let (text, json) = match args.log_format {
+        LogFormat::Text => (
+            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)),
+        ),
+    };
+    tracing_subscriber::registry().with(text).with(json).with(filter).init();
     if let Err(err) = run(args) {
         tracing::error!("{err:#}");
         eprintln!("vswitchd: {err:#}");
@@ -213,6 +232,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(manager));
 
     let listener = socket::bind(&args.socket)?;
+    let metrics = match args.metrics {
+        Some(addr) => {
+            Some(tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?)
+        }
+        None => None,
+    };
     let cluster = match cluster_cfg {
         Some(cfg) => {
             let node = cfg.node.clone();
@@ -230,6 +255,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             Some(agent) if request.is_cluster() => agent.answer(request),
             _ => socket::answer(&manager, request),
         });
+        if let Some(server) = metrics {
+            let handler = handler.clone();
+            info!(addr = ?args.metrics, "serving metrics on /metrics");
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || vswitch::metrics::serve(server, handler))?;
+        }
         std::thread::Builder::new()
             .name("control".into())
             .spawn(move || socket::serve(listener, handler))?;

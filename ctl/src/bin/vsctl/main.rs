@@ -91,7 +91,12 @@ enum Command {
     /// Show a bridge's learned MAC addresses.
     FdbShow { bridge: String },
     /// Show per-port counters.
-    PortStats { port: Option<String> },
+    PortStats {
+        port: Option<String>,
+        /// List every drop reason, also those at zero (--json always does).
+        #[arg(long)]
+        all: bool,
+    },
     /// Show per-poll-thread counters.
     PmdStats,
     /// Attach a namespace: create its port, give it an address and a default route.
@@ -278,6 +283,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let every_drop = matches!(cli.command, Command::PortStats { all: true, .. });
     let request = match cli.command {
         Command::AddBr {
             name,
@@ -323,7 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ListPorts { bridge } => Request::ListPorts { bridge },
         Command::Show => Request::Show,
         Command::FdbShow { bridge } => Request::FdbShow { bridge },
-        Command::PortStats { port } => Request::PortStats { port },
+        Command::PortStats { port, .. } => Request::PortStats { port },
         Command::PmdStats => Request::PmdStats,
         Command::Attach {
             bridge,
@@ -451,6 +457,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let data = value.get("data").cloned().unwrap_or(serde_json::Value::Null);
         println!("{}", serde_json::to_string_pretty(&data)?);
         return Ok(());
+    }
+    let mut reply = reply;
+    if let (Reply::PortStats(stats), false) = (&mut reply, every_drop) {
+        // People read the reasons that happened; scripts get all (--json).
+        for s in stats.iter_mut() {
+            s.drops.retain(|_, n| *n > 0);
+        }
     }
     print_reply(&reply);
     if show {

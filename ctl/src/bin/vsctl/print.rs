@@ -289,7 +289,11 @@ fn print_port_stats(stats: &[PortStats]) {
             s.tx_packets, s.tx_bytes, s.tx_gso_packets
         );
         let drops: Vec<String> = s.drops.iter().map(|(reason, n)| format!("{reason}={n}")).collect();
-        println!("    drops: {}", drops.join(" "));
+        if drops.is_empty() {
+            println!("    drops: none");
+        } else {
+            println!("    drops: {}", drops.join(" "));
+        }
         if !s.kernel.is_empty() {
             let kernel: Vec<String> = s.kernel.iter().map(|(name, n)| format!("{name}={n}")).collect();
             println!("    kernel: {}", kernel.join(" "));

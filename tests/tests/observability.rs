@@ -1,0 +1,126 @@
+//! Observability: Prometheus metrics served by vswitchd, JSON logs,
+//! port-stats that show what happened.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use vswitch_tests::{bin, require_root, Netns, Switch};
+
+/// A TCP port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn scrape(port: u16, path: &str, method: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_string(), body.to_string())
+}
+
+/// The value of the first sample line starting with `series`.
+fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_are_served_valid_and_move_with_traffic() {
+    require_root();
+    let port = free_port();
+    let sw = Switch::start_with_args(
+        "metrics",
+        "0",
+        &["--metrics", &port.to_string(), "--log-format", "json"],
+    );
+    sw.ok(&["add-br", "br0", "--subnet", "10.195.0.0/24"]);
+    let (c1, c2) = (Netns::new("met1"), Netns::new("met2"));
+    let p1 = sw.json(&["attach", "br0", &c1.name])["port"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    sw.ok(&["attach", "br0", &c2.name]);
+    assert!(c1.ping("10.195.0.3", 3));
+
+    let (code, body) = scrape(port, "/metrics", "GET");
+    assert_eq!(code, "200", "{body}");
+    let series = format!("vswitch_port_rx_packets_total{{bridge=\"br0\",port=\"{p1}\"}}");
+    let before = sample(&body, &series).unwrap_or_else(|| panic!("no {series} in:\n{body}"));
+    assert!(before >= 3, "{series} {before}");
+    for name in [
+        "vswitch_pmd_packets_total",
+        "vswitch_ct_entries",
+        "vswitch_fdb_entries",
+        "vswitch_port_drops_total",
+    ] {
+        assert!(body.contains(name), "{name} missing");
+    }
+    // What Prometheus's own checker says of it.
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/install-deps.sh installs it)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert!(c1.ping("10.195.0.3", 5));
+    let (_, body) = scrape(port, "/metrics", "GET");
+    let after = sample(&body, &series).unwrap_or(0);
+    assert!(after >= before + 5, "the counter moved: {before} -> {after}");
+
+    assert_eq!(scrape(port, "/other", "GET").0, "404");
+    assert_eq!(scrape(port, "/metrics", "POST").0, "405");
+
+    // JSON logs: one object per line.
+    let log = sw.log();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+    }
+
+    // port-stats lists the drop reasons that happened; --all every one.
+    let text = sw.ok(&["port-stats", &p1]);
+    assert!(!text.contains("tx-full=0"), "{text}");
+    assert!(sw.ok(&["port-stats", &p1, "--all"]).contains("tx-full=0"));
+}
+
+#[test]
+fn a_bad_metrics_address_is_refused_at_start() {
+    let out = Command::new(bin("vswitchd"))
+        .args(["--metrics", "localhost:x", "--cores", "0"])
+        .output()
+        .expect("vswitchd");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not PORT or ADDR:PORT"), "{stderr}");
+}
