@@ -189,6 +189,21 @@ pub enum Request {
     /// Saves the connection table next to the configuration now (before an
     /// upgrade); the next start puts it back.
     CtSave,
+    /// Starts copying a port's frames (`vsctl capture`).
+    CaptureStart {
+        port: String,
+        /// Frames to take before stopping (None: until stopped).
+        #[serde(default)]
+        count: Option<u64>,
+        direction: CaptureDirection,
+    },
+    /// The frames captured since the last read.
+    CaptureRead {
+        port: String,
+    },
+    CaptureStop {
+        port: String,
+    },
     /// The neighbour (ARP) tables.
     NeighShow {
         #[serde(default)]
@@ -341,11 +356,44 @@ pub enum Reply {
     Flushed(usize),
     /// Connections saved by `ct-save`.
     CtSaved(usize),
+    Captured(CaptureChunk),
     Vteps(Vec<TunnelInfo>),
     Networks(Vec<NetworkInfo>),
     Attachments(Vec<AttachmentInfo>),
     /// None: this vswitchd was started without `--cluster`.
     Cluster(Option<Box<ClusterInfo>>),
+}
+
+/// Which of a port's frames a capture takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureDirection {
+    Rx,
+    Tx,
+    Both,
+}
+
+/// Frames a capture took since the last read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureChunk {
+    pub frames: Vec<CapturedFrame>,
+    /// Frames skipped so far because the reader was too slow.
+    pub skipped: u64,
+    /// The count was reached: nothing more will come.
+    pub done: bool,
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedFrame {
+    pub unix_ns: u64,
+    /// The frame's length on the wire (more than `data` when cut).
+    pub orig_len: u32,
+    /// Sent by the port (else received).
+    pub tx: bool,
+    /// The Ethernet frame, hex.
+    pub data: String,
 }
 
 /// A cluster-wide overlay network, for `net-list`.

@@ -8,6 +8,7 @@
 //! down: control -> snapshot -> tables; pipeline -> snapshot, tables; port
 //! -> sys. See DESIGN.md at the top of the shared tree for the whole map.
 
+pub mod capture;
 pub mod clock;
 pub mod control;
 pub mod cores;

@@ -278,6 +278,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     if m.moves_pending() {
                         m.settle_moves();
                     }
+                    m.expire_captures();
                     (m.fdbs(), m.neigh_tables(), m.conntrack())
                 };
                 let now = clock::now_ms();

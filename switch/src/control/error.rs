@@ -115,6 +115,12 @@ pub enum ControlError {
     Invalid(#[from] Invalid),
     #[error("an uplink is an afxdp or a tap port, not {0}")]
     UplinkType(PortKind),
+    #[error("port '{port}' is not up ({reason}): nothing to capture")]
+    CaptureDown { port: String, reason: String },
+    #[error("a capture is already running on port '{0}'")]
+    CaptureRunning(String),
+    #[error("no capture runs on port '{0}' (it stopped: its count was reached, or nobody read it for 10 s)")]
+    NoCapture(String),
     #[error("cannot save the connection table to {path}")]
     CtSave {
         path: String,

@@ -24,6 +24,7 @@
 
 mod attach;
 mod bridges;
+mod capture;
 pub mod config;
 mod ctfile;
 mod dispatch;

@@ -21,7 +21,8 @@ pub mod vxlan;
 
 use std::net::Ipv4Addr;
 
-use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY, BATCH_SIZE};
+use crate::capture;
+use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY, BATCH_SIZE, VNET_HDR_LEN};
 use crate::snapshot::Snapshot;
 use crate::stats::{DropReason, PortCounters};
 use crate::tables::fdb::PortHandle;
@@ -150,6 +151,10 @@ pub fn run_batch(
         now_ms,
     };
 
+    if input.port.capture.armed(capture::RX) {
+        let offset = if input.vnet_hdr { VNET_HDR_LEN } else { 0 };
+        input.port.capture.record(batch.frames().iter(), |_| offset, false);
+    }
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
         let classified = classify::classify(frame, input.vnet_hdr)
             .and_then(|()| input.guard.as_ref().map_or(Ok(()), |g| guard::check(frame, g)));
@@ -322,6 +327,13 @@ fn dispatch(snap: &Snapshot, thread: usize, counters: Option<&PortCounters>, bat
             continue;
         };
         if let Some(out) = snap.port(slot) {
+            if out.port.capture.armed(capture::TX) {
+                let frames = batch.frames();
+                let sent = queue.iter().filter_map(|&i| frames.get(usize::from(i)));
+                out.port
+                    .capture
+                    .record(sent, |f| f.meta.eth_offset.map_or(0, usize::from), true);
+            }
             out.port.io.tx_burst(batch, queue, out.port.stats.cell(thread));
         }
         queue.clear();

@@ -16,6 +16,7 @@ pub mod afxdp;
 pub mod tap;
 pub mod xsk;
 
+use crate::capture::CaptureSlot;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -90,6 +91,8 @@ pub struct LivePort {
     pub name: String,
     pub io: Box<dyn PortIo>,
     pub stats: PortStatsCells,
+    /// `vsctl capture` on this port.
+    pub capture: CaptureSlot,
     fault: AtomicI32,
 }
 
@@ -100,6 +103,7 @@ impl LivePort {
             name,
             io,
             stats: PortStatsCells::new(threads),
+            capture: CaptureSlot::default(),
             fault: AtomicI32::new(0),
         }
     }

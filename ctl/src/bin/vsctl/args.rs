@@ -2,7 +2,24 @@
 
 use std::net::Ipv4Addr;
 
-use vswitch_ctl::{NatProto, PortType, XdpModeRequest};
+use vswitch_ctl::{CaptureDirection, NatProto, PortType, XdpModeRequest};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CliDirection {
+    Rx,
+    Tx,
+    Both,
+}
+
+impl From<CliDirection> for CaptureDirection {
+    fn from(d: CliDirection) -> Self {
+        match d {
+            CliDirection::Rx => CaptureDirection::Rx,
+            CliDirection::Tx => CaptureDirection::Tx,
+            CliDirection::Both => CaptureDirection::Both,
+        }
+    }
+}
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum NatMode {

@@ -12,8 +12,11 @@ use clap::{Parser, Subcommand};
 use vswitch_ctl::{AddPort, AddVxlan, Ipv4Net, MacAddr, NetCreate, PublishRule, Reply, Request, DEFAULT_SOCKET};
 
 mod args;
+mod capture;
 mod print;
-use args::{parse_cidr, parse_ip_choice, parse_target, CliNatProto, CliPortType, CliXdpMode, IpChoice, NatMode};
+use args::{
+    parse_cidr, parse_ip_choice, parse_target, CliDirection, CliNatProto, CliPortType, CliXdpMode, IpChoice, NatMode,
+};
 use print::{print_cluster, print_reply};
 
 #[derive(Parser)]
@@ -198,6 +201,21 @@ enum Command {
     CtStats,
     /// Save the connection table now (before an upgrade): the next start puts it back (SIGTERM saves it too).
     CtSave,
+    /// Copy a port's frames to a pcap file (-w - for stdout: `vsctl capture p1 -w - | tcpdump -r -`).
+    Capture {
+        port: String,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+        #[arg(long, value_enum, default_value = "both")]
+        direction: CliDirection,
+        /// The pcap file, or - for stdout.
+        #[arg(short = 'w', value_name = "FILE")]
+        write: PathBuf,
+    },
     /// Stretch a bridge over VXLAN (the tunnel becomes one of its members).
     AddVxlan {
         bridge: String,
@@ -408,6 +426,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
         Command::CtStats => Request::CtStats,
         Command::CtSave => Request::CtSave,
+        Command::Capture {
+            port,
+            count,
+            seconds,
+            direction,
+            write,
+        } => {
+            if count.is_none() && seconds.is_none() {
+                anyhow::bail!("capture needs --count N or --seconds S (or both)");
+            }
+            return capture::run(capture::Capture {
+                socket: &cli.socket,
+                port,
+                count,
+                direction: direction.into(),
+                seconds,
+                write: &write,
+            });
+        }
         Command::AddVxlan {
             bridge,
             vni,

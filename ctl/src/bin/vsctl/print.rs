@@ -47,6 +47,7 @@ pub fn print_reply(reply: &Reply) {
             s.picked_up
         ),
         Reply::Flushed(n) => println!("{n} connections flushed"),
+        Reply::Captured(c) => println!("{} frames, {} skipped", c.frames.len(), c.skipped),
         Reply::CtSaved(n) => println!("{n} connections saved; the next start puts them back"),
         Reply::Vteps(tunnels) => print_tunnels(tunnels),
         Reply::Networks(nets) => print_networks(nets),

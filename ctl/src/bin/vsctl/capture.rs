@@ -1,0 +1,108 @@
+//! `vsctl capture PORT -w FILE|-`: asks vswitchd to copy a port's frames
+//! and writes them as pcap (with the pcap-file crate), as they come, so
+//! `vsctl capture p1 -w - | tcpdump -r -` reads them live. Ends when the
+//! count is reached or after `--seconds`; a vsctl that is killed leaves a
+//! capture vswitchd stops by itself 10 s later.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::DataLink;
+use vswitch_ctl::{CaptureDirection, Reply, Request};
+
+use crate::call;
+
+/// How often vsctl asks for what was captured.
+const POLL: Duration = Duration::from_millis(20);
+/// The snap length vswitchd cuts frames at (told again in every reply).
+const SNAPLEN: u32 = 9216;
+
+/// Flushes after every write: a reader on the other end of a pipe sees
+/// each frame as it is written.
+struct Flushing<W: Write>(W);
+
+impl<W: Write> Write for Flushing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.0.flush()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        bail!("vswitchd sent a frame of odd hex length");
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            let pair = text.get(i..i + 2).context("vswitchd sent a frame that is not hex")?;
+            u8::from_str_radix(pair, 16).context("vswitchd sent a frame that is not hex")
+        })
+        .collect()
+}
+
+pub struct Capture<'a> {
+    pub socket: &'a Path,
+    pub port: String,
+    pub count: Option<u64>,
+    pub direction: CaptureDirection,
+    pub seconds: Option<u64>,
+    pub write: &'a Path,
+}
+
+pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
+    let out: Box<dyn Write> = if c.write == Path::new("-") {
+        Box::new(Flushing(std::io::stdout().lock()))
+    } else {
+        Box::new(Flushing(
+            File::create(c.write).with_context(|| format!("cannot create {}", c.write.display()))?,
+        ))
+    };
+    let header = PcapHeader {
+        snaplen: SNAPLEN,
+        datalink: DataLink::ETHERNET,
+        ..Default::default()
+    };
+    let mut pcap = PcapWriter::with_header(out, header).context("cannot write the pcap header")?;
+    call(
+        c.socket,
+        &Request::CaptureStart {
+            port: c.port.clone(),
+            count: c.count,
+            direction: c.direction,
+        },
+    )?;
+    let deadline = c.seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let (mut taken, mut skipped) = (0u64, 0u64);
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            std::thread::sleep(POLL);
+            let Reply::Captured(chunk) = call(c.socket, &Request::CaptureRead { port: c.port.clone() })? else {
+                bail!("vswitchd answered capture-read with something else");
+            };
+            for f in &chunk.frames {
+                let data = unhex(&f.data)?;
+                let ts = Duration::from_nanos(f.unix_ns);
+                pcap.write_packet(&PcapPacket::new(ts, f.orig_len, &data))
+                    .context("cannot write a frame")?;
+            }
+            taken += chunk.frames.len() as u64;
+            skipped = chunk.skipped;
+            if chunk.done || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+        }
+    })();
+    let _ = call(c.socket, &Request::CaptureStop { port: c.port.clone() });
+    eprintln!("{taken} frames captured, {skipped} skipped (the reader was too slow)");
+    result
+}

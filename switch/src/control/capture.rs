@@ -1,0 +1,85 @@
+//! `capture-start`, `capture-read`, `capture-stop`: the control side of
+//! `vsctl capture` (the copying is `crate::capture`'s, in the poll threads).
+
+use std::fmt::Write;
+
+use tracing::info;
+use vswitch_ctl::{CaptureChunk, CaptureDirection, CapturedFrame};
+
+use super::{ControlError, Manager};
+use crate::capture::{self, SNAPLEN};
+use crate::port::LivePort;
+
+impl Manager {
+    fn capture_port(&self, port: &str) -> Result<&LivePort, ControlError> {
+        match self.ports.get(port).map(|e| &e.live) {
+            Some(Ok(live)) => Ok(live),
+            Some(Err(reason)) => Err(ControlError::CaptureDown {
+                port: port.to_string(),
+                reason: reason.clone(),
+            }),
+            None => Err(ControlError::NoPort(port.to_string())),
+        }
+    }
+
+    pub(super) fn capture_start(
+        &self,
+        port: &str,
+        count: Option<u64>,
+        direction: CaptureDirection,
+    ) -> Result<(), ControlError> {
+        let dirs = match direction {
+            CaptureDirection::Rx => capture::RX,
+            CaptureDirection::Tx => capture::TX,
+            CaptureDirection::Both => capture::RX | capture::TX,
+        };
+        if !self.capture_port(port)?.capture.start(dirs, count) {
+            return Err(ControlError::CaptureRunning(port.to_string()));
+        }
+        info!(port, ?count, ?direction, "capture started");
+        Ok(())
+    }
+
+    pub(super) fn capture_read(&self, port: &str) -> Result<CaptureChunk, ControlError> {
+        let (frames, skipped, done) = self
+            .capture_port(port)?
+            .capture
+            .drain()
+            .ok_or_else(|| ControlError::NoCapture(port.to_string()))?;
+        let frames = frames
+            .into_iter()
+            .map(|f| CapturedFrame {
+                unix_ns: f.unix_ns,
+                orig_len: f.orig_len as u32,
+                tx: f.tx,
+                data: f.data.iter().fold(String::with_capacity(f.data.len() * 2), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+            })
+            .collect();
+        Ok(CaptureChunk {
+            frames,
+            skipped,
+            done,
+            snaplen: SNAPLEN as u32,
+        })
+    }
+
+    pub(super) fn capture_stop(&self, port: &str) -> Result<(), ControlError> {
+        self.capture_port(port)?.capture.stop();
+        info!(port, "capture stopped");
+        Ok(())
+    }
+
+    /// Stops captures nobody reads any more (housekeeping).
+    pub fn expire_captures(&self) {
+        for (name, entry) in &self.ports {
+            if let Ok(live) = &entry.live {
+                if live.capture.expire_idle() {
+                    info!(port = %name, "capture stopped: not read for a while");
+                }
+            }
+        }
+    }
+}
