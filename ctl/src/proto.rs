@@ -204,6 +204,18 @@ pub enum Request {
     CaptureStop {
         port: String,
     },
+    /// Notes what the pipeline decides for the next `count` frames a port
+    /// receives (`vsctl trace`).
+    TraceStart {
+        port: String,
+        count: u64,
+    },
+    TraceRead {
+        port: String,
+    },
+    TraceStop {
+        port: String,
+    },
     /// The neighbour (ARP) tables.
     NeighShow {
         #[serde(default)]
@@ -357,11 +369,30 @@ pub enum Reply {
     /// Connections saved by `ct-save`.
     CtSaved(usize),
     Captured(CaptureChunk),
+    Traced(TraceChunk),
     Vteps(Vec<TunnelInfo>),
     Networks(Vec<NetworkInfo>),
     Attachments(Vec<AttachmentInfo>),
     /// None: this vswitchd was started without `--cluster`.
     Cluster(Option<Box<ClusterInfo>>),
+}
+
+/// Frames traced since the last read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceChunk {
+    pub frames: Vec<TracedFrame>,
+    /// The count was reached: nothing more will come.
+    pub done: bool,
+}
+
+/// One frame's way through the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedFrame {
+    pub port: String,
+    /// The poll thread (index) that handled it.
+    pub thread: usize,
+    /// (stage, what it decided), in order: parse, l2, l3, nat, verdict.
+    pub stages: Vec<(String, String)>,
 }
 
 /// Which of a port's frames a capture takes.

@@ -22,3 +22,4 @@ pub mod snapshot;
 pub mod stats;
 pub mod sys;
 pub mod tables;
+pub mod trace;

@@ -279,6 +279,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                         m.settle_moves();
                     }
                     m.expire_captures();
+                    m.expire_traces();
                     (m.fdbs(), m.neigh_tables(), m.conntrack())
                 };
                 let now = clock::now_ms();

@@ -192,3 +192,92 @@ fn a_capture_reads_back_with_tcpdump_and_never_stalls_forwarding() {
     println!("capture under iperf3: {gbits:.2} Gbit/s; {}", summary.trim());
     sw.ok(&["show"]);
 }
+
+/// `vsctl trace PORT --count 1` while `act` sends one frame from the port;
+/// returns what it printed.
+fn trace_one(sw: &Switch, port: &str, act: impl FnOnce()) -> String {
+    let tracer = Command::new(bin("vsctl"))
+        .arg("--socket")
+        .arg(&sw.socket)
+        .args(["trace", port, "--count", "1", "--seconds", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("vsctl trace");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    act();
+    let out = tracer.wait_with_output().expect("trace");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_trace_shows_each_frames_way() {
+    require_root();
+    let sw = Switch::start("trace", "0");
+    let outside = Netns::new("tro");
+    sw.ok(&["add-br", "a", "--subnet", "10.197.0.0/24"]);
+    sw.ok(&["add-br", "b", "--subnet", "10.198.0.0/24"]);
+    sw.ok(&["link-br", "a", "b"]);
+    sw.ok(&[
+        "add-uplink",
+        "a",
+        "trup0",
+        "--ip",
+        "10.199.0.2/24",
+        "--gw",
+        "10.199.0.1",
+        "--type",
+        "tap",
+        "--netns",
+        &outside.name,
+    ]);
+    outside.add_addr("trup0", "10.199.0.1/24");
+    outside.ip(&["link", "set", "trup0", "up"]);
+    sw.ok(&["set-nat", "a", "masquerade"]);
+    let (c1, c2, c3) = (Netns::new("tr1"), Netns::new("tr2"), Netns::new("tr3"));
+    let attach = |br: &str, ns: &Netns| sw.json(&["attach", br, &ns.name]);
+    let p1 = attach("a", &c1)["port"].as_str().unwrap_or_default().to_string();
+    let p2 = attach("a", &c2)["port"].as_str().unwrap_or_default().to_string();
+    let r3 = attach("b", &c3);
+    let (p3, ip3) = (
+        r3["port"].as_str().unwrap_or_default().to_string(),
+        r3["ip"].as_str().unwrap_or_default().to_string(),
+    );
+    // Every neighbour known first: each traced frame goes straight through.
+    assert!(c1.ping("10.197.0.3", 1) && c1.ping(&ip3, 1) && c1.ping("10.199.0.1", 1));
+
+    let same = trace_one(&sw, &p1, || {
+        c1.ping("10.197.0.3", 1);
+    });
+    assert!(same.contains("ICMP echo request"), "{same}");
+    assert!(same.contains(&format!("l2       forward to port {p2}")), "{same}");
+
+    let routed = trace_one(&sw, &p1, || {
+        c1.ping(&ip3, 1);
+    });
+    assert!(routed.contains("l2       to the gateway (L3)"), "{routed}");
+    assert!(routed.contains("route    ttl 64 -> 63"), "{routed}");
+    assert!(routed.contains(&format!("verdict  forward to port {p3}")), "{routed}");
+
+    let masq = trace_one(&sw, &p1, || {
+        let _ = c1
+            .cmd("sh")
+            .args(["-c", "timeout 2 nc -z -w 1 10.199.0.1 9 || true"])
+            .status();
+    });
+    assert!(masq.contains("TCP [S]"), "{masq}");
+    assert!(
+        masq.contains("nat      source 10.197.0.2:") && masq.contains("-> 10.199.0.2:"),
+        "{masq}"
+    );
+    assert!(masq.contains("verdict  forward to port trup0"), "{masq}");
+
+    // Bridge b has no way out: the gateway answers net unreachable.
+    let nowhere = trace_one(&sw, &p3, || {
+        c3.ping("10.250.0.9", 1);
+    });
+    assert!(
+        nowhere.contains("gateway  answers:") && nowhere.contains("ICMP net unreachable"),
+        "{nowhere}"
+    );
+    assert!(sw.port_counter(&p3, "drops.no-route") >= 1);
+}

@@ -117,6 +117,10 @@ pub enum ControlError {
     UplinkType(PortKind),
     #[error("port '{port}' is not up ({reason}): nothing to capture")]
     CaptureDown { port: String, reason: String },
+    #[error("a trace is already running on port '{0}'")]
+    TraceRunning(String),
+    #[error("no trace runs on port '{0}' (it stopped: its count was reached, or nobody read it for 10 s)")]
+    NoTrace(String),
     #[error("a capture is already running on port '{0}'")]
     CaptureRunning(String),
     #[error("no capture runs on port '{0}' (it stopped: its count was reached, or nobody read it for 10 s)")]

@@ -35,6 +35,7 @@ mod restore;
 mod runtime;
 mod snapshot_build;
 pub mod socket;
+mod trace;
 mod tunnels;
 mod validate;
 mod views;

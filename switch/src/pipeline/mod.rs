@@ -26,6 +26,7 @@ use crate::packet::{Batch, Frame, PacketPool, BATCH_CAPACITY, BATCH_SIZE, VNET_H
 use crate::snapshot::Snapshot;
 use crate::stats::{DropReason, PortCounters};
 use crate::tables::fdb::PortHandle;
+use crate::trace::{self, TraceRecord};
 
 /// Frames one poll thread holds while the gateway resolves their next hop.
 pub const PENDING_MAX: usize = 64;
@@ -84,12 +85,16 @@ pub struct Scratch {
     /// Slots whose queue is not empty, in the order first used.
     touched: Vec<u32>,
     held: Vec<Held>,
+    /// What `vsctl trace` is told of this batch's frames (room for a batch
+    /// reserved once).
+    trace: Vec<TraceRecord>,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
             verdicts: [Verdict::Consumed; BATCH_CAPACITY],
+            trace: Vec::with_capacity(BATCH_CAPACITY),
             tx: Vec::new(),
             touched: Vec::new(),
             held: Vec::with_capacity(PENDING_MAX),
@@ -155,7 +160,15 @@ pub fn run_batch(
         let offset = if input.vnet_hdr { VNET_HDR_LEN } else { 0 };
         input.port.capture.record(batch.frames().iter(), |_| offset, false);
     }
+    // One branch per batch when no trace runs.
+    let traced = if input.port.trace.armed() {
+        input.port.trace.wanted().min(batch.len())
+    } else {
+        0
+    };
+    scratch.trace.clear();
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
+        let before = (i < traced).then(|| trace::Headers::of(frame, if input.vnet_hdr { VNET_HDR_LEN } else { 0 }));
         let classified = classify::classify(frame, input.vnet_hdr)
             .and_then(|()| input.guard.as_ref().map_or(Ok(()), |g| guard::check(frame, g)));
         if classified.is_ok() && frame.meta.gso.is_some() {
@@ -175,9 +188,27 @@ pub fn run_batch(
             Verdict::L3 => l3::process(frame, &ingress),
             other => other,
         };
+        if let Some(before) = before {
+            // The L2 stage ran only for a member port whose frame passed
+            // classify and the guard.
+            let l2 = (classified.is_ok() && !input.uplink).then_some(verdict);
+            scratch.trace.push(TraceRecord {
+                thread,
+                before,
+                l2,
+                verdict: scratch.verdicts[i],
+                after: trace::Headers::of(frame, frame.meta.eth_offset.map_or(0, usize::from)),
+            });
+        }
     }
     if snap.tunnels {
         vxlan::to_tunnels(&ingress, batch, pool, &mut scratch.verdicts);
+    }
+    if traced > 0 {
+        for (i, r) in scratch.trace.iter_mut().enumerate() {
+            r.verdict = scratch.verdicts[i];
+        }
+        input.port.trace.record(&scratch.trace);
     }
     hold_unresolved(snap, in_slot, counters, batch, pool, scratch, now_ms);
     dispatch(snap, thread, Some(counters), batch, scratch);

@@ -17,6 +17,7 @@ pub mod tap;
 pub mod xsk;
 
 use crate::capture::CaptureSlot;
+use crate::trace::TraceSlot;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -93,6 +94,8 @@ pub struct LivePort {
     pub stats: PortStatsCells,
     /// `vsctl capture` on this port.
     pub capture: CaptureSlot,
+    /// `vsctl trace` on this port.
+    pub trace: TraceSlot,
     fault: AtomicI32,
 }
 
@@ -104,6 +107,7 @@ impl LivePort {
             io,
             stats: PortStatsCells::new(threads),
             capture: CaptureSlot::default(),
+            trace: TraceSlot::default(),
             fault: AtomicI32::new(0),
         }
     }

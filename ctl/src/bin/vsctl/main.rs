@@ -201,6 +201,16 @@ enum Command {
     CtStats,
     /// Save the connection table now (before an upgrade): the next start puts it back (SIGTERM saves it too).
     CtSave,
+    /// Show what the pipeline decides for the next frames a port receives (parse, l2, route, nat, verdict).
+    Trace {
+        port: String,
+        /// Frames to trace.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Copy a port's frames to a pcap file (-w - for stdout: `vsctl capture p1 -w - | tcpdump -r -`).
     Capture {
         port: String,
@@ -426,6 +436,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
         Command::CtStats => Request::CtStats,
         Command::CtSave => Request::CtSave,
+        Command::Trace { port, count, seconds } => {
+            return trace(&cli.socket, &port, count, seconds, cli.json);
+        }
         Command::Capture {
             port,
             count,
@@ -508,6 +521,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         if let Reply::Cluster(Some(info)) = call(&cli.socket, &Request::ClusterStatus)? {
             print_cluster(&info);
         }
+    }
+    Ok(())
+}
+
+/// `vsctl trace`: arms the port, prints each frame's block as it comes (or
+/// all of them as JSON at the end), disarms.
+fn trace(socket: &Path, port: &str, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
+    call(
+        socket,
+        &Request::TraceStart {
+            port: port.to_string(),
+            count,
+        },
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut all = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let Reply::Traced(chunk) = call(socket, &Request::TraceRead { port: port.to_string() })? else {
+                anyhow::bail!("vswitchd answered trace-read with something else");
+            };
+            for f in chunk.frames {
+                if !json {
+                    print::print_traced(&f);
+                }
+                all.push(f);
+            }
+            if chunk.done || std::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    })();
+    let _ = call(socket, &Request::TraceStop { port: port.to_string() });
+    result?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if (all.len() as u64) < count {
+        eprintln!("{} of {count} frames traced in {seconds} s", all.len());
     }
     Ok(())
 }

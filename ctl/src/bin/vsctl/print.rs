@@ -47,6 +47,11 @@ pub fn print_reply(reply: &Reply) {
             s.picked_up
         ),
         Reply::Flushed(n) => println!("{n} connections flushed"),
+        Reply::Traced(t) => {
+            for f in &t.frames {
+                print_traced(f);
+            }
+        }
         Reply::Captured(c) => println!("{} frames, {} skipped", c.frames.len(), c.skipped),
         Reply::CtSaved(n) => println!("{n} connections saved; the next start puts them back"),
         Reply::Vteps(tunnels) => print_tunnels(tunnels),
@@ -309,5 +314,13 @@ fn print_pmd_stats(stats: &[PmdStats]) {
             "    packets {}, busy iterations {}, idle iterations {}, sleeps {}, {:.1} ns/packet",
             s.packets, s.busy_iterations, s.idle_iterations, s.sleeps, s.avg_ns_per_packet
         );
+    }
+}
+
+/// One traced frame as a block, like VPP's `show trace`.
+pub fn print_traced(f: &vswitch_ctl::TracedFrame) {
+    println!("frame received on {} (poll thread {}):", f.port, f.thread);
+    for (stage, what) in &f.stages {
+        println!("  {stage:<8} {what}");
     }
 }
