@@ -11,8 +11,9 @@ set -euo pipefail
 # binary their container image holds (nothing is pulled from a registry);
 # podman (on its CNI backend, with containernetworking-plugins for its own
 # default network) for the CNI plugin's; prometheus for promtool, which
-# checks the metrics vswitchd serves (its server is not wanted).
-packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static podman containernetworking-plugins prometheus)
+# checks the metrics vswitchd serves (its server is not wanted); libpcap-dev
+# for vsctl capture --filter (tcpdump's expressions, compiled by libpcap).
+packages=(build-essential ca-certificates curl iproute2 iputils-ping iperf3 tcpdump netcat-openbsd ethtool procps sockperf util-linux python3 iptables netsniff-ng openvswitch-switch etcd-server protobuf-compiler docker.io busybox-static podman containernetworking-plugins prometheus libpcap-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

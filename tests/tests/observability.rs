@@ -164,6 +164,29 @@ fn a_capture_reads_back_with_tcpdump_and_never_stalls_forwarding() {
     );
     assert!(text.contains(&format!("{ip2} > 10.196.0.2: ICMP echo reply")), "{text}");
 
+    // --filter: tcpdump's language; only what matches is written.
+    let filtered = format!(
+        "{} --socket {socket} capture {p1} --filter 'tcp port 7' --count 1 --seconds 10 -w - | tcpdump -n -r - 2>/dev/null",
+        bin("vsctl").display()
+    );
+    let reader = std::process::Command::new("sh")
+        .args(["-c", &filtered])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("capture --filter | tcpdump");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(c1.ping(&ip2, 2));
+    let _ = c1
+        .cmd("sh")
+        .args(["-c", &format!("timeout 2 nc -z -w 1 {ip2} 7 || true")])
+        .status();
+    let out = reader.wait_with_output().expect("tcpdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{ip2}.7: Flags [S]")), "{text}");
+    assert!(!text.contains("ICMP"), "{text}");
+    let bad = sw.vsctl(&["capture", &p1, "--filter", "nonsense expr", "--count", "1", "-w", "-"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bad filter"));
+
     // Under a TCP stream: forwarding goes on, frames the reader could not
     // keep up with are skipped and counted.
     let _server = c2.iperf3_server(&ip2);

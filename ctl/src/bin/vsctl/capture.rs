@@ -3,6 +3,10 @@
 //! `vsctl capture p1 -w - | tcpdump -r -` reads them live. Ends when the
 //! count is reached or after `--seconds`; a vsctl that is killed leaves a
 //! capture vswitchd stops by itself 10 s later.
+//!
+//! `--filter EXPR` is tcpdump's language, compiled by libpcap (the `pcap`
+//! crate) and applied here, to what is written: vswitchd copies every
+//! frame of the port, so with a filter the count counts what was written.
 
 use std::fs::File;
 use std::io::Write;
@@ -57,9 +61,19 @@ pub struct Capture<'a> {
     pub direction: CaptureDirection,
     pub seconds: Option<u64>,
     pub write: &'a Path,
+    pub filter: Option<String>,
 }
 
 pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
+    let filter = match &c.filter {
+        Some(expr) => Some(
+            pcap::Capture::dead(pcap::Linktype::ETHERNET)
+                .context("libpcap")?
+                .compile(expr, true)
+                .with_context(|| format!("bad filter '{expr}'"))?,
+        ),
+        None => None,
+    };
     let out: Box<dyn Write> = if c.write == Path::new("-") {
         Box::new(Flushing(std::io::stdout().lock()))
     } else {
@@ -77,12 +91,13 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
         c.socket,
         &Request::CaptureStart {
             port: c.port.clone(),
-            count: c.count,
+            // With a filter vswitchd cannot count what matches: vsctl does.
+            count: if filter.is_some() { None } else { c.count },
             direction: c.direction,
         },
     )?;
     let deadline = c.seconds.map(|s| Instant::now() + Duration::from_secs(s));
-    let (mut taken, mut skipped) = (0u64, 0u64);
+    let (mut taken, mut skipped, mut filtered) = (0u64, 0u64, 0u64);
     let result = (|| -> anyhow::Result<()> {
         loop {
             std::thread::sleep(POLL);
@@ -91,11 +106,18 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
             };
             for f in &chunk.frames {
                 let data = unhex(&f.data)?;
+                if filter.as_ref().is_some_and(|bpf| !bpf.filter(&data)) {
+                    filtered += 1;
+                    continue;
+                }
                 let ts = Duration::from_nanos(f.unix_ns);
                 pcap.write_packet(&PcapPacket::new(ts, f.orig_len, &data))
                     .context("cannot write a frame")?;
+                taken += 1;
+                if filter.is_some() && c.count.is_some_and(|n| taken >= n) {
+                    return Ok(());
+                }
             }
-            taken += chunk.frames.len() as u64;
             skipped = chunk.skipped;
             if chunk.done || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
@@ -103,6 +125,11 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
         }
     })();
     let _ = call(c.socket, &Request::CaptureStop { port: c.port.clone() });
-    eprintln!("{taken} frames captured, {skipped} skipped (the reader was too slow)");
+    match filter {
+        Some(_) => eprintln!(
+            "{taken} frames captured, {filtered} not matching the filter, {skipped} skipped (the reader was too slow)"
+        ),
+        None => eprintln!("{taken} frames captured, {skipped} skipped (the reader was too slow)"),
+    }
     result
 }

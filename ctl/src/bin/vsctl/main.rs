@@ -225,6 +225,9 @@ enum Command {
         /// The pcap file, or - for stdout.
         #[arg(short = 'w', value_name = "FILE")]
         write: PathBuf,
+        /// Keep only frames this tcpdump expression matches (e.g. "icmp or port 80").
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
     },
     /// Stretch a bridge over VXLAN (the tunnel becomes one of its members).
     AddVxlan {
@@ -445,6 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
             direction,
             write,
+            filter,
         } => {
             if count.is_none() && seconds.is_none() {
                 anyhow::bail!("capture needs --count N or --seconds S (or both)");
@@ -456,6 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 direction: direction.into(),
                 seconds,
                 write: &write,
+                filter,
             });
         }
         Command::AddVxlan {
