@@ -184,6 +184,45 @@ fn a_capture_reads_back_with_tcpdump_and_never_stalls_forwarding() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("{ip2}.7: Flags [S]")), "{text}");
     assert!(!text.contains("ICMP"), "{text}");
+    // A whole bridge: both ports' frames in one file, in time order; a
+    // trace of the bridge sees the request on one port, the reply on the other.
+    let whole = format!(
+        "{} --socket {socket} capture br0 --direction rx --count 2 --seconds 10 -w - | tcpdump -n -r - 2>/dev/null",
+        bin("vsctl").display()
+    );
+    let reader = std::process::Command::new("sh")
+        .args(["-c", &whole])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("capture br0");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(c1.ping(&ip2, 1));
+    let text = String::from_utf8_lossy(&reader.wait_with_output().expect("tcpdump").stdout).into_owned();
+    assert!(
+        text.contains("ICMP echo request") && text.contains("ICMP echo reply"),
+        "{text}"
+    );
+    let p2 = sw.json(&["show"])[0]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .find(|n| *n != p1)
+        .unwrap_or_default()
+        .to_string();
+    let tracer = Command::new(bin("vsctl"))
+        .args(["--socket", &socket, "trace", "br0", "--count", "2", "--seconds", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("trace br0");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(c1.ping(&ip2, 1));
+    let text = String::from_utf8_lossy(&tracer.wait_with_output().expect("trace").stdout).into_owned();
+    assert!(
+        text.contains(&format!("frame received on {p1}")) && text.contains(&format!("frame received on {p2}")),
+        "{text}"
+    );
+
     let bad = sw.vsctl(&["capture", &p1, "--filter", "nonsense expr", "--count", "1", "-w", "-"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bad filter"));
 

@@ -56,7 +56,8 @@ fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
 
 pub struct Capture<'a> {
     pub socket: &'a Path,
-    pub port: String,
+    /// One port, or every port of a bridge.
+    pub ports: Vec<String>,
     pub count: Option<u64>,
     pub direction: CaptureDirection,
     pub seconds: Option<u64>,
@@ -87,24 +88,43 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut pcap = PcapWriter::with_header(out, header).context("cannot write the pcap header")?;
-    call(
-        c.socket,
-        &Request::CaptureStart {
-            port: c.port.clone(),
-            // With a filter vswitchd cannot count what matches: vsctl does.
-            count: if filter.is_some() { None } else { c.count },
+    // vswitchd counts for one port without a filter; otherwise vsctl counts
+    // what it writes.
+    let vsctl_counts = filter.is_some() || c.ports.len() > 1;
+    let mut started = Vec::new();
+    for port in &c.ports {
+        let start = Request::CaptureStart {
+            port: port.clone(),
+            count: if vsctl_counts { None } else { c.count },
             direction: c.direction,
-        },
-    )?;
+        };
+        match call(c.socket, &start) {
+            Ok(_) => started.push(port.clone()),
+            // A bridge's port that is down has nothing to capture.
+            Err(err) if c.ports.len() > 1 => eprintln!("vsctl: {port} not captured: {err:#}"),
+            Err(err) => return Err(err),
+        }
+    }
     let deadline = c.seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let (mut taken, mut skipped, mut filtered) = (0u64, 0u64, 0u64);
     let result = (|| -> anyhow::Result<()> {
         loop {
             std::thread::sleep(POLL);
-            let Reply::Captured(chunk) = call(c.socket, &Request::CaptureRead { port: c.port.clone() })? else {
-                bail!("vswitchd answered capture-read with something else");
-            };
-            for f in &chunk.frames {
+            // One round over the ports, written in time order.
+            let mut round = Vec::new();
+            let mut all_done = true;
+            let mut round_skipped = 0;
+            for port in &started {
+                let Reply::Captured(chunk) = call(c.socket, &Request::CaptureRead { port: port.clone() })? else {
+                    bail!("vswitchd answered capture-read with something else");
+                };
+                all_done &= chunk.done;
+                round_skipped += chunk.skipped;
+                round.extend(chunk.frames);
+            }
+            skipped = round_skipped;
+            round.sort_by_key(|f| f.unix_ns);
+            for f in &round {
                 let data = unhex(&f.data)?;
                 if filter.as_ref().is_some_and(|bpf| !bpf.filter(&data)) {
                     filtered += 1;
@@ -114,17 +134,18 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
                 pcap.write_packet(&PcapPacket::new(ts, f.orig_len, &data))
                     .context("cannot write a frame")?;
                 taken += 1;
-                if filter.is_some() && c.count.is_some_and(|n| taken >= n) {
+                if vsctl_counts && c.count.is_some_and(|n| taken >= n) {
                     return Ok(());
                 }
             }
-            skipped = chunk.skipped;
-            if chunk.done || deadline.is_some_and(|d| Instant::now() >= d) {
+            if (!vsctl_counts && all_done) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
             }
         }
     })();
-    let _ = call(c.socket, &Request::CaptureStop { port: c.port.clone() });
+    for port in &started {
+        let _ = call(c.socket, &Request::CaptureStop { port: port.clone() });
+    }
     match filter {
         Some(_) => eprintln!(
             "{taken} frames captured, {filtered} not matching the filter, {skipped} skipped (the reader was too slow)"

@@ -201,8 +201,9 @@ enum Command {
     CtStats,
     /// Save the connection table now (before an upgrade): the next start puts it back (SIGTERM saves it too).
     CtSave,
-    /// Show what the pipeline decides for the next frames a port receives (parse, l2, route, nat, verdict).
+    /// Show what the pipeline decides for the next frames a port (or any port of a bridge) receives: parse, l2, route, nat, verdict.
     Trace {
+        /// A port, or a bridge (any of its ports).
         port: String,
         /// Frames to trace.
         #[arg(long, default_value_t = 1)]
@@ -211,8 +212,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Copy a port's frames to a pcap file (-w - for stdout: `vsctl capture p1 -w - | tcpdump -r -`).
+    /// Copy a port's (or a whole bridge's) frames to a pcap file (-w - for stdout: `vsctl capture p1 -w - | tcpdump -r -`).
     Capture {
+        /// A port, or a bridge (all its ports).
         port: String,
         /// Stop after this many frames.
         #[arg(long)]
@@ -455,7 +457,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return capture::run(capture::Capture {
                 socket: &cli.socket,
-                port,
+                ports: ports_of(&cli.socket, &port)?,
                 count,
                 direction: direction.into(),
                 seconds,
@@ -530,36 +532,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `vsctl trace`: arms the port, prints each frame's block as it comes (or
-/// all of them as JSON at the end), disarms.
-fn trace(socket: &Path, port: &str, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
-    call(
-        socket,
-        &Request::TraceStart {
-            port: port.to_string(),
+/// The ports `target` names: itself, or every port of the bridge it names.
+fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
+    if let Reply::Bridges(bridges) = call(socket, &Request::ListBr)? {
+        if bridges.iter().any(|b| b == target) {
+            if let Reply::Ports(ports) = call(
+                socket,
+                &Request::ListPorts {
+                    bridge: target.to_string(),
+                },
+            )? {
+                if ports.is_empty() {
+                    anyhow::bail!("bridge '{target}' has no ports");
+                }
+                return Ok(ports);
+            }
+        }
+    }
+    Ok(vec![target.to_string()])
+}
+
+/// `vsctl trace`: arms the port (or every port of a bridge), prints each
+/// frame's block as it comes (or all as JSON at the end), disarms.
+fn trace(socket: &Path, target: &str, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
+    let ports = ports_of(socket, target)?;
+    let mut started = Vec::new();
+    for port in &ports {
+        let start = Request::TraceStart {
+            port: port.clone(),
             count,
-        },
-    )?;
+        };
+        match call(socket, &start) {
+            Ok(_) => started.push(port.clone()),
+            Err(err) if ports.len() > 1 => eprintln!("vsctl: {port} not traced: {err:#}"),
+            Err(err) => return Err(err),
+        }
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let mut all = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         loop {
             std::thread::sleep(std::time::Duration::from_millis(20));
-            let Reply::Traced(chunk) = call(socket, &Request::TraceRead { port: port.to_string() })? else {
-                anyhow::bail!("vswitchd answered trace-read with something else");
-            };
-            for f in chunk.frames {
-                if !json {
-                    print::print_traced(&f);
+            for port in &started {
+                let Reply::Traced(chunk) = call(socket, &Request::TraceRead { port: port.clone() })? else {
+                    anyhow::bail!("vswitchd answered trace-read with something else");
+                };
+                for f in chunk.frames {
+                    if (all.len() as u64) < count {
+                        if !json {
+                            print::print_traced(&f);
+                        }
+                        all.push(f);
+                    }
                 }
-                all.push(f);
             }
-            if chunk.done || std::time::Instant::now() >= deadline {
+            if all.len() as u64 >= count || std::time::Instant::now() >= deadline {
                 return Ok(());
             }
         }
     })();
-    let _ = call(socket, &Request::TraceStop { port: port.to_string() });
+    for port in &started {
+        let _ = call(socket, &Request::TraceStop { port: port.clone() });
+    }
     result?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
