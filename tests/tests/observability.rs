@@ -343,3 +343,83 @@ fn a_trace_shows_each_frames_way() {
     );
     assert!(sw.port_counter(&p3, "drops.no-route") >= 1);
 }
+
+/// The cost of observability: TCP between two containers (iperf3, 3 s)
+/// with nothing on, and with metrics scraped 10 times a second, a capture
+/// running on a third port and a trace armed there, alternated, REPS runs
+/// each (default 3). By hand:
+/// `cargo test --release -p vswitch-tests --test observability -- --ignored --nocapture measure`.
+#[test]
+#[ignore]
+fn measure_observability_cost() {
+    require_root();
+    let reps: usize = std::env::var("REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let port = free_port();
+    let sw = Switch::start_with_args("obscost", "0,1", &["--metrics", &port.to_string()]);
+    sw.ok(&["add-br", "br0", "--subnet", "10.201.0.0/24"]);
+    let (c1, c2, c3) = (Netns::new("oc1"), Netns::new("oc2"), Netns::new("oc3"));
+    sw.ok(&["attach", "br0", &c1.name]);
+    let ip2 = sw.json(&["attach", "br0", &c2.name])["ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let p3 = sw.json(&["attach", "br0", &c3.name])["port"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let socket = sw.socket.display().to_string();
+    let run = |on: bool| -> f64 {
+        let _server = c2.iperf3_server(&ip2);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut helpers = Vec::new();
+        if on {
+            let flag = stop.clone();
+            helpers.push(std::thread::spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = scrape(port, "/metrics", "GET");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }));
+        }
+        let capture = on.then(|| {
+            Command::new(bin("vsctl"))
+                .args(["--socket", &socket, "capture", &p3, "--seconds", "5", "-w", "/dev/null"])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("capture")
+        });
+        let trace = on.then(|| {
+            Command::new(bin("vsctl"))
+                .args(["--socket", &socket, "trace", &p3, "--count", "1", "--seconds", "5"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("trace")
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (gbits, _) = c1.iperf3(&ip2, 3, &[]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in helpers {
+            let _ = h.join();
+        }
+        for child in [capture, trace].into_iter().flatten() {
+            let _ = child.wait_with_output();
+        }
+        gbits
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        off.push(run(false));
+        on.push(run(true));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off_m, on_m) = (median(&mut off), median(&mut on));
+    println!(
+        "TCP between two containers, {reps} runs each (Gbit/s): off {off:?} median {off_m:.2}; \
+         metrics + capture + trace on {on:?} median {on_m:.2}; ratio {:.2}",
+        on_m / off_m
+    );
+}
