@@ -14,6 +14,7 @@ use vswitch_ctl::{AddPort, AddVxlan, Ipv4Net, MacAddr, NetCreate, PublishRule, R
 mod args;
 mod capture;
 mod print;
+mod trace;
 use args::{
     parse_cidr, parse_ip_choice, parse_target, CliDirection, CliNatProto, CliPortType, CliXdpMode, IpChoice, NatMode,
 };
@@ -442,7 +443,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CtStats => Request::CtStats,
         Command::CtSave => Request::CtSave,
         Command::Trace { port, count, seconds } => {
-            return trace(&cli.socket, &port, count, seconds, cli.json);
+            return trace::run(&cli.socket, &port, count, seconds, cli.json);
         }
         Command::Capture {
             port,
@@ -457,7 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return capture::run(capture::Capture {
                 socket: &cli.socket,
-                ports: ports_of(&cli.socket, &port)?,
+                ports: trace::ports_of(&cli.socket, &port)?,
                 count,
                 direction: direction.into(),
                 seconds,
@@ -528,77 +529,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         if let Reply::Cluster(Some(info)) = call(&cli.socket, &Request::ClusterStatus)? {
             print_cluster(&info);
         }
-    }
-    Ok(())
-}
-
-/// The ports `target` names: itself, or every port of the bridge it names.
-fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
-    if let Reply::Bridges(bridges) = call(socket, &Request::ListBr)? {
-        if bridges.iter().any(|b| b == target) {
-            if let Reply::Ports(ports) = call(
-                socket,
-                &Request::ListPorts {
-                    bridge: target.to_string(),
-                },
-            )? {
-                if ports.is_empty() {
-                    anyhow::bail!("bridge '{target}' has no ports");
-                }
-                return Ok(ports);
-            }
-        }
-    }
-    Ok(vec![target.to_string()])
-}
-
-/// `vsctl trace`: arms the port (or every port of a bridge), prints each
-/// frame's block as it comes (or all as JSON at the end), disarms.
-fn trace(socket: &Path, target: &str, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
-    let ports = ports_of(socket, target)?;
-    let mut started = Vec::new();
-    for port in &ports {
-        let start = Request::TraceStart {
-            port: port.clone(),
-            count,
-        };
-        match call(socket, &start) {
-            Ok(_) => started.push(port.clone()),
-            Err(err) if ports.len() > 1 => eprintln!("vsctl: {port} not traced: {err:#}"),
-            Err(err) => return Err(err),
-        }
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let mut all = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        loop {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            for port in &started {
-                let Reply::Traced(chunk) = call(socket, &Request::TraceRead { port: port.clone() })? else {
-                    anyhow::bail!("vswitchd answered trace-read with something else");
-                };
-                for f in chunk.frames {
-                    if (all.len() as u64) < count {
-                        if !json {
-                            print::print_traced(&f);
-                        }
-                        all.push(f);
-                    }
-                }
-            }
-            if all.len() as u64 >= count || std::time::Instant::now() >= deadline {
-                return Ok(());
-            }
-        }
-    })();
-    for port in &started {
-        let _ = call(socket, &Request::TraceStop { port: port.clone() });
-    }
-    result?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
-    } else if (all.len() as u64) < count {
-        eprintln!("{} of {count} frames traced in {seconds} s", all.len());
     }
     Ok(())
 }
