@@ -185,7 +185,7 @@ fn a_capture_reads_back_with_tcpdump_and_never_stalls_forwarding() {
     assert!(text.contains(&format!("{ip2}.7: Flags [S]")), "{text}");
     assert!(!text.contains("ICMP"), "{text}");
     // A whole bridge: both ports' frames in one file, in time order; a
-    // trace of the bridge sees the request on one port, the reply on the other.
+    // trace of every port sees the request on one port, the reply on the other.
     let whole = format!(
         "{} --socket {socket} capture br0 --direction rx --count 2 --seconds 10 -w - | tcpdump -n -r - 2>/dev/null",
         bin("vsctl").display()
@@ -211,7 +211,7 @@ fn a_capture_reads_back_with_tcpdump_and_never_stalls_forwarding() {
         .unwrap_or_default()
         .to_string();
     let tracer = Command::new(bin("vsctl"))
-        .args(["--socket", &socket, "trace", "br0", "--count", "2", "--seconds", "10"])
+        .args(["--socket", &socket, "trace", "--all", "--count", "2", "--seconds", "10"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("trace br0");

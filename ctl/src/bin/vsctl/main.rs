@@ -205,7 +205,11 @@ enum Command {
     /// Show what the pipeline decides for the next frames a port (or any port of a bridge) receives: parse, l2, route, nat, verdict.
     Trace {
         /// A port, or a bridge (any of its ports).
-        port: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        port: Option<String>,
+        /// Any port of the switch.
+        #[arg(long)]
+        all: bool,
         /// Frames to trace.
         #[arg(long, default_value_t = 1)]
         count: u64,
@@ -442,8 +446,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
         Command::CtStats => Request::CtStats,
         Command::CtSave => Request::CtSave,
-        Command::Trace { port, count, seconds } => {
-            return trace::run(&cli.socket, &port, count, seconds, cli.json);
+        Command::Trace {
+            port,
+            all,
+            count,
+            seconds,
+        } => {
+            let ports = match (port, all) {
+                (Some(target), _) => trace::ports_of(&cli.socket, &target)?,
+                (None, _) => trace::all_ports(&cli.socket)?,
+            };
+            return trace::run(&cli.socket, ports, count, seconds, cli.json);
         }
         Command::Capture {
             port,

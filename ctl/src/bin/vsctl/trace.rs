@@ -30,8 +30,7 @@ pub fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
 
 /// `vsctl trace`: arms the port (or every port of a bridge), prints each
 /// frame's block as it comes (or all as JSON at the end), disarms.
-pub fn run(socket: &Path, target: &str, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
-    let ports = ports_of(socket, target)?;
+pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
     let mut started = Vec::new();
     for port in &ports {
         let start = Request::TraceStart {
@@ -77,4 +76,19 @@ pub fn run(socket: &Path, target: &str, count: u64, seconds: u64, json: bool) ->
         eprintln!("{} of {count} frames traced in {seconds} s", all.len());
     }
     Ok(())
+}
+
+/// Every port of every bridge (`trace --all`).
+pub fn all_ports(socket: &Path) -> anyhow::Result<Vec<String>> {
+    let Reply::Show(bridges) = call(socket, &Request::Show)? else {
+        anyhow::bail!("vswitchd answered show with something else");
+    };
+    let ports: Vec<String> = bridges
+        .into_iter()
+        .flat_map(|b| b.ports.into_iter().map(|p| p.name))
+        .collect();
+    if ports.is_empty() {
+        anyhow::bail!("the switch has no ports");
+    }
+    Ok(ports)
 }
