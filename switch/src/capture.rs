@@ -7,7 +7,8 @@
 //! kept) into a ring of buffers allocated when the capture started, under
 //! the port's capture lock, once per batch. A full ring skips frames and
 //! counts them: a slow reader never slows forwarding. The control thread
-//! drains the ring when vsctl asks; a capture nobody reads for
+//! drains the ring when vsctl asks (swapping each filled buffer for an
+//! empty one, so the lock is held for no copy); a capture nobody reads for
 //! [`IDLE_LIMIT`] stops itself (vsctl killed, say).
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -132,11 +133,14 @@ impl CaptureSlot {
         while ring.len > 0 {
             let i = ring.start;
             let (unix_ns, orig_len, tx) = ring.info[i];
+            // The filled buffer leaves with the frame and an empty one of
+            // the same size takes its place: no copy while the poll
+            // thread may be waiting for the lock.
             out.push(Captured {
                 unix_ns,
                 orig_len,
                 tx,
-                data: ring.bufs[i].clone(),
+                data: std::mem::replace(&mut ring.bufs[i], Vec::with_capacity(SNAPLEN)),
             });
             ring.start = (ring.start + 1) % RING;
             ring.len -= 1;
