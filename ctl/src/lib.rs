@@ -9,10 +9,12 @@ pub mod client;
 pub mod mac;
 pub mod net;
 pub mod proto;
+pub mod records;
 
 pub use mac::{MacAddr, MacParseError};
 pub use net::{Ipv4Net, NetParseError};
 pub use proto::*;
+pub use records::*;
 
 /// Where vswitchd listens and vsctl connects unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

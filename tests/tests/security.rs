@@ -386,6 +386,10 @@ fn connections_through_nat_live_across_a_restart_and_a_crash() {
         );
     }
 
+    // `vsctl ct-save` (before an upgrade) writes the table now.
+    let saved = sw.ok(&["ct-save"]);
+    assert!(saved.contains("connections saved"), "{saved}");
+    assert!(sw.state_dir.join("conntrack.json").exists());
     // A clean restart (SIGTERM): the table is saved and put back.
     sw.terminate();
     assert!(sw.state_dir.join("conntrack.json").exists(), "saved on SIGTERM");

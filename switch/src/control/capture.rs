@@ -11,10 +11,11 @@ use crate::capture::{self, SNAPLEN};
 use crate::port::LivePort;
 
 impl Manager {
-    fn capture_port(&self, port: &str) -> Result<&LivePort, ControlError> {
+    /// A port whose device is up (what capture and trace act on).
+    pub(super) fn live_port(&self, port: &str) -> Result<&LivePort, ControlError> {
         match self.ports.get(port).map(|e| &e.live) {
             Some(Ok(live)) => Ok(live),
-            Some(Err(reason)) => Err(ControlError::CaptureDown {
+            Some(Err(reason)) => Err(ControlError::PortDown {
                 port: port.to_string(),
                 reason: reason.clone(),
             }),
@@ -33,7 +34,7 @@ impl Manager {
             CaptureDirection::Tx => capture::TX,
             CaptureDirection::Both => capture::RX | capture::TX,
         };
-        if !self.capture_port(port)?.capture.start(dirs, count) {
+        if !self.live_port(port)?.capture.start(dirs, count) {
             return Err(ControlError::CaptureRunning(port.to_string()));
         }
         info!(port, ?count, ?direction, "capture started");
@@ -42,7 +43,7 @@ impl Manager {
 
     pub(super) fn capture_read(&self, port: &str) -> Result<CaptureChunk, ControlError> {
         let (frames, skipped, done) = self
-            .capture_port(port)?
+            .live_port(port)?
             .capture
             .drain()
             .ok_or_else(|| ControlError::NoCapture(port.to_string()))?;
@@ -67,7 +68,7 @@ impl Manager {
     }
 
     pub(super) fn capture_stop(&self, port: &str) -> Result<(), ControlError> {
-        self.capture_port(port)?.capture.stop();
+        self.live_port(port)?.capture.stop();
         info!(port, "capture stopped");
         Ok(())
     }

@@ -115,8 +115,8 @@ pub enum ControlError {
     Invalid(#[from] Invalid),
     #[error("an uplink is an afxdp or a tap port, not {0}")]
     UplinkType(PortKind),
-    #[error("port '{port}' is not up ({reason}): nothing to capture")]
-    CaptureDown { port: String, reason: String },
+    #[error("port '{port}' is not up ({reason}): nothing to capture or trace")]
+    PortDown { port: String, reason: String },
     #[error("a trace is already running on port '{0}'")]
     TraceRunning(String),
     #[error("no trace runs on port '{0}' (it stopped: its count was reached, or nobody read it for 10 s)")]

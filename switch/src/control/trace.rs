@@ -139,17 +139,6 @@ fn changes(before: &Headers, after: &Headers) -> Vec<(String, String)> {
 }
 
 impl Manager {
-    fn trace_slot(&self, port: &str) -> Result<&crate::port::LivePort, ControlError> {
-        match self.ports.get(port).map(|e| &e.live) {
-            Some(Ok(live)) => Ok(live),
-            Some(Err(reason)) => Err(ControlError::CaptureDown {
-                port: port.to_string(),
-                reason: reason.clone(),
-            }),
-            None => Err(ControlError::NoPort(port.to_string())),
-        }
-    }
-
     pub(super) fn trace_start(&self, port: &str, count: u64) -> Result<(), ControlError> {
         if !(1..=10_000).contains(&count) {
             return Err(ControlError::OutOfRange {
@@ -159,7 +148,7 @@ impl Manager {
                 max: 10_000,
             });
         }
-        if !self.trace_slot(port)?.trace.start(count) {
+        if !self.live_port(port)?.trace.start(count) {
             return Err(ControlError::TraceRunning(port.to_string()));
         }
         Ok(())
@@ -167,7 +156,7 @@ impl Manager {
 
     pub(super) fn trace_read(&self, port: &str) -> Result<TraceChunk, ControlError> {
         let (records, done) = self
-            .trace_slot(port)?
+            .live_port(port)?
             .trace
             .drain()
             .ok_or_else(|| ControlError::NoTrace(port.to_string()))?;
@@ -209,7 +198,7 @@ impl Manager {
     }
 
     pub(super) fn trace_stop(&self, port: &str) -> Result<(), ControlError> {
-        self.trace_slot(port)?.trace.stop();
+        self.live_port(port)?.trace.stop();
         Ok(())
     }
 
