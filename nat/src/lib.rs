@@ -13,12 +13,14 @@
 //!   pseudo-header seeds that offloaded (and GSO) frames carry;
 //! - [`table`]: the connection table, indexed by both directions' tuples;
 //! - [`translate`]: what a tracked connection's packets, and the ICMP
-//!   errors quoting them, must change.
+//!   errors quoting them, must change;
+//! - [`frag`]: what the later fragments of a translated datagram become.
 //!
 //! The pipeline stage in `switch/` calls these; `fuzz/` drives them all with
 //! arbitrary packets.
 
 pub mod checksum;
+pub mod frag;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod parse;

@@ -10,7 +10,8 @@ use crate::tuple::{Proto, Tuple};
 
 /// The connection tuple and TCP segment of the IPv4 packet `packet` (which
 /// starts at the IP header) in zone `zone`; None for packets NAT does not
-/// translate (fragments, protocols without ports, ICMP other than echo).
+/// translate (later fragments, TCP fragments, protocols without ports,
+/// ICMP other than echo).
 /// Errors for packets whose headers are cut short or inconsistent.
 pub fn seen(packet: &[u8], zone: u16) -> Result<Option<Seen>, RewriteError> {
     let ip = Ipv4Packet::new_checked(packet).map_err(|_| RewriteError::BadIpv4)?;
@@ -18,10 +19,12 @@ pub fn seen(packet: &[u8], zone: u16) -> Result<Option<Seen>, RewriteError> {
     if usize::from(ip.header_len()) < 20 {
         return Err(RewriteError::BadIpv4);
     }
-    if ip.frag_offset() != 0 || ip.more_frags() {
-        // Only the first fragment carries ports.
+    if ip.frag_offset() != 0 {
+        // Only the first fragment carries ports; the later ones are
+        // translated as it was ([`crate::frag`]).
         return Ok(None);
     }
+    let first_fragment = ip.more_frags();
     let base = |proto, src_port, dst_port| Tuple {
         zone,
         proto,
@@ -32,6 +35,9 @@ pub fn seen(packet: &[u8], zone: u16) -> Result<Option<Seen>, RewriteError> {
     };
     let bad = |_| RewriteError::BadTransport;
     let seen = match ip.next_header() {
+        // Senders doing path MTU discovery do not fragment TCP, and its
+        // window tracking needs the whole segment: not translated.
+        IpProtocol::Tcp if first_fragment => return Ok(None),
         IpProtocol::Tcp => {
             let tcp = TcpPacket::new_checked(ip.payload()).map_err(bad)?;
             let kind = Segment::from_flags(tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
@@ -49,7 +55,11 @@ pub fn seen(packet: &[u8], zone: u16) -> Result<Option<Seen>, RewriteError> {
             }
         }
         IpProtocol::Udp => {
-            let udp = UdpPacket::new_checked(ip.payload()).map_err(bad)?;
+            let udp = match ip.payload() {
+                // The header, and part of what its length field counts.
+                p if first_fragment && p.len() >= 8 => UdpPacket::new_unchecked(p),
+                p => UdpPacket::new_checked(p).map_err(bad)?,
+            };
             Seen {
                 tuple: base(Proto::Udp, udp.src_port(), udp.dst_port()),
                 tcp: None,
@@ -129,7 +139,24 @@ mod tests {
     fn fragments_and_bad_headers_are_told_apart() {
         let mut p = syn_with_scale(None);
         p[6] = 0x20; // more fragments
-        assert_eq!(seen(&p, 0), Ok(None), "fragments are not translated");
+        assert_eq!(seen(&p, 0), Ok(None), "TCP fragments are not translated");
+        let mut later = syn_with_scale(None);
+        later[7] = 0x10; // fragment offset 16 * 8
+        assert_eq!(seen(&later, 0), Ok(None), "later fragments: by the fragment table");
+
+        // A UDP datagram's first fragment: its ports, though its length
+        // field counts more than the fragment holds.
+        let b = PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64).udp(5353, 53);
+        let mut first = Vec::new();
+        b.write(&mut first, &[7; 3000]).unwrap();
+        first.truncate(1500);
+        first[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        first[6] = 0x20;
+        let s = seen(&first, 0).unwrap().unwrap();
+        assert_eq!(
+            (s.tuple.proto, s.tuple.src_port, s.tuple.dst_port),
+            (Proto::Udp, 5353, 53)
+        );
         let mut short_ihl = syn_with_scale(None);
         short_ihl[0] = 0x44;
         assert_eq!(seen(&short_ihl, 0), Err(RewriteError::BadIpv4));

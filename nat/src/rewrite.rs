@@ -99,7 +99,15 @@ pub fn rewrite_ipv4(packet: &mut [u8], rw: &Rewrite, l4: L4Checksum) -> Result<(
             tcp.set_checksum(sum);
         }
         IpProtocol::Udp => {
-            let mut udp = UdpPacket::new_checked(ip.payload_mut()).map_err(|_| RewriteError::BadTransport)?;
+            // A first fragment holds the header and only part of what its
+            // length field counts.
+            let more_frags = ip.more_frags();
+            let payload = ip.payload_mut();
+            let mut udp = if more_frags && payload.len() >= 8 {
+                UdpPacket::new_unchecked(payload)
+            } else {
+                UdpPacket::new_checked(payload).map_err(|_| RewriteError::BadTransport)?
+            };
             let (old_sp, old_dp) = (udp.src_port(), udp.dst_port());
             let (sp, dp) = (rw.src.map_or(old_sp, |(_, p)| p), rw.dst.map_or(old_dp, |(_, p)| p));
             udp.set_src_port(sp);

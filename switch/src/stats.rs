@@ -69,6 +69,9 @@ pub enum DropReason {
     NotRoutable,
     /// IPv4 header checksum wrong.
     BadIpChecksum,
+    /// TCP or UDP checksum wrong, from a port that does not say whether it
+    /// checked (AF_XDP): neither complete nor a pseudo-header seed.
+    BadL4Checksum,
     /// No bridge reachable from here holds the destination (ICMP unreachable sent).
     NoRoute,
     /// TTL ran out (ICMP time exceeded sent).
@@ -116,10 +119,15 @@ pub enum DropReason {
     /// The port used up its share of the gateway's own work (ARP, echo
     /// replies, ICMP errors) for now.
     SlowPathLimit,
+    /// A later IPv4 fragment through NAT whose datagram's first fragment
+    /// did not come in time (or no room was left to hold it until then).
+    FragNoFirst,
+    /// No room to remember a fragmented datagram's translation.
+    FragTableFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 38;
+    pub const COUNT: usize = 41;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -136,6 +144,7 @@ impl DropReason {
         DropReason::RxError,
         DropReason::NotRoutable,
         DropReason::BadIpChecksum,
+        DropReason::BadL4Checksum,
         DropReason::NoRoute,
         DropReason::TtlExceeded,
         DropReason::ToGateway,
@@ -159,6 +168,8 @@ impl DropReason {
         DropReason::SpoofedArp,
         DropReason::CtHostLimit,
         DropReason::SlowPathLimit,
+        DropReason::FragNoFirst,
+        DropReason::FragTableFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -178,6 +189,7 @@ impl DropReason {
             DropReason::RxError => "rx-error",
             DropReason::NotRoutable => "not-routable",
             DropReason::BadIpChecksum => "bad-ip-checksum",
+            DropReason::BadL4Checksum => "bad-l4-checksum",
             DropReason::NoRoute => "no-route",
             DropReason::TtlExceeded => "ttl-exceeded",
             DropReason::ToGateway => "to-gateway",
@@ -201,6 +213,8 @@ impl DropReason {
             DropReason::SpoofedArp => "spoofed-arp",
             DropReason::CtHostLimit => "ct-host-limit",
             DropReason::SlowPathLimit => "slow-path-limit",
+            DropReason::FragNoFirst => "frag-no-first",
+            DropReason::FragTableFull => "frag-table-full",
         }
     }
 

@@ -125,11 +125,6 @@ impl Netns {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    /// Turns off transmit checksum offload (and TSO with it) on `dev`.
-    pub fn tx_offload_off(&self, dev: &str) {
-        run_ok(self.cmd("ethtool").args(["-K", dev, "tx", "off"]));
-    }
-
     /// TCP segments that arrived with a bad checksum (TcpInCsumErrors).
     pub fn tcp_csum_errors(&self) -> u64 {
         let snmp = run_ok(self.cmd("cat").arg("/proc/net/snmp"));

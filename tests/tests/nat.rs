@@ -77,7 +77,6 @@ fn world_with(tag: &str, cores: &str, daemon_args: &[&str]) -> World {
     let host_end = short_name("vn");
     let link = HostLink::veth_into(&host_end, &outside);
     outside.add_addr("eth0", "10.140.0.1/24");
-    outside.tx_offload_off("eth0");
     sw.ok(&["add-br", "br0", "--subnet", "10.141.0.0/24"]);
     sw.ok(&[
         "add-uplink",
@@ -87,8 +86,6 @@ fn world_with(tag: &str, cores: &str, daemon_args: &[&str]) -> World {
         "10.140.0.2/24",
         "--gw",
         "10.140.0.1",
-        "--mode",
-        "generic",
     ]);
     World {
         sw,

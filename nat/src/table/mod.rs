@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::frag::FragTable;
 use crate::tcp::{self, Dir, TcpSeg, TcpState, Windows};
 use crate::tuple::{Proto, Tuple};
 
@@ -152,6 +153,8 @@ pub struct ConnTable {
     /// Until when (ms) established TCP flows are picked up mid-stream.
     pickup_until_ms: AtomicU64,
     pub stats: CtStats,
+    /// What the fragments of translated datagrams become.
+    pub frags: FragTable,
 }
 
 fn host_shard_of(owner: &(u16, Ipv4Addr)) -> usize {
@@ -213,6 +216,7 @@ impl ConnTable {
             timeouts,
             pickup_until_ms: AtomicU64::new(0),
             stats: CtStats::default(),
+            frags: FragTable::new(),
         }
     }
 
@@ -475,6 +479,7 @@ impl ConnTable {
             }
         }
         self.stats.expiries.fetch_add(removed as u64, Ordering::Relaxed);
+        self.frags.sweep(now_ms);
         removed
     }
 

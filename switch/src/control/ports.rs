@@ -368,6 +368,15 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
         PortKind::Afxdp => {
             let (port, _) =
                 AfXdpPort::open(Attachment::Iface(&cfg.iface), 0, xdp_modes(cfg.mode)).map_err(|e| create(e.into()))?;
+            if port.mode() == XdpMode::Generic {
+                // The stack's XDP sees a TSO peer's super-frames whole; they
+                // do not fit a UMEM chunk and the kernel drops them.
+                warn!(
+                    iface = %cfg.iface,
+                    "uplink in generic XDP mode: frames larger than the MTU (a peer's TSO) are dropped by the kernel \
+                     (xsk-rx-dropped in port-stats); native mode does not have this limit"
+                );
+            }
             let mac = read_mac(&cfg.iface).map_err(|source| {
                 create(PortError::Mac {
                     iface: cfg.iface.clone(),

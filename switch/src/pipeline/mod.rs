@@ -13,9 +13,11 @@
 //! syscall (the ports' tx bursts, called by the runner, do the I/O).
 
 pub mod classify;
+mod frags;
 pub mod guard;
 pub mod l2;
 pub mod l3;
+pub mod l4sum;
 pub mod nat;
 pub mod vxlan;
 
@@ -85,6 +87,8 @@ pub struct Scratch {
     /// Slots whose queue is not empty, in the order first used.
     touched: Vec<u32>,
     held: Vec<Held>,
+    /// Later IPv4 fragments waiting for their datagram's first one.
+    frags: Vec<frags::HeldFrag>,
     /// What `vsctl trace` is told of this batch's frames (room for a batch
     /// reserved once).
     trace: Vec<TraceRecord>,
@@ -98,6 +102,7 @@ impl Default for Scratch {
             tx: Vec::new(),
             touched: Vec::new(),
             held: Vec::with_capacity(PENDING_MAX),
+            frags: Vec::with_capacity(frags::FRAG_HELD_MAX),
         }
     }
 }
@@ -122,9 +127,9 @@ impl Scratch {
         true
     }
 
-    /// Frames held for ARP resolution.
+    /// Frames held for ARP resolution or for their first fragment.
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.held.len() + self.frags.len()
     }
 }
 
@@ -170,7 +175,15 @@ pub fn run_batch(
     for (i, frame) in batch.frames_mut().iter_mut().enumerate() {
         let before = (i < traced).then(|| trace::Headers::of(frame, if input.vnet_hdr { VNET_HDR_LEN } else { 0 }));
         let classified = classify::classify(frame, input.vnet_hdr)
-            .and_then(|()| input.guard.as_ref().map_or(Ok(()), |g| guard::check(frame, g)));
+            .and_then(|()| input.guard.as_ref().map_or(Ok(()), |g| guard::check(frame, g)))
+            // A tunnel packet's checksums are settled when it is opened.
+            .and_then(|()| {
+                if input.vnet_hdr || input.uplink {
+                    Ok(())
+                } else {
+                    l4sum::settle_frame(frame)
+                }
+            });
         if classified.is_ok() && frame.meta.gso.is_some() {
             counters.rx_gso_packets.add(1);
         }
@@ -179,9 +192,14 @@ pub fn run_batch(
             // An uplink is a router leg: no learning, no flooding.
             // What arrives for a tunnel is decapsulated and switched on;
             // the rest of the uplink's traffic is routed.
-            Ok(()) if input.uplink => {
-                vxlan::from_underlay(frame, &ingress).unwrap_or_else(|| l3::from_uplink(frame, &ingress))
-            }
+            Ok(()) if input.uplink => vxlan::from_underlay(frame, &ingress).unwrap_or_else(|| {
+                let settled = if input.vnet_hdr {
+                    Ok(())
+                } else {
+                    l4sum::settle_frame(frame)
+                };
+                settled.map_or_else(Verdict::Drop, |()| l3::from_uplink(frame, &ingress))
+            }),
             Ok(()) => l2::decide(snap, input.bridge, bridge, l2::Source::Port(in_handle), frame, now_ms),
         };
         scratch.verdicts[i] = match verdict {
@@ -211,6 +229,7 @@ pub fn run_batch(
         input.port.trace.record(&scratch.trace);
     }
     hold_unresolved(snap, in_slot, counters, batch, pool, scratch, now_ms);
+    frags::hold(in_slot, batch, pool, scratch, now_ms);
     dispatch(snap, thread, Some(counters), batch, scratch);
 }
 
@@ -267,8 +286,9 @@ fn hold_unresolved(
     }
 }
 
-/// Sends the frames still held whose next hop has answered, and drops those
-/// that waited too long. Returns true while frames remain held (the poll
+/// Sends the frames still held whose next hop has answered (or whose
+/// datagram's first fragment has come), and drops those that waited too
+/// long. Returns true while frames remain held (the poll
 /// thread must not sleep on them).
 pub fn run_held(
     snap: &Snapshot,
@@ -311,11 +331,12 @@ pub fn run_held(
             Err(frame) => pool.free(frame),
         }
     }
+    frags::release(snap, thread, batch, pool, scratch, now_ms);
     if !batch.is_empty() {
         dispatch(snap, thread, None, batch, scratch);
         batch.release(pool);
     }
-    !scratch.held.is_empty()
+    scratch.held() > 0
 }
 
 /// Puts every frame on the queue of each port its verdict names, counts the

@@ -10,6 +10,8 @@
 
 use std::net::Ipv4Addr;
 
+use smoltcp::wire::Ipv4Packet;
+use vswitch_nat::frag::{FragKey, FragNat};
 use vswitch_nat::rewrite::{rewrite_ipv4, L4Checksum, Rewrite};
 use vswitch_nat::table::{ConnTable, CtDrop, Nat, Seen, Tracked};
 use vswitch_nat::translate;
@@ -58,9 +60,80 @@ pub fn policy(l3: &BridgeL3, nat: &NatL3, side: Side, seen: &Seen, dst: Ipv4Addr
 /// Translates a routed packet to `dst` from `side`: its connection's
 /// rewrite, a new connection's if [`policy`] gives one, or an ICMP error's
 /// about a tracked connection. Ok(true) when the packet was rewritten. A
-/// packet NAT cannot translate (a fragment, say) that would leave a
-/// masquerading bridge untranslated is dropped instead.
+/// packet NAT cannot translate (a TCP fragment, say) that would leave a
+/// masquerading bridge untranslated is dropped instead. The fragments of
+/// a datagram are translated as its first one was.
 pub fn translate(
+    frame: &mut Frame,
+    ip_at: usize,
+    l3: &BridgeL3,
+    nat: &NatL3,
+    side: Side,
+    dst: Ipv4Addr,
+    now_ms: u64,
+) -> Result<bool, DropReason> {
+    let fragment = fragment_of(frame, ip_at, nat.zone);
+    match fragment {
+        Some((key, true)) => later_fragment(frame, ip_at, nat, &key, now_ms),
+        Some((key, false)) => {
+            let translated = translate_packet(frame, ip_at, l3, nat, side, dst, now_ms)?;
+            // Its later fragments go where it goes, translated or not.
+            let ip = Ipv4Packet::new_unchecked(&frame.data()[ip_at..]);
+            let to = FragNat {
+                src: ip.src_addr(),
+                dst: ip.dst_addr(),
+            };
+            nat.ct
+                .frags
+                .remember(key, to, now_ms)
+                .map_err(|_| DropReason::FragTableFull)?;
+            Ok(translated)
+        }
+        None => translate_packet(frame, ip_at, l3, nat, side, dst, now_ms),
+    }
+}
+
+/// The datagram a fragment belongs to, and whether it is a later fragment
+/// (not the first); None for a whole packet.
+fn fragment_of(frame: &Frame, ip_at: usize, zone: u16) -> Option<(FragKey, bool)> {
+    let ip = Ipv4Packet::new_checked(frame.data().get(ip_at..)?).ok()?;
+    let later = ip.frag_offset() != 0;
+    (later || ip.more_frags()).then(|| {
+        let key = FragKey {
+            zone,
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            proto: u8::from(ip.next_header()),
+            id: ip.ident(),
+        };
+        (key, later)
+    })
+}
+
+/// A later fragment gets the addresses its datagram's first fragment got
+/// (its ports and L4 checksum were in that one). Before the first
+/// fragment: `frag-no-first`, which the pipeline holds for a while.
+fn later_fragment(
+    frame: &mut Frame,
+    ip_at: usize,
+    nat: &NatL3,
+    key: &FragKey,
+    now_ms: u64,
+) -> Result<bool, DropReason> {
+    let to = nat.ct.frags.lookup(key, now_ms).ok_or(DropReason::FragNoFirst)?;
+    if to.src == key.src && to.dst == key.dst {
+        return Ok(false);
+    }
+    let rw = Rewrite {
+        src: Some((to.src, 0)),
+        dst: Some((to.dst, 0)),
+    };
+    rewrite_ipv4(&mut frame.data_mut()[ip_at..], &rw, L4Checksum::Complete).map_err(|_| DropReason::Malformed)?;
+    Ok(true)
+}
+
+/// [`translate`] for a whole packet or a first fragment.
+fn translate_packet(
     frame: &mut Frame,
     ip_at: usize,
     l3: &BridgeL3,

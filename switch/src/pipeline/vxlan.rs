@@ -15,13 +15,13 @@
 //! port is copied to every remote VTEP (head-end replication); a flood from
 //! the tunnel, or one the gateway sends, stays local.
 
-use smoltcp::wire::{EthernetProtocol, Ipv4Packet};
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 use vswitch_vxlan::flow::SOURCE_PORTS;
 use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsum, ETH_HDR_LEN};
 
 use super::l2::{self, Source};
 use super::l3::{self, Ingress};
-use super::{classify, NextHop, Verdict};
+use super::{classify, l4sum, NextHop, Verdict};
 use crate::packet::{Batch, Frame, GsoType, PacketPool, VnetHdr, BATCH_CAPACITY, VNET_HDR_LEN};
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
@@ -64,16 +64,17 @@ fn decap(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
     }
     let eth_at = usize::from(frame.meta.eth_offset?);
     // A device that vouched for the outer checksum saves us the check.
-    let verify_csum = !frame.meta.csum_partial && !frame.meta.csum_valid;
+    let vouched = frame.meta.csum_partial || frame.meta.csum_valid;
     for (i, t) in up.tunnels.iter().enumerate() {
         // One look per port, whatever the number of VNIs on it.
         if up.tunnels[..i].iter().any(|o| o.port == t.port) {
             continue;
         }
+        // Checksums are checked below, once we know what they cover.
         let expect = Expect {
             local_ip: up.ip,
             port: t.port,
-            verify_csum,
+            verify_csum: false,
         };
         let on_port = |vni| up.tunnels.iter().find(|o| o.port == t.port && o.vni == vni);
         let found = decapsulate(&frame.data()[eth_at..], &expect, |vni| on_port(vni).is_some());
@@ -82,6 +83,19 @@ fn decap(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
             Ok(Some(d)) => d,
             Err(m) => return Some(Verdict::Drop(m.into())),
         };
+        if !vouched {
+            // Nothing said which checksum, if any, the sender left to the
+            // device: the outer UDP one (the inner packet has none), or the
+            // inner one, the outer computed over the finished inner packet
+            // (Linux's local checksum offload). Inner first, then outer.
+            if let Err(reason) = settle_inner(frame, eth_at + d.inner_at) {
+                return Some(Verdict::Drop(reason));
+            }
+            let outer = l4sum::settle(frame, eth_at + ETH_HDR_LEN, EthernetProtocol::Ipv4);
+            if outer == Err(DropReason::BadL4Checksum) {
+                return Some(Verdict::Drop(DropReason::VxlanBadChecksum));
+            }
+        }
         let tunnel = on_port(d.vni)?;
         let Some(bridge) = at.snap.bridge(tunnel.bridge) else {
             return Some(Verdict::Drop(DropReason::VxlanUnknownVni));
@@ -96,6 +110,16 @@ fn decap(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
         return Some(l2::decide(at.snap, tunnel.bridge, bridge, from, frame, at.now_ms));
     }
     None
+}
+
+/// Checks, and finishes if it was left to the device, the L4 checksum of
+/// the inner frame at `inner_eth`.
+fn settle_inner(frame: &mut Frame, inner_eth: usize) -> Result<(), DropReason> {
+    let ethertype = match frame.data().get(inner_eth..).map(EthernetFrame::new_checked) {
+        Some(Ok(eth)) => eth.ethertype(),
+        _ => return Ok(()),
+    };
+    l4sum::settle(frame, inner_eth + ETH_HDR_LEN, ethertype).map(|_| ())
 }
 
 /// Makes the frame its inner frame (`inner_len` bytes at `inner_at` from the
