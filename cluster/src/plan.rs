@@ -336,6 +336,7 @@ mod tests {
             state: "up".into(),
             detail: None,
             netns: None,
+            shared: false,
         };
         let mut ul = bridge("ul");
         ul.uplink = Some(uplink(11));

@@ -153,6 +153,14 @@ pub enum Request {
         /// A TAP uplink moved into this network namespace.
         #[serde(default)]
         netns: Option<String>,
+        /// An AF_XDP uplink on an interface the host keeps using: only the
+        /// uplink's MAC and ARP for its address go to vswitchd.
+        #[serde(default)]
+        shared: bool,
+        /// The uplink's own MAC (a shared or TAP uplink; default derived
+        /// from the interface's name).
+        #[serde(default)]
+        mac: Option<MacAddr>,
     },
     DelUplink {
         bridge: String,

@@ -299,6 +299,9 @@ pub struct UplinkInfo {
     /// Where a TAP uplink lives (None: vswitchd's namespace).
     #[serde(default)]
     pub netns: Option<String>,
+    /// The interface is shared with the host's stack.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

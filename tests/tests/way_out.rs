@@ -301,3 +301,124 @@ fn fragments_out_of_order_a_fragment_flood_and_bad_checksums() {
         format!("2000 {OUTSIDE} True")
     );
 }
+
+#[test]
+fn a_shared_nic_keeps_serving_the_host_while_containers_leave_through_it() {
+    require_root();
+    let mut sw = Switch::start("wos", "0,1");
+    let outside = Netns::new("woso");
+    let c1 = Netns::new("wosc");
+    // The "NIC": the host end of a veth, with the host's own address on it.
+    let nic = short_name("ws");
+    let _link = HostLink::veth_into(&nic, &outside);
+    run_ok(std::process::Command::new("ip").args(["addr", "add", "10.162.0.3/24", "dev", &nic]));
+    outside.add_addr("eth0", "10.162.0.1/24");
+    let host_ping = || {
+        std::process::Command::new("ping")
+            .args(["-c", "1", "-W", "1", "10.162.0.1"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(host_ping(), "the host talks through its NIC");
+
+    sw.ok(&["add-br", "br0", "--subnet", "10.163.0.0/24"]);
+    attach(&sw, &c1);
+    sw.ok(&[
+        "add-uplink",
+        "br0",
+        &nic,
+        "--ip",
+        "10.162.0.2/24",
+        "--gw",
+        "10.162.0.1",
+        "--shared",
+        "--mac",
+        "02:00:00:00:a2:02",
+    ]);
+    sw.ok(&["set-nat", "br0", "masquerade"]);
+    let up = &sw.json(&["show"])[0]["uplink"];
+    assert_eq!(up["shared"], true, "{up}");
+    assert_eq!(up["mac"], "02:00:00:00:a2:02", "{up}");
+    let fdb = run_ok(std::process::Command::new("bridge").args(["fdb", "show", "dev", &nic]));
+    assert!(
+        fdb.contains("02:00:00:00:a2:02"),
+        "the uplink's MAC is one the NIC accepts: {fdb}"
+    );
+
+    // Both at once: the host's TCP through the NIC's own address, and a
+    // container's, masqueraded to the uplink's.
+    let server = outside.iperf3_server("10.162.0.1");
+    let host = std::thread::spawn(|| {
+        let out = run_ok(std::process::Command::new("iperf3").args(["-c", "10.162.0.1", "-t", "2", "-J"]));
+        let report: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
+        report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        c1.ping("10.162.0.1", 2),
+        "a container reaches the outside through the shared NIC"
+    );
+    let srv = udp_server(&outside, "10.162.0.1", 9003, 1);
+    assert_eq!(
+        python(&c1, UDP_CLIENT, &["10.162.0.1", "9003", "3000"]),
+        "back 3000 True"
+    );
+    assert_eq!(
+        srv.finish(Duration::from_secs(2)).trim(),
+        "3000 10.162.0.2 True",
+        "masqueraded"
+    );
+    let host_bytes = host.join().expect("host iperf3");
+    drop(server);
+    assert!(host_bytes > 1_000_000, "the host's TCP went on: {host_bytes} bytes");
+    assert!(host_ping());
+
+    // A restart brings the shared uplink back as it was.
+    sw.kill9();
+    sw.launch();
+    assert!(c1.ping("10.162.0.1", 3), "after a restart");
+    assert!(host_ping());
+
+    // del-uplink gives the NIC back as it was: no program, no extra MAC,
+    // the host's address and traffic untouched.
+    sw.ok(&["del-uplink", "br0"]);
+    let link = run_ok(std::process::Command::new("ip").args(["link", "show", &nic]));
+    assert!(!link.contains("xdp"), "no XDP program left: {link}");
+    let fdb = run_ok(std::process::Command::new("bridge").args(["fdb", "show", "dev", &nic]));
+    assert!(!fdb.contains("02:00:00:00:a2:02"), "{fdb}");
+    let addr = run_ok(std::process::Command::new("ip").args(["-br", "addr", "show", &nic]));
+    assert!(addr.contains("10.162.0.3/24"), "{addr}");
+    assert!(host_ping());
+
+    // Refused: --shared on a TAP, --mac on a plain AF_XDP uplink.
+    sw.expect_error(
+        &[
+            "add-uplink",
+            "br0",
+            "wstap",
+            "--type",
+            "tap",
+            "--ip",
+            "10.162.0.2/24",
+            "--gw",
+            "10.162.0.1",
+            "--shared",
+        ],
+        "--shared",
+    );
+    sw.expect_error(
+        &[
+            "add-uplink",
+            "br0",
+            &nic,
+            "--ip",
+            "10.162.0.2/24",
+            "--gw",
+            "10.162.0.1",
+            "--mac",
+            "02:00:00:00:a2:03",
+        ],
+        "--mac",
+    );
+}

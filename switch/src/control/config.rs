@@ -208,6 +208,10 @@ pub struct UplinkConfig {
     /// A TAP uplink moved into this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// An AF_XDP interface shared with the host's stack: the uplink has a
+    /// MAC of its own (`mac`) and gets only what is sent to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,8 +430,9 @@ pub(super) mod tests {
                     ip: "192.0.2.2".parse().unwrap(),
                     prefix: 24,
                     gw: "192.0.2.1".parse().unwrap(),
-                    mac: None,
+                    mac: Some(MacAddr([2, 0x76, 0x74, 1, 2, 3])),
                     netns: None,
+                    shared: true,
                 }),
                 masquerade: true,
                 published: vec![Published {

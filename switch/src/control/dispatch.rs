@@ -85,6 +85,8 @@ impl Manager {
                 port_type,
                 mode,
                 netns,
+                shared,
+                mac,
             } => done(self.add_uplink(NewUplink {
                 bridge,
                 iface,
@@ -94,6 +96,8 @@ impl Manager {
                 kind: port_type.into(),
                 mode: mode.unwrap_or_default().into(),
                 netns,
+                shared,
+                mac,
             })),
             Request::DelUplink { bridge } => done(self.del_uplink(&bridge)),
             Request::SetNat { bridge, masquerade } => done(self.set_nat(&bridge, masquerade)),

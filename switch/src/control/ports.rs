@@ -17,7 +17,7 @@ use super::{fnv1a, gateway_mac, ControlError, Manager, Txn};
 use crate::port::afxdp::{AfXdpPort, Attachment};
 use crate::port::tap::{TapPort, TapSpec};
 use crate::port::{PortError, PortIo};
-use crate::sys::bpf::XdpMode;
+use crate::sys::bpf::{SharedFilter, XdpMode};
 use crate::sys::{netlink, read_mac, valid_ifname};
 
 /// Highest interface queue an AF_XDP port may bind.
@@ -63,6 +63,8 @@ pub(super) struct NewUplink {
     pub kind: PortKind,
     pub mode: XdpChoice,
     pub netns: Option<String>,
+    pub shared: bool,
+    pub mac: Option<MacAddr>,
 }
 
 impl Manager {
@@ -209,6 +211,8 @@ impl Manager {
             kind,
             mode,
             netns,
+            shared,
+            mac,
         } = request;
         let (br, _) = self.routed_bridge(&bridge)?;
         if let Some(u) = &br.uplink {
@@ -228,6 +232,19 @@ impl Manager {
                 "--netns moves a TAP uplink; an afxdp uplink binds to an interface of vswitchd's namespace",
             ));
         }
+        if shared && kind != PortKind::Afxdp {
+            return Err(ControlError::Option(
+                "--shared shares an afxdp uplink's interface with the host; a TAP is the uplink's alone",
+            ));
+        }
+        if mac.is_some() && kind == PortKind::Afxdp && !shared {
+            return Err(ControlError::Option(
+                "--mac: an afxdp uplink that is not --shared has its interface's MAC",
+            ));
+        }
+        if mac.is_some_and(|m| m.0[0] & 1 != 0 || m.0 == [0; 6]) {
+            return Err(ControlError::Option("--mac must be a unicast, non-zero address"));
+        }
         let valid = Ipv4Net::new(ip, prefix).is_some_and(|n| n.is_host(ip) && n.is_host(gw) && ip != gw);
         if !valid {
             return Err(ControlError::BadUplinkAddress { ip, prefix, gw });
@@ -239,8 +256,11 @@ impl Manager {
             ip,
             prefix,
             gw,
-            mac: None,
+            // A shared interface's MAC stays the host's; the uplink gets
+            // one of its own.
+            mac: mac.or_else(|| shared.then(|| MacAddr(uplink_mac(&iface)))),
             netns,
+            shared,
         };
         self.commit(|txn| {
             txn.bridge_mut(&bridge)?.uplink = Some(cfg.clone());
@@ -366,8 +386,14 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
     };
     match cfg.port_type {
         PortKind::Afxdp => {
-            let (port, _) =
-                AfXdpPort::open(Attachment::Iface(&cfg.iface), 0, xdp_modes(cfg.mode)).map_err(|e| create(e.into()))?;
+            let at = match cfg.mac.filter(|_| cfg.shared) {
+                Some(mac) => Attachment::Shared {
+                    iface: &cfg.iface,
+                    filter: SharedFilter { mac: mac.0, ip: cfg.ip },
+                },
+                None => Attachment::Iface(&cfg.iface),
+            };
+            let (port, _) = AfXdpPort::open(at, 0, xdp_modes(cfg.mode)).map_err(|e| create(e.into()))?;
             if port.mode() == XdpMode::Generic {
                 // The stack's XDP sees a TSO peer's super-frames whole; they
                 // do not fit a UMEM chunk and the kernel drops them.
@@ -376,6 +402,9 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
                     "uplink in generic XDP mode: frames larger than the MTU (a peer's TSO) are dropped by the kernel \
                      (xsk-rx-dropped in port-stats); native mode does not have this limit"
                 );
+            }
+            if let Some(mac) = cfg.mac.filter(|_| cfg.shared) {
+                return Ok((Box::new(port), mac));
             }
             let mac = read_mac(&cfg.iface).map_err(|source| {
                 create(PortError::Mac {
@@ -404,7 +433,7 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
     }
 }
 
-/// vswitchd's MAC on a TAP uplink: locally administered, 02:76:74 and three
+/// vswitchd's MAC on a TAP or shared uplink: locally administered, 02:76:74 and three
 /// bytes of a hash of the interface name (stable across restarts).
 fn uplink_mac(iface: &str) -> [u8; 6] {
     let h = fnv1a(iface.as_bytes());

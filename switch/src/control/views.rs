@@ -83,6 +83,7 @@ impl Manager {
                             state: entry.map_or_else(|| "unknown".to_string(), Self::port_state),
                             detail: entry.and_then(|e| e.live.as_ref().ok()).and_then(|l| l.io.describe()),
                             netns: u.netns.clone(),
+                            shared: u.shared,
                         }
                     }),
                     masquerade: br.masquerade,

@@ -23,7 +23,8 @@ use vswitch_vxlan::{encapsulate, Outer, OVERHEAD};
 use crate::offload::{OffloadError, OffloadRequest, Segmenter};
 use crate::packet::{Batch, PacketPool, VnetHdr, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
-use crate::sys::bpf::XdpMode;
+use crate::sys::bpf::{SharedFilter, XdpMode};
+use crate::sys::netlink;
 use crate::sys::veth::{VethError, VethPair};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,12 @@ pub enum AfXdpError {
     NoIface(String),
     #[error(transparent)]
     Xsk(#[from] XskError),
+    #[error("cannot add the uplink's MAC to the unicast addresses of '{iface}'")]
+    Unicast {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Where the socket goes.
@@ -50,6 +57,25 @@ pub enum Attachment<'a> {
     },
     /// Bind to an existing interface of vswitchd's namespace.
     Iface(&'a str),
+    /// Bind to an interface the host's stack keeps using: only frames to
+    /// the filter's MAC, and ARP for its address, come to the socket; the
+    /// MAC is added to the interface's unicast addresses while the port
+    /// lives.
+    Shared { iface: &'a str, filter: SharedFilter },
+}
+
+/// A MAC added to an interface's unicast addresses, removed on drop.
+struct UnicastAddr {
+    ifindex: u32,
+    mac: [u8; 6],
+}
+
+impl Drop for UnicastAddr {
+    fn drop(&mut self) {
+        if let Err(err) = netlink::unicast_address(self.ifindex, self.mac, false) {
+            tracing::warn!(ifindex = self.ifindex, %err, "could not remove the shared uplink's MAC from its interface");
+        }
+    }
 }
 
 pub struct AfXdpPort {
@@ -59,8 +85,10 @@ pub struct AfXdpPort {
     /// Frames sit in the tx ring that the kernel has not taken yet.
     tx_pending: AtomicBool,
     queue: u32,
-    // Last: the pair goes after the socket that was bound to it.
+    // Last: the pair and the unicast address go after the socket that was
+    // bound to the interface.
     veth: Option<VethPair>,
+    _unicast: Option<UnicastAddr>,
 }
 
 impl AfXdpPort {
@@ -80,13 +108,27 @@ impl AfXdpPort {
                 let (pair, mac) = VethPair::create(host, netns, ifname, mac)?;
                 (Some(pair), Some(mac), host.to_string())
             }
-            Attachment::Iface(name) => (None, None, name.to_string()),
+            Attachment::Iface(name) | Attachment::Shared { iface: name, .. } => (None, None, name.to_string()),
         };
         let ifindex = match &veth {
             Some(pair) => pair.host_index(),
             None => nix::net::if_::if_nametoindex(iface.as_str()).map_err(|_| AfXdpError::NoIface(iface.clone()))?,
         };
-        let (xsk, rx, tx) = XskSocket::open(&iface, ifindex, queue, modes)?;
+        let filter = match at {
+            Attachment::Shared { filter, .. } => Some(filter),
+            _ => None,
+        };
+        let unicast = match filter {
+            Some(f) => {
+                netlink::unicast_address(ifindex, f.mac, true).map_err(|source| AfXdpError::Unicast {
+                    iface: iface.clone(),
+                    source,
+                })?;
+                Some(UnicastAddr { ifindex, mac: f.mac })
+            }
+            None => None,
+        };
+        let (xsk, rx, tx) = XskSocket::open(&iface, ifindex, queue, modes, filter.as_ref())?;
         let port = AfXdpPort {
             xsk,
             rx: Mutex::new(rx),
@@ -94,6 +136,7 @@ impl AfXdpPort {
             tx_pending: AtomicBool::new(false),
             queue,
             veth,
+            _unicast: unicast,
         };
         Ok((port, mac))
     }

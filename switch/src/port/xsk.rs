@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::sys::bpf::{BpfError, XdpMode, XdpRedirect};
+use crate::sys::bpf::{BpfError, SharedFilter, XdpMode, XdpRedirect};
 
 pub const CHUNK_SIZE: usize = 2048;
 /// Chunks per UMEM: 8 MiB, pinned (vswitchd as root has CAP_IPC_LOCK; the
@@ -274,12 +274,13 @@ fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
 impl XskSocket {
     /// Opens a socket on `queue` of interface `ifindex` (`iface` names it in
     /// errors) and attaches the redirect program in the first of `modes`
-    /// that the driver accepts.
+    /// that the driver accepts (the shared one with `shared`).
     pub fn open(
         iface: &str,
         ifindex: u32,
         queue: u32,
         modes: &[XdpMode],
+        shared: Option<&SharedFilter>,
     ) -> Result<(XskSocket, RxRings, TxRings), XskError> {
         let umem_len = CHUNKS as usize * CHUNK_SIZE;
         let umem = Mapping::new(None, umem_len, 0).map_err(|source| XskError::Umem { len: umem_len, source })?;
@@ -353,7 +354,7 @@ impl XskSocket {
         rx.fill.submit(RX_CHUNKS);
 
         bind(sock, iface, ifindex, queue)?;
-        let xdp = XdpRedirect::attach(ifindex, queue, sock, modes)?;
+        let xdp = XdpRedirect::attach(ifindex, queue, sock, modes, shared)?;
         Ok((XskSocket { xdp, fd, umem }, rx, tx))
     }
 

@@ -12,6 +12,7 @@
 //! deleted, vswitchd exits, or vswitchd is killed with -9.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 // include/uapi/linux/bpf.h
@@ -139,6 +140,83 @@ fn redirect_program(map_fd: RawFd) -> [u64; 6] {
     ]
 }
 
+/// What a shared interface's program hands vswitchd: frames to this MAC,
+/// and ARP about this address; the rest goes on to the host's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedFilter {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+}
+
+/// The program of a shared interface (the uplink's MAC and ARP for its
+/// address to the socket, everything else `XDP_PASS`):
+/// ```text
+///  0  r6 = r1; r2 = ctx->data; r3 = ctx->data_end
+///  3  if data + 42 > data_end goto short
+///  6  if dst MAC == ours goto redirect
+/// 11  if ethertype == ARP && ARP target IP == ours goto redirect
+/// 15  goto redirect ... pass
+/// 16  short: if data + 14 > data_end goto pass
+/// 19  if dst MAC != ours goto pass
+/// 23  redirect: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)
+/// 29  pass: return XDP_PASS
+/// ```
+/// Comparisons are 32-bit (JMP32) against the bytes as the CPU loads them.
+fn shared_program(map_fd: RawFd, filter: &SharedFilter) -> Vec<u64> {
+    const R0: u8 = 0;
+    const R1: u8 = 1;
+    const R2: u8 = 2;
+    const R3: u8 = 3;
+    const R4: u8 = 4;
+    const R5: u8 = 5;
+    const R6: u8 = 6;
+    const MOV_X: u8 = 0xbf;
+    const ADD_K: u8 = 0x07;
+    const LDX_W: u8 = 0x61;
+    const LDX_H: u8 = 0x69;
+    const JGT_X: u8 = 0x2d;
+    const JNE32_K: u8 = 0x56;
+    const JA: u8 = 0x05;
+    let m = filter.mac;
+    let mac_lo = u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as i32;
+    let mac_hi = i32::from(u16::from_ne_bytes([m[4], m[5]]));
+    let arp = i32::from(u16::from_ne_bytes([0x08, 0x06]));
+    let ip = u32::from_ne_bytes(filter.ip.octets()) as i32;
+    vec![
+        insn(MOV_X, R6, R1, 0, 0),                     //  0 r6 = ctx
+        insn(LDX_W, R2, R6, 0, 0),                     //  1 r2 = data
+        insn(LDX_W, R3, R6, 4, 0),                     //  2 r3 = data_end
+        insn(MOV_X, R4, R2, 0, 0),                     //  3
+        insn(ADD_K, R4, 0, 0, 42),                     //  4 r4 = data + 42
+        insn(JGT_X, R4, R3, 10, 0),                    //  5 -> 16 short
+        insn(LDX_W, R5, R2, 0, 0),                     //  6
+        insn(JNE32_K, R5, 0, 3, mac_lo),               //  7 -> 11 arp
+        insn(LDX_H, R5, R2, 4, 0),                     //  8
+        insn(JNE32_K, R5, 0, 1, mac_hi),               //  9 -> 11 arp
+        insn(JA, 0, 0, 12, 0),                         // 10 -> 23 redirect
+        insn(LDX_H, R5, R2, 12, 0),                    // 11 arp: ethertype
+        insn(JNE32_K, R5, 0, 16, arp),                 // 12 -> 29 pass
+        insn(LDX_W, R5, R2, 38, 0),                    // 13 ARP target protocol address
+        insn(JNE32_K, R5, 0, 14, ip),                  // 14 -> 29 pass
+        insn(JA, 0, 0, 7, 0),                          // 15 -> 23 redirect
+        insn(MOV_X, R4, R2, 0, 0),                     // 16 short:
+        insn(ADD_K, R4, 0, 0, 14),                     // 17
+        insn(JGT_X, R4, R3, 10, 0),                    // 18 -> 29 pass
+        insn(LDX_W, R5, R2, 0, 0),                     // 19
+        insn(JNE32_K, R5, 0, 8, mac_lo),               // 20 -> 29 pass
+        insn(LDX_H, R5, R2, 4, 0),                     // 21
+        insn(JNE32_K, R5, 0, 6, mac_hi),               // 22 -> 29 pass
+        insn(LDX_W, R2, R1, XDP_MD_RX_QUEUE_INDEX, 0), // 23 redirect (r1: ctx still)
+        insn(0x18, R1, BPF_PSEUDO_MAP_FD, 0, map_fd),  // 24 r1 = map
+        insn(0x00, 0, 0, 0, 0),                        // 25
+        insn(0xb7, R3, 0, 0, XDP_PASS),                // 26
+        insn(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),    // 27
+        insn(0x95, 0, 0, 0, 0),                        // 28 exit
+        insn(0xb7, R0, 0, 0, XDP_PASS),                // 29 pass:
+        insn(0x95, 0, 0, 0, 0),                        // 30 exit
+    ]
+}
+
 /// An XDP program redirecting one interface's queues to AF_XDP sockets,
 /// attached for as long as this value lives.
 pub struct XdpRedirect {
@@ -151,7 +229,14 @@ pub struct XdpRedirect {
 impl XdpRedirect {
     /// Creates the map with `socket` at `queue`, then attaches the program to
     /// `ifindex`, trying each of `modes` in order.
-    pub fn attach(ifindex: u32, queue: u32, socket: RawFd, modes: &[XdpMode]) -> Result<XdpRedirect, BpfError> {
+    /// With `shared`, only what that filter names is redirected.
+    pub fn attach(
+        ifindex: u32,
+        queue: u32,
+        socket: RawFd,
+        modes: &[XdpMode],
+        shared: Option<&SharedFilter>,
+    ) -> Result<XdpRedirect, BpfError> {
         let map = bpf_fd(
             BPF_MAP_CREATE,
             Attr::new()
@@ -171,7 +256,11 @@ impl XdpRedirect {
                 .u64(16, &value as *const u32 as u64),
         )
         .map_err(BpfError::MapUpdate)?;
-        let prog = load_program(map.as_raw_fd())?;
+        let program = match shared {
+            Some(filter) => shared_program(map.as_raw_fd(), filter),
+            None => redirect_program(map.as_raw_fd()).to_vec(),
+        };
+        let prog = load_program(&program)?;
         let mut last = None;
         for &mode in modes {
             let attr = Attr::new()
@@ -212,8 +301,7 @@ impl XdpRedirect {
     }
 }
 
-fn load_program(map_fd: RawFd) -> Result<OwnedFd, BpfError> {
-    let program = redirect_program(map_fd);
+fn load_program(program: &[u64]) -> Result<OwnedFd, BpfError> {
     let license = b"GPL\0";
     let name = b"vswitch_xsk\0";
     let mut log = vec![0u8; VERIFIER_LOG_LEN];
@@ -262,5 +350,34 @@ mod tests {
             "ld_imm64 r1 = map fd 7"
         );
         assert_eq!(prog[5], 0x95, "exit");
+    }
+
+    #[test]
+    fn shared_program_jumps_land_where_the_listing_says() {
+        let filter = SharedFilter {
+            mac: [2, 0x76, 0x74, 1, 2, 3],
+            ip: Ipv4Addr::new(10, 0, 0, 2),
+        };
+        let prog = shared_program(3, &filter);
+        assert_eq!(prog.len(), 31);
+        let target = |pc: usize| (pc as i64 + 1 + i64::from((prog[pc] >> 16) as u16 as i16)) as usize;
+        let (redirect, pass, short, arp) = (23, 29, 16, 11);
+        for (pc, to) in [
+            (5, short),
+            (7, arp),
+            (9, arp),
+            (10, redirect),
+            (12, pass),
+            (14, pass),
+            (15, redirect),
+        ] {
+            assert_eq!(target(pc), to, "jump at {pc}");
+        }
+        for (pc, to) in [(18, pass), (20, pass), (22, pass)] {
+            assert_eq!(target(pc), to, "jump at {pc}");
+        }
+        // The redirect tail is the plain program's.
+        assert_eq!(prog[23..29], redirect_program(3)[..]);
+        assert_eq!(prog[30], 0x95);
     }
 }

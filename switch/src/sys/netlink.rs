@@ -273,6 +273,32 @@ pub fn set_host_route(index: u32, dst: Ipv4Addr) -> io::Result<()> {
     request(&mut msg)
 }
 
+/// Adds (or with `add` false removes) `mac` to the unicast addresses link
+/// `index` receives, as `bridge fdb add MAC dev DEV self` does: a NIC with
+/// a unicast filter accepts frames to it, one without turns promiscuous
+/// until the address is removed. How macvlan shares a NIC.
+pub fn unicast_address(index: u32, mac: [u8; 6], add: bool) -> io::Result<()> {
+    const NDA_LLADDR: u16 = 2;
+    const NTF_SELF: u8 = 0x02;
+    const NUD_PERMANENT: u16 = 0x80;
+    let (kind, flags) = if add {
+        (libc::RTM_NEWNEIGH, (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16)
+    } else {
+        (libc::RTM_DELNEIGH, 0)
+    };
+    let mut msg = Message::new(kind, flags);
+    // struct ndmsg { family, pad1, pad2, ifindex, state, flags, type }
+    msg.buf.extend_from_slice(&[libc::AF_BRIDGE as u8, 0, 0, 0]);
+    msg.buf.extend_from_slice(&(index as i32).to_ne_bytes());
+    msg.buf.extend_from_slice(&NUD_PERMANENT.to_ne_bytes());
+    msg.buf.extend_from_slice(&[NTF_SELF, 0]);
+    msg.attr(NDA_LLADDR, &mac);
+    match request(&mut msg) {
+        Err(err) if add && err.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
 /// Deletes link `index` (for a veth, both ends).
 pub fn delete_link(index: u32) -> io::Result<()> {
     let mut msg = Message::new(RTM_DELLINK, 0);

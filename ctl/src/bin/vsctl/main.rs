@@ -157,6 +157,13 @@ enum Command {
         /// tap: move the TAP into this network namespace (the outside's, or a host stack's).
         #[arg(long)]
         netns: Option<String>,
+        /// afxdp: share IFACE with the host's stack; only frames to the uplink's own MAC
+        /// and ARP for its address come to the switch.
+        #[arg(long)]
+        shared: bool,
+        /// The uplink's own MAC (--shared or tap; default derived from IFACE's name).
+        #[arg(long, value_parser = MacAddr::parse_unicast)]
+        mac: Option<MacAddr>,
     },
     /// Remove a bridge's uplink.
     DelUplink { bridge: String },
@@ -407,6 +414,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             port_type,
             mode,
             netns,
+            shared,
+            mac,
         } => Request::AddUplink {
             bridge,
             iface,
@@ -416,6 +425,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             port_type: port_type.into(),
             mode: mode.map(Into::into),
             netns,
+            shared,
+            mac,
         },
         Command::DelUplink { bridge } => Request::DelUplink { bridge },
         Command::SetNat { bridge, mode } => Request::SetNat {

@@ -197,6 +197,12 @@ fn print_show(bridges: &[BridgeInfo]) {
                 if let Some(ns) = &u.netns {
                     println!("        in network namespace {ns}");
                 }
+                if u.shared {
+                    println!(
+                        "        shared with the host: only frames to {mac} and ARP for {} come here",
+                        u.ip
+                    );
+                }
                 if let Some(detail) = &u.detail {
                     println!("        {detail}");
                 }
