@@ -172,7 +172,12 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
-const COLORS: [(&str, &str); 3] = [("vswitch", "#1f77b4"), ("bridge", "#7f7f7f"), ("ovs", "#ff7f0e")];
+const COLORS: [(&str, &str); 4] = [
+    ("vswitch", "#1f77b4"),
+    ("bridge", "#7f7f7f"),
+    ("ovs", "#ff7f0e"),
+    ("direct", "#2ca02c"),
+];
 
 fn color(system: &str) -> &'static str {
     COLORS
@@ -352,6 +357,7 @@ mod tests {
                 case: Case {
                     scenario: Scenario::L2,
                     port: PortKind::Tap,
+                    uplink: None,
                 },
                 systems,
             }],

@@ -13,17 +13,22 @@ use serde::Serialize;
 use crate::cmd::{self, CmdError};
 use crate::lab::Lab;
 use crate::measure::{self, Plan, Sample};
-use crate::systems::{self, Opts, PortKind, Scenario, SetupError, System};
+use crate::systems::{self, Opts, PortKind, Scenario, SetupError, System, UplinkKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Case {
     pub scenario: Scenario,
     pub port: PortKind,
+    /// vswitch's uplink, in the NAT scenarios.
+    pub uplink: Option<UplinkKind>,
 }
 
 impl Case {
     pub fn name(&self) -> String {
-        format!("{} ({})", self.scenario.name(), self.port.name())
+        match self.uplink {
+            Some(u) => format!("{} ({}, {} uplink)", self.scenario.name(), self.port.name(), u.name()),
+            None => format!("{} ({})", self.scenario.name(), self.port.name()),
+        }
     }
 }
 
@@ -144,12 +149,18 @@ fn one(cfg: &Config, case: Case, sys: System) -> Result<Sample, SetupError> {
         System::Vswitch => "v",
         System::Bridge => "b",
         System::Ovs => "o",
+        System::Direct => "d",
     };
-    let dir = cfg
-        .work_dir
-        .join(format!("{}-{}-{}", sys.name(), case.scenario.name(), case.port.name()));
+    let dir = cfg.work_dir.join(format!(
+        "{}-{}-{}-{}",
+        sys.name(),
+        case.scenario.name(),
+        case.port.name(),
+        case.uplink.map_or("", |u| u.name())
+    ));
     let mut lab = Lab::new(&format!("{}{tag}", cfg.prefix), &dir)?;
-    let path = systems::build(sys, case.scenario, case.port, &mut lab, &cfg.opts)?;
+    let uplink = case.uplink.unwrap_or(UplinkKind::Afxdp);
+    let path = systems::build(sys, case.scenario, case.port, uplink, &mut lab, &cfg.opts)?;
     let sample = measure::all(&path, case.scenario, &cfg.plan, lab.dir())?;
     drop(lab);
     Ok(sample)

@@ -119,6 +119,18 @@ impl Frame {
         self.len -= n;
     }
 
+    /// Appends `bytes` (the next part of a frame that came in pieces);
+    /// false, and nothing appended, if they do not fit.
+    pub fn append(&mut self, bytes: &[u8]) -> bool {
+        let at = self.start + self.len;
+        let Some(room) = self.buf.get_mut(at..at + bytes.len()) else {
+            return false;
+        };
+        room.copy_from_slice(bytes);
+        self.len += bytes.len();
+        true
+    }
+
     /// Replaces the frame's content (tests and generators).
     pub fn fill(&mut self, bytes: &[u8]) {
         let space = self.rx_space();

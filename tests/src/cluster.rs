@@ -247,8 +247,8 @@ impl Host {
         format!("{}/24", self.vtep())
     }
 
-    /// Restarts vswitchd after a crash; its TAP uplink is a new device, so
-    /// it is plugged into the LAN again.
+    /// Restarts vswitchd after a crash; its TAP uplink is the same device,
+    /// still plugged into the LAN (plugging is idempotent).
     pub fn restart(&mut self, lan: &Lan) {
         self.sw.launch();
         lan.plug(&self.uplink);

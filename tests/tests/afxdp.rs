@@ -279,3 +279,56 @@ fn a_memlock_limit_too_low_for_the_umem_is_a_clear_add_port_error() {
     assert_eq!(ns.mac("eth0"), None);
     sw.ok(&["show"]);
 }
+
+/// Sets `dev`'s MTU (in `ns`, or vswitchd's namespace).
+fn set_mtu(ns: Option<&Netns>, dev: &str, mtu: u32) {
+    let mtu = mtu.to_string();
+    let args = ["link", "set", dev, "mtu", mtu.as_str()];
+    match ns {
+        Some(ns) => {
+            ns.ip(&args);
+        }
+        None => {
+            run_ok(Command::new("ip").args(args));
+        }
+    }
+}
+
+#[test]
+fn frames_of_9000_bytes_cross_afxdp_ports_when_the_mtu_is_raised() {
+    require_root();
+    let sw = Switch::start("jumbo", "0,1");
+    let (a, b, t) = (Netns::new("jba"), Netns::new("jbb"), Netns::new("jbt"));
+    let (pa, pb) = (short_name("ja"), short_name("jb"));
+    sw.ok(&["add-br", "br0"]);
+    add_afxdp(&sw, "br0", &pa, &a, "auto");
+    add_afxdp(&sw, "br0", &pb, &b, "auto");
+    sw.add_port("br0", "t1", &t);
+    for (ns, port, ip) in [(&a, &pa, "10.82.0.1/24"), (&b, &pb, "10.82.0.2/24")] {
+        set_mtu(None, port, 9000);
+        set_mtu(Some(ns), "eth0", 9000);
+        ns.add_addr("eth0", ip);
+    }
+    set_mtu(Some(&t), "eth0", 9000);
+    t.add_addr("eth0", "10.82.0.3/24");
+
+    // Whole 9000-byte frames, never fragmented (DF), both ways and from a TAP.
+    let jumbo_ping = |from: &Netns, to: &str| {
+        from.cmd("ping")
+            .args(["-c", "2", "-W", "1", "-M", "do", "-s", "8972", to])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(jumbo_ping(&a, "10.82.0.2"), "AF_XDP -> AF_XDP at 9000");
+    assert!(jumbo_ping(&b, "10.82.0.1"), "and back");
+    assert!(jumbo_ping(&t, "10.82.0.1"), "TAP -> AF_XDP at 9000");
+    assert!(jumbo_ping(&a, "10.82.0.3"), "AF_XDP -> TAP at 9000");
+
+    let errors = b.tcp_csum_errors();
+    let _server = b.iperf3_server("10.82.0.2");
+    let (gbps, bytes) = a.iperf3("10.82.0.2", 2, &[]);
+    println!("TCP AF_XDP -> AF_XDP at MTU 9000: {gbps:.2} Gbit/s");
+    assert!(bytes > 1_000_000, "moved {bytes} bytes");
+    assert_eq!(b.tcp_csum_errors(), errors);
+    assert_eq!(sw.port_counter(&pb, "drops.tx-oversize"), 0);
+}

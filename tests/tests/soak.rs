@@ -63,15 +63,7 @@ fn uplink(sw: &Switch, outside: &Netns) {
         "--netns",
         &outside.name,
     ]);
-    outside_up(outside);
-}
-
-fn outside_up(outside: &Netns) {
-    let _ = outside
-        .cmd("ip")
-        .args(["addr", "add", "10.193.0.1/24", "dev", "up0"])
-        .status();
-    outside.ip(&["link", "set", "up0", "up"]);
+    outside.add_addr("up0", &format!("{OUT_IP}/24"));
 }
 
 /// Pings OUT_IP from `ns` every 10 ms for `secs`; returns (sent, received).
@@ -204,12 +196,12 @@ fn soak_with_faults_leaves_nothing_behind() {
             uplink(&sw, &outside);
         }
         if restarts.len() < 2 && began.elapsed() >= crash_at[restarts.len()] {
-            restarts.push(crash(&mut sw, &steady, &outside));
+            restarts.push(crash(&mut sw, &steady));
         }
     }
     // Both crashes happen, even in a short run.
     while restarts.len() < 2 {
-        restarts.push(crash(&mut sw, &steady, &outside));
+        restarts.push(crash(&mut sw, &steady));
     }
     std::thread::sleep(Duration::from_millis(500));
     let end = census(&sw);
@@ -267,12 +259,12 @@ fn diagnose(sw: &Switch) {
 }
 
 /// kill -9 and restart under a steady ping; returns the pings lost.
-fn crash(sw: &mut Switch, steady: &Netns, outside: &Netns) -> u64 {
+fn crash(sw: &mut Switch, steady: &Netns) -> u64 {
     let traffic = ping_run(steady, 3);
     std::thread::sleep(Duration::from_millis(500));
     sw.kill9();
     sw.launch();
-    outside_up(outside);
+    // The TAP uplink is the same device: the outside kept its address.
     let (sent, got) = lost(&traffic.finish(Duration::from_secs(10)));
     sent.saturating_sub(got)
 }

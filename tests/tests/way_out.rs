@@ -200,6 +200,22 @@ fn both_ways(kind: Uplink, tag: &str) {
         for counter in ["rx_gso_packets", "tx_gso_packets"] {
             assert!(w.sw.port_counter(&w.uplink, counter) > 0, "{counter} on the TAP uplink");
         }
+        // The TAP outlives a crash: the outside keeps its address and
+        // routes, and the restarted vswitchd takes the device over.
+        let mut w = w;
+        w.sw.kill9();
+        let kept = w.outside.ip(&["-br", "addr", "show", &w.uplink]);
+        assert!(kept.contains(OUTSIDE), "{kept}");
+        w.sw.launch();
+        assert!(c1.ping(OUTSIDE, 3), "out again after a restart, nothing redone outside");
+        w.sw.ok(&["del-uplink", "br0"]);
+        let gone = w
+            .outside
+            .cmd("ip")
+            .args(["link", "show", &w.uplink])
+            .output()
+            .expect("ip");
+        assert!(!gone.status.success(), "del-uplink removes the TAP");
     }
 }
 

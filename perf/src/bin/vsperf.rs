@@ -11,7 +11,7 @@ use vswitch_perf::cmd::{self, CmdError};
 use vswitch_perf::measure::Plan;
 use vswitch_perf::report;
 use vswitch_perf::run::{self, Case, Config};
-use vswitch_perf::systems::{Opts, PortKind, Scenario, System};
+use vswitch_perf::systems::{Opts, PortKind, Scenario, System, UplinkKind};
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +37,11 @@ struct RunArgs {
     /// Port types of vswitch's and OVS's containers (default: tap,afxdp).
     #[arg(long = "ports", value_enum, value_delimiter = ',')]
     ports: Vec<PortKind>,
-    /// Systems to measure (default: vswitch,bridge,ovs; a system whose
+    /// vswitch's uplink in the nat scenarios (default: tap,afxdp; each is a
+    /// case of its own, the other systems measured again beside it).
+    #[arg(long = "uplink", value_enum, value_delimiter = ',')]
+    uplinks: Vec<UplinkKind>,
+    /// Systems to measure (default: vswitch,bridge,ovs,direct; a system whose
     /// tools are missing is skipped with a note).
     #[arg(long, value_enum, value_delimiter = ',')]
     systems: Vec<System>,
@@ -141,11 +145,30 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         ],
     );
     let ports = or_all(args.ports, &[PortKind::Tap, PortKind::Afxdp]);
-    let systems = or_all(args.systems, &[System::Vswitch, System::Bridge, System::Ovs]);
-    let cases = scenarios
-        .iter()
-        .flat_map(|&scenario| ports.iter().map(move |&port| Case { scenario, port }))
-        .collect();
+    let systems = or_all(
+        args.systems,
+        &[System::Vswitch, System::Bridge, System::Ovs, System::Direct],
+    );
+    let uplinks = or_all(args.uplinks, &[UplinkKind::Tap, UplinkKind::Afxdp]);
+    let mut cases = Vec::new();
+    for &scenario in &scenarios {
+        for &port in &ports {
+            let nat = matches!(scenario, Scenario::NatOut | Scenario::NatIn);
+            if nat {
+                cases.extend(uplinks.iter().map(|&u| Case {
+                    scenario,
+                    port,
+                    uplink: Some(u),
+                }));
+            } else {
+                cases.push(Case {
+                    scenario,
+                    port,
+                    uplink: None,
+                });
+            }
+        }
+    }
     let work_dir = std::env::temp_dir().join(format!("vsperf-{}-{}", args.prefix, std::process::id()));
     let cfg = Config {
         cases,

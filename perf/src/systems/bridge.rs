@@ -110,7 +110,7 @@ pub(super) fn build(scenario: Scenario, lab: &mut Lab) -> Result<Path, SetupErro
             let x = lab.netns("x")?;
             lab.veth(hs, "upl", &x, "eth0", None)?;
             cmd::run(hs, &format!("ip addr add {}/24 dev upl", ip(OUTSIDE, 1)))?;
-            outside(&x, "eth0", true)?;
+            outside(&x, "eth0")?;
             x
         }
         Scenario::Overlay => {

@@ -9,7 +9,8 @@
 //! standing in for the container), VNI 42 on port 4789 over an underlay.
 //!
 //! - vswitch: vswitchd on the switch cores; containers attached as TAP or
-//!   AF_XDP ports; the uplink is AF_XDP (generic XDP) on a veth; for
+//!   AF_XDP ports; the uplink (`--uplink`) AF_XDP on a veth, or a TAP moved
+//!   into the outside namespace; for
 //!   `overlay`, a TAP moved into the remote host (the kernel's UDP-tunnel
 //!   GSO carries super-frames whole).
 //! - bridge: the Docker model, as `shared/anchors/baseline_a_docker_bridge.sh`
@@ -31,8 +32,11 @@
 //! - bridge, for `overlay`: flannel's data path: a vxlan device on the
 //!   container bridge, over a veth to the remote host.
 //!
+//! - direct: the floor, the two namespaces on one veth pair, nothing between.
+//!
 //! The port type applies to the containers' ports of vswitch and OVS; the
-//! Linux bridge has only veth pairs and is measured the same way for both.
+//! Linux bridge and direct have only veth pairs and are measured the same
+//! way for both.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -43,6 +47,7 @@ use crate::cmd::{self, CmdError};
 use crate::lab::Lab;
 
 mod bridge;
+mod direct;
 mod ovs;
 mod vswitch;
 
@@ -63,12 +68,33 @@ pub enum PortKind {
     Afxdp,
 }
 
+/// vswitch's uplink in the NAT scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum UplinkKind {
+    /// A TAP moved into the outside namespace (super-frames cross whole).
+    Tap,
+    /// AF_XDP on the host end of a veth to the outside.
+    Afxdp,
+}
+
+impl UplinkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            UplinkKind::Tap => "tap",
+            UplinkKind::Afxdp => "afxdp",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
     Vswitch,
     Bridge,
     Ovs,
+    /// No switch: one veth pair between the two namespaces.
+    Direct,
 }
 
 impl Scenario {
@@ -102,13 +128,14 @@ impl System {
             System::Vswitch => "vswitch",
             System::Bridge => "bridge",
             System::Ovs => "ovs",
+            System::Direct => "direct",
         }
     }
 
     /// Why this system cannot be measured on this machine, if it cannot.
     pub fn missing(self, opts: &Opts) -> Option<String> {
         let tools: &[&str] = match self {
-            System::Vswitch => &[],
+            System::Vswitch | System::Direct => &[],
             System::Bridge => &["iptables-restore"],
             System::Ovs => &["ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovsdb-tool"],
         };
@@ -198,13 +225,15 @@ pub fn build(
     system: System,
     scenario: Scenario,
     port: PortKind,
+    uplink: UplinkKind,
     lab: &mut Lab,
     opts: &Opts,
 ) -> Result<Path, SetupError> {
     let path = match system {
-        System::Vswitch => vswitch::build(scenario, port, lab, opts)?,
+        System::Vswitch => vswitch::build(scenario, port, uplink, lab, opts)?,
         System::Bridge => bridge::build(scenario, lab)?,
         System::Ovs => ovs::build(scenario, port, lab, opts)?,
+        System::Direct => direct::build(scenario, lab)?,
     };
     // The first packets resolve neighbours, learn MACs and create
     // connections; none of that belongs in the measurements.
@@ -291,16 +320,12 @@ fn remote_host(r: &str, link: &str) -> Result<(), SetupError> {
 }
 
 /// Makes `link` in namespace `x` the "outside" of the NAT scenarios:
-/// 10.210.200.2, no route to the container networks. Facing an AF_XDP
-/// uplink its transmit checksum offload goes off (a real NIC would finish
-/// the checksums that AF_XDP cannot).
-fn outside(x: &str, link: &str, tx_offload: bool) -> Result<(), SetupError> {
+/// 10.210.200.2, no route to the container networks, its offloads as the
+/// kernel set them (every system finishes the checksums it leaves open).
+fn outside(x: &str, link: &str) -> Result<(), SetupError> {
     cmd::run(Some(x), &format!("ip link set {link} address {OUTSIDE_MAC}"))?;
     cmd::run(Some(x), &format!("ip addr add {}/24 dev {link}", ip(OUTSIDE, 2)))?;
     cmd::run(Some(x), &format!("ip link set {link} up"))?;
-    if !tx_offload {
-        cmd::run(Some(x), &format!("ethtool -K {link} tx off"))?;
-    }
     Ok(())
 }
 

@@ -194,7 +194,7 @@ pub(super) fn build(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Op
         ))?;
         wait_for_link(&sw, tap)?;
         cmd::run(sws, &format!("ip link set {tap} netns {x}"))?;
-        outside(&x, tap, true)?;
+        outside(&x, tap)?;
         (x, tap.to_string())
     } else {
         let c2 = lab.netns("c2")?;

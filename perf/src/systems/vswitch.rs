@@ -4,7 +4,13 @@ use std::time::Duration;
 
 use super::*;
 
-pub(super) fn build(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Opts) -> Result<Path, SetupError> {
+pub(super) fn build(
+    scenario: Scenario,
+    port: PortKind,
+    uplink_kind: UplinkKind,
+    lab: &mut Lab,
+    opts: &Opts,
+) -> Result<Path, SetupError> {
     let sock = lab.dir().join("vswitchd.sock");
     let state = lab.dir().join("state");
     let cores: Vec<String> = opts.switch_cores.iter().map(|c| c.to_string()).collect();
@@ -77,15 +83,20 @@ pub(super) fn build(scenario: Scenario, port: PortKind, lab: &mut Lab, opts: &Op
             r
         }
         Scenario::NatOut | Scenario::NatIn => {
-            let uplink = lab.name("up");
             let x = lab.netns("x")?;
-            lab.veth(None, &uplink, &x, "eth0", None)?;
-            outside(&x, "eth0", false)?;
-            vsctl(&format!(
-                "add-uplink a {uplink} --ip {}/24 --gw {} --mode generic",
-                ip(OUTSIDE, 1),
-                ip(OUTSIDE, 2)
-            ))?;
+            let addr = format!("--ip {}/24 --gw {}", ip(OUTSIDE, 1), ip(OUTSIDE, 2));
+            match uplink_kind {
+                UplinkKind::Afxdp => {
+                    let uplink = lab.name("up");
+                    lab.veth(None, &uplink, &x, "eth0", None)?;
+                    vsctl(&format!("add-uplink a {uplink} {addr}"))?;
+                }
+                // The TAP is the outside's eth0 (it goes with the namespace).
+                UplinkKind::Tap => {
+                    vsctl(&format!("add-uplink a eth0 --type tap --netns {x} {addr}"))?;
+                }
+            }
+            outside(&x, "eth0")?;
             vsctl("set-nat a masquerade")?;
             let c = ip(NET_A, 2);
             vsctl(&format!(

@@ -15,7 +15,7 @@ use super::bridges::valid_name;
 use super::config::{AfxdpConfig, BridgeConfig, PortConfig, PortKind, UplinkConfig, XdpChoice};
 use super::{fnv1a, gateway_mac, ControlError, Manager, Txn};
 use crate::port::afxdp::{AfXdpPort, Attachment};
-use crate::port::tap::{TapPort, TapSpec};
+use crate::port::tap::{self, TapPort, TapSpec};
 use crate::port::{PortError, PortIo};
 use crate::sys::bpf::{SharedFilter, XdpMode};
 use crate::sys::{netlink, read_mac, valid_ifname};
@@ -278,13 +278,20 @@ impl Manager {
     }
 
     pub(super) fn del_uplink(&mut self, bridge: &str) -> Result<(), ControlError> {
-        let Some(iface) = self.bridge(bridge)?.uplink.as_ref().map(|u| u.iface.clone()) else {
+        let Some(up) = self.bridge(bridge)?.uplink.clone() else {
             return Err(ControlError::NoUplink(bridge.to_string()));
         };
+        let iface = up.iface;
         self.commit(|txn| {
             txn.bridge_mut(bridge)?.uplink = None;
             Ok(())
         })?;
+        if up.port_type == PortKind::Tap {
+            // It outlives vswitchd's descriptor, on purpose, until now.
+            if let Err(err) = tap::delete_persistent(&iface, up.netns.as_deref()) {
+                warn!(bridge, iface = %iface, error = ?err, "the TAP uplink's device is left behind");
+            }
+        }
         // What was learned on that link may not hold on the next one (a
         // new peer device has a new MAC).
         if let Some(live) = self.bridges.get(bridge) {
@@ -346,6 +353,7 @@ pub(super) fn open_port_io(
                 netns,
                 mac: port.mac,
                 tunnel_gso: false,
+                persist: false,
             };
             let (tap, mac) = TapPort::create(spec)?;
             Ok((Box::new(tap), Some(mac)))
@@ -422,6 +430,7 @@ pub(super) fn open_uplink_io(cfg: &UplinkConfig) -> Result<(Box<dyn PortIo>, Mac
                 netns: cfg.netns.as_deref(),
                 mac: None,
                 tunnel_gso: true,
+                persist: true,
             };
             let (tap, _) = TapPort::create(spec).map_err(|e| create(e.into()))?;
             Ok((

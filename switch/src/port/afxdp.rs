@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError};
 
 use vswitch_ctl::MacAddr;
 
-use super::xsk::{RxRings, TxRings, XskError, XskSocket};
+use super::xsk::{RxRings, TxRings, XskError, XskSocket, CHUNK_SIZE};
 use super::{PortFault, PortIo};
 use vswitch_vxlan::{encapsulate, Outer, OVERHEAD};
 
@@ -170,8 +170,21 @@ impl AfXdpPort {
                 }))
             }
         };
+        // The largest piece this frame becomes: its segments' (payload and
+        // at most 256 bytes of headers), or itself.
+        let overhead = if encap.is_some() { OVERHEAD } else { 0 };
+        let piece = match request.gso {
+            Some(_) => usize::from(request.gso_size) + 256,
+            None => data.len(),
+        };
+        let large = piece + overhead > CHUNK_SIZE;
         loop {
-            match self.xsk.queue_tx(rings, &mut fill) {
+            let queued = if large {
+                self.xsk.queue_tx_large(rings, &mut fill)
+            } else {
+                self.xsk.queue_tx(rings, &mut fill)
+            };
+            match queued {
                 Ok(Some(len)) => {
                     counters.tx_packets.add(1);
                     counters.tx_bytes.add(len as u64);
@@ -198,16 +211,20 @@ impl PortIo for AfXdpPort {
             }
             return Ok(());
         }
-        self.xsk.receive(&mut rings, room, |bytes| {
+        self.xsk.receive(&mut rings, room, |parts| {
             counters.rx_packets.add(1);
-            let Some(bytes) = bytes else {
+            let Some((first, more)) = parts.and_then(|p| p.split_first()) else {
                 return counters.drop(DropReason::Malformed);
             };
-            counters.rx_bytes.add(bytes.len() as u64);
             let Some(mut frame) = pool.alloc() else {
                 return counters.drop(DropReason::NoBuffer);
             };
-            frame.fill(bytes);
+            frame.fill(first);
+            if !more.iter().all(|part| frame.append(part)) {
+                pool.free(frame);
+                return counters.drop(DropReason::Malformed);
+            }
+            counters.rx_bytes.add(frame.len() as u64);
             if let Err(frame) = batch.push(frame) {
                 pool.free(frame);
             }

@@ -26,6 +26,7 @@ const BPF_XDP: u32 = 37;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 const XDP_PASS: i32 = 2;
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 // include/uapi/linux/if_link.h
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -312,6 +313,14 @@ fn load_program(program: &[u64]) -> Result<OwnedFd, BpfError> {
         .u64(16, license.as_ptr() as u64)
         .u32(68, BPF_XDP);
     attr.0[48..48 + name.len()].copy_from_slice(name);
+    // Frags-aware first (frames over several buffers, for MTUs above a
+    // page); the programs read only the first 42 bytes, always in the
+    // first buffer. Kernels without the flag take the program without it.
+    attr.u32(44, BPF_F_XDP_HAS_FRAGS);
+    if let Ok(fd) = bpf_fd(BPF_PROG_LOAD, &mut attr) {
+        return Ok(fd);
+    }
+    attr.u32(44, 0);
     if let Ok(fd) = bpf_fd(BPF_PROG_LOAD, &mut attr) {
         return Ok(fd);
     }

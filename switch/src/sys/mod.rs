@@ -57,29 +57,45 @@ pub fn read_mtu(netns: Option<&str>, ifname: &str) -> std::io::Result<usize> {
     }
 }
 
+/// A socket of the calling thread's network namespace, for the interface
+/// ioctls.
+fn ioctl_socket() -> std::io::Result<std::os::fd::OwnedFd> {
+    Ok(nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
+}
+
+/// The MAC of `ifname` asked with SIOCGIFHWADDR on `sock`.
+fn hwaddr(sock: &std::os::fd::OwnedFd, ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
+    let mut req = ifreq_with_name(ifname);
+    // SAFETY: SIOCGIFHWADDR reads the name from and writes the address
+    // into the ifreq we own, on a socket we own.
+    if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(sock), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the ifru_hwaddr member.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    Ok(vswitch_ctl::MacAddr(std::array::from_fn(|i| data[i] as u8)))
+}
+
+/// The MAC of `ifname` in the calling thread's network namespace (which
+/// /sys/class/net does not follow: it shows the namespace it was mounted in).
+pub fn read_mac_here(ifname: &str) -> std::io::Result<vswitch_ctl::MacAddr> {
+    hwaddr(&ioctl_socket()?, ifname)
+}
+
 /// The name of the interface with MAC `mac` in network namespace `netns`,
 /// if there is one (SIOCGIFHWADDR on each, from a socket opened there).
 pub fn find_by_mac(netns: &str, mac: vswitch_ctl::MacAddr) -> Result<Option<String>, netns::NetnsError> {
     netns::run_in(netns, || {
-        let sock = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Datagram,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
+        let sock = ioctl_socket()?;
         let names = nix::net::if_::if_nameindex().map_err(std::io::Error::from)?;
         for iface in names.iter() {
             let name = iface.name().to_string_lossy().into_owned();
-            let mut req = ifreq_with_name(&name);
-            // SAFETY: SIOCGIFHWADDR reads the name from and writes the
-            // address into the ifreq we own, on a socket we own.
-            if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFHWADDR, &mut req) } < 0 {
-                continue;
-            }
-            // SAFETY: SIOCGIFHWADDR filled the ifru_hwaddr member.
-            let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-            let found: [u8; 6] = std::array::from_fn(|i| data[i] as u8);
-            if found == mac.0 {
+            if hwaddr(&sock, &name).is_ok_and(|found| found == mac) {
                 return Ok(Some(name));
             }
         }

@@ -17,19 +17,22 @@
 //! and the owning poll thread keeps kicking (see `service`) while anything is
 //! left, so a TCP sender never waits for a later frame to push its last one.
 //!
-//! Ring indices follow the kernel's protocol: the producer writes
-//! descriptors, then publishes its index with Release; the consumer reads the
-//! other side's index with Acquire before reading descriptors.
+//! Frames larger than a chunk (an interface whose MTU was raised to 9000)
+//! span several chunks: the socket is bound with `XDP_USE_SG` and its
+//! program loaded frags-aware; a frame's descriptors carry `XDP_PKT_CONTD`
+//! on all but the last, on rx as on tx. Where the kernel refuses either,
+//! the socket carries one chunk per frame, as before.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::sys::bpf::{BpfError, SharedFilter, XdpMode, XdpRedirect};
 
 pub const CHUNK_SIZE: usize = 2048;
+/// Chunks one frame may span: a 9000-byte MTU frame takes five.
+pub const MAX_FRAGS: usize = 8;
 /// Chunks per UMEM: 8 MiB, pinned (vswitchd as root has CAP_IPC_LOCK; the
 /// default memlock limit of other users is 8 MiB). 4 MiB lost frames under
 /// a single TCP stream (the kernel found the fill ring empty: 1511 drops in
@@ -72,177 +75,10 @@ pub enum XskError {
     Bpf(#[from] BpfError),
 }
 
-/// An anonymous or ring mapping, unmapped on drop.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
+mod ring;
 
-// SAFETY: a Mapping is an owned memory region; sharing its address between
-// threads is as safe as sharing a Box's. Access is coordinated by the rings.
-unsafe impl Send for Mapping {}
-// SAFETY: see Send; readers and writers of the region synchronise through
-// the ring indices and the locks of XskSocket.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn new(fd: Option<RawFd>, len: usize, offset: u64) -> io::Result<Mapping> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
-        };
-        // SAFETY: a fresh mapping chosen by the kernel; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        Ok(Mapping { ptr, len })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; nothing uses the
-        // region after its owner is dropped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// One of the four rings, mapped from the socket. `T` is `xdp_desc` for
-/// rx/tx and a `u64` UMEM address for fill/completion.
-struct Ring<T: Copy> {
-    map: Mapping,
-    producer: usize,
-    consumer: usize,
-    flags: usize,
-    descs: usize,
-    size: u32,
-    _marker: std::marker::PhantomData<T>,
-}
-
-impl<T: Copy> Ring<T> {
-    fn open(fd: RawFd, off: &libc::xdp_ring_offset, size: u32, pgoff: u64) -> io::Result<Ring<T>> {
-        let len = off.desc as usize + size as usize * std::mem::size_of::<T>();
-        let map = Mapping::new(Some(fd), len, pgoff)?;
-        Ok(Ring {
-            map,
-            producer: off.producer as usize,
-            consumer: off.consumer as usize,
-            flags: off.flags as usize,
-            descs: off.desc as usize,
-            size,
-            _marker: std::marker::PhantomData,
-        })
-    }
-
-    fn index(&self, at: usize) -> &AtomicU32 {
-        // SAFETY: the kernel's offsets place an aligned u32 inside the
-        // mapping, which lives as long as self.
-        unsafe { &*self.map.ptr.as_ptr().add(at).cast::<AtomicU32>() }
-    }
-
-    fn producer(&self) -> &AtomicU32 {
-        self.index(self.producer)
-    }
-
-    fn consumer(&self) -> &AtomicU32 {
-        self.index(self.consumer)
-    }
-
-    fn needs_wakeup(&self) -> bool {
-        self.index(self.flags).load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
-    }
-
-    fn slot(&self, i: u32) -> *mut T {
-        let at = (i & (self.size - 1)) as usize;
-        // SAFETY: at < size, and the mapping holds size descriptors from
-        // `descs`, so the pointer stays inside it.
-        unsafe { self.map.ptr.as_ptr().add(self.descs).cast::<T>().add(at) }
-    }
-
-    /// Consumer side: entries the kernel has produced and we have not read.
-    fn available(&self) -> u32 {
-        let prod = self.producer().load(Ordering::Acquire);
-        prod.wrapping_sub(self.consumer().load(Ordering::Relaxed))
-    }
-
-    fn read(&self, i: u32) -> T {
-        // SAFETY: the slot is inside the mapping (see `slot`) and the kernel
-        // finished writing it before publishing the producer index we read.
-        unsafe { self.slot(i).read_volatile() }
-    }
-
-    fn release(&self, n: u32) {
-        let cons = self.consumer().load(Ordering::Relaxed);
-        self.consumer().store(cons.wrapping_add(n), Ordering::Release);
-    }
-
-    /// Producer side: slots we may fill.
-    fn free(&self) -> u32 {
-        let used = self
-            .producer()
-            .load(Ordering::Relaxed)
-            .wrapping_sub(self.consumer().load(Ordering::Acquire));
-        self.size - used
-    }
-
-    fn write(&self, i: u32, value: T) {
-        // SAFETY: the slot is inside the mapping, and the caller checked with
-        // `free` that the kernel is not reading it.
-        unsafe { self.slot(i).write_volatile(value) }
-    }
-
-    fn submit(&self, n: u32) {
-        let prod = self.producer().load(Ordering::Relaxed);
-        self.producer().store(prod.wrapping_add(n), Ordering::Release);
-    }
-
-    /// Producer side: entries written and not yet taken by the kernel.
-    fn outstanding(&self) -> u32 {
-        self.producer()
-            .load(Ordering::Relaxed)
-            .wrapping_sub(self.consumer().load(Ordering::Acquire))
-    }
-}
-
-pub struct RxRings {
-    rx: Ring<libc::xdp_desc>,
-    fill: Ring<u64>,
-}
-
-pub struct TxRings {
-    tx: Ring<libc::xdp_desc>,
-    completion: Ring<u64>,
-    free: Vec<u64>,
-    /// Descriptors written after the producer index, published by `kick`.
-    queued: u32,
-}
-
-impl TxRings {
-    /// Takes back the chunks the kernel has finished sending.
-    fn reclaim(&mut self) {
-        let n = self.completion.available();
-        let cons = self.completion.consumer().load(Ordering::Relaxed);
-        for i in 0..n {
-            self.free.push(self.completion.read(cons.wrapping_add(i)));
-        }
-        self.completion.release(n);
-    }
-
-    pub fn outstanding(&self) -> u32 {
-        self.tx.outstanding()
-    }
-}
+use ring::{Mapping, Ring};
+pub use ring::{RxRings, TxRings};
 
 /// A bound AF_XDP socket with its UMEM and XDP program.
 pub struct XskSocket {
@@ -251,6 +87,8 @@ pub struct XskSocket {
     xdp: XdpRedirect,
     fd: OwnedFd,
     umem: Mapping,
+    /// Bound with XDP_USE_SG: frames may span chunks.
+    sg: bool,
 }
 
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
@@ -343,6 +181,7 @@ impl XskSocket {
                 completion: Ring::open(sock, &off.cr, TX_CHUNKS, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?,
                 free,
                 queued: 0,
+                scratch: vec![0; MAX_FRAGS * CHUNK_SIZE],
             };
             Ok((rx, tx))
         })();
@@ -353,9 +192,9 @@ impl XskSocket {
         }
         rx.fill.submit(RX_CHUNKS);
 
-        bind(sock, iface, ifindex, queue)?;
+        let sg = bind(sock, iface, ifindex, queue)?;
         let xdp = XdpRedirect::attach(ifindex, queue, sock, modes, shared)?;
-        Ok((XskSocket { xdp, fd, umem }, rx, tx))
+        Ok((XskSocket { xdp, fd, umem, sg }, rx, tx))
     }
 
     pub fn mode(&self) -> XdpMode {
@@ -408,27 +247,51 @@ impl XskSocket {
         Some(unsafe { std::slice::from_raw_parts(self.umem.ptr.as_ptr().add(start), len) })
     }
 
-    /// Reads up to `max` received frames, hands each to `take`, and gives
-    /// their chunks back to the fill ring. Returns how many were read.
-    pub fn receive(&self, rings: &mut RxRings, max: u32, mut take: impl FnMut(Option<&[u8]>)) -> u32 {
-        let n = rings.rx.available().min(max).min(rings.fill.free());
-        if n == 0 {
+    /// Reads up to `max` received frames, hands each to `take` (its parts,
+    /// one per chunk, in order; None for a frame with a bad descriptor or
+    /// too many parts), and gives their chunks back to the fill ring.
+    /// Returns how many frames were read. A frame whose last part is not in
+    /// the ring yet is left there for the next call.
+    pub fn receive(&self, rings: &mut RxRings, max: u32, mut take: impl FnMut(Option<&[&[u8]]>)) -> u32 {
+        let avail = rings.rx.available().min(rings.fill.free());
+        if avail == 0 {
             return 0;
         }
         let cons = rings.rx.consumer().load(Ordering::Relaxed);
         let prod = rings.fill.producer().load(Ordering::Relaxed);
-        for i in 0..n {
-            let desc = rings.rx.read(cons.wrapping_add(i));
-            take(self.rx_bytes(&desc));
-            let chunk = desc.addr - desc.addr % CHUNK_SIZE as u64;
-            rings.fill.write(prod.wrapping_add(i), chunk);
+        let mut parts: [&[u8]; MAX_FRAGS] = [&[]; MAX_FRAGS];
+        let (mut used, mut frames) = (0u32, 0u32);
+        while frames < max && used < avail {
+            let (mut n, mut bad, mut end) = (0, false, None);
+            for k in used..avail {
+                let desc = rings.rx.read(cons.wrapping_add(k));
+                match self.rx_bytes(&desc) {
+                    Some(bytes) if n < MAX_FRAGS => {
+                        parts[n] = bytes;
+                        n += 1;
+                    }
+                    _ => bad = true,
+                }
+                if desc.options & libc::XDP_PKT_CONTD == 0 {
+                    end = Some(k + 1);
+                    break;
+                }
+            }
+            let Some(end) = end else { break };
+            take(if bad { None } else { Some(&parts[..n]) });
+            for k in used..end {
+                let addr = rings.rx.read(cons.wrapping_add(k)).addr;
+                rings.fill.write(prod.wrapping_add(k), addr - addr % CHUNK_SIZE as u64);
+            }
+            used = end;
+            frames += 1;
         }
-        rings.rx.release(n);
-        rings.fill.submit(n);
+        rings.rx.release(used);
+        rings.fill.submit(used);
         if rings.fill.needs_wakeup() {
             self.wake_rx();
         }
-        n
+        frames
     }
 
     fn wake_rx(&self) {
@@ -491,6 +354,61 @@ impl XskSocket {
         }
     }
 
+    /// [`XskSocket::queue_tx`] for a frame that may be larger than a chunk:
+    /// `fill` writes it into a scratch buffer of [`MAX_FRAGS`] chunks, and
+    /// it is queued over as many chunks as it takes, `XDP_PKT_CONTD` on all
+    /// but the last. Without `XDP_USE_SG` a frame larger than a chunk is
+    /// refused (`Err(None)`, as for a full ring).
+    pub fn queue_tx_large<E>(
+        &self,
+        rings: &mut TxRings,
+        fill: impl FnOnce(&mut [u8]) -> Option<Result<usize, E>>,
+    ) -> Result<Option<usize>, Option<E>> {
+        let mut scratch = std::mem::take(&mut rings.scratch);
+        let filled = fill(&mut scratch);
+        let result = match filled {
+            None => Ok(None),
+            Some(Err(e)) => Err(Some(e)),
+            Some(Ok(len)) => self.queue_parts(rings, &scratch[..len.min(scratch.len())]).map(Some),
+        };
+        rings.scratch = scratch;
+        result
+    }
+
+    /// Queues `frame` over as many tx chunks as it needs.
+    fn queue_parts<E>(&self, rings: &mut TxRings, frame: &[u8]) -> Result<usize, Option<E>> {
+        let pieces = frame.len().div_ceil(CHUNK_SIZE).max(1);
+        if pieces > 1 && !self.sg {
+            return Err(None);
+        }
+        if rings.free.len() < pieces {
+            rings.reclaim();
+        }
+        if rings.free.len() < pieces || rings.tx.free() < rings.queued + pieces as u32 {
+            return Err(None);
+        }
+        let prod = rings.tx.producer().load(Ordering::Relaxed);
+        for (i, piece) in frame.chunks(CHUNK_SIZE).enumerate() {
+            let Some(addr) = rings.free.pop() else { return Err(None) };
+            // SAFETY: as in queue_tx: a whole free chunk of the UMEM that
+            // the kernel is not reading, written only under the tx lock.
+            let chunk =
+                unsafe { std::slice::from_raw_parts_mut(self.umem.ptr.as_ptr().add(addr as usize), CHUNK_SIZE) };
+            chunk[..piece.len()].copy_from_slice(piece);
+            let last = i + 1 == pieces;
+            rings.tx.write(
+                prod.wrapping_add(rings.queued),
+                libc::xdp_desc {
+                    addr,
+                    len: piece.len() as u32,
+                    options: if last { 0 } else { libc::XDP_PKT_CONTD },
+                },
+            );
+            rings.queued += 1;
+        }
+        Ok(frame.len())
+    }
+
     /// Publishes the queued descriptors, makes the kernel send what the tx
     /// ring holds as far as it will, and takes back completed chunks.
     /// Returns true while frames remain queued.
@@ -530,10 +448,25 @@ impl XskSocket {
     }
 }
 
-fn bind(sock: RawFd, iface: &str, ifindex: u32, queue: u32) -> Result<(), XskError> {
+/// Binds the socket, with multi-buffer frames (`XDP_USE_SG`) if the kernel
+/// takes them; returns whether it did.
+fn bind(sock: RawFd, iface: &str, ifindex: u32, queue: u32) -> Result<bool, XskError> {
+    let flags = libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP;
+    match bind_with(sock, iface, ifindex, queue, flags | libc::XDP_USE_SG) {
+        Ok(()) => Ok(true),
+        Err(XskError::Bind { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) =>
+        {
+            bind_with(sock, iface, ifindex, queue, flags).map(|()| false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn bind_with(sock: RawFd, iface: &str, ifindex: u32, queue: u32, flags: u16) -> Result<(), XskError> {
     let addr = libc::sockaddr_xdp {
         sxdp_family: libc::AF_XDP as u16,
-        sxdp_flags: libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP,
+        sxdp_flags: flags,
         sxdp_ifindex: ifindex,
         sxdp_queue_id: queue,
         sxdp_shared_umem_fd: 0,
