@@ -39,10 +39,11 @@ for r in $(seq "$reps"); do
     for m in 1500 9000; do
         mtu "$m"
         ip netns exec vsmtu-b taskset -c 0 iperf3 -s -1 -B 10.83.0.2 >/dev/null &
+        server=$!
         sleep 0.5
         gbps=$(ip netns exec vsmtu-a taskset -c 0 iperf3 -c 10.83.0.2 -t "$secs" -J |
             python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))')
-        wait
+        wait "$server"
         echo "| $r | $m | $gbps |"
     done
 done
