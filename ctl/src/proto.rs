@@ -270,9 +270,33 @@ pub enum Request {
     ClusterLeave,
     /// Joins again after `cluster-leave`.
     ClusterJoin,
+    /// Several changes applied as one (`vsctl A -- B`): one save, one
+    /// snapshot, all or nothing. Answered with `Reply::Replies`, one per
+    /// request, in order.
+    Transaction {
+        requests: Vec<Request>,
+    },
 }
 
 impl Request {
+    /// Why this request cannot be one of a transaction's, if it cannot:
+    /// those that stream (capture, trace), act outside the configuration
+    /// (ct-save) or belong to the cluster agent.
+    pub fn not_transactional(&self) -> Option<&'static str> {
+        match self {
+            Request::Transaction { .. } => Some("a transaction cannot hold another"),
+            Request::CaptureStart { .. }
+            | Request::CaptureRead { .. }
+            | Request::CaptureStop { .. }
+            | Request::TraceStart { .. }
+            | Request::TraceRead { .. }
+            | Request::TraceStop { .. } => Some("capture and trace stream; run them on their own"),
+            Request::CtSave => Some("ct-save writes the connection table, not the configuration"),
+            r if r.is_cluster() => Some("cluster commands go to the cluster agent; run them on their own"),
+            _ => None,
+        }
+    }
+
     /// Requests the cluster agent answers, not the switch's manager.
     pub fn is_cluster(&self) -> bool {
         matches!(
@@ -383,4 +407,6 @@ pub enum Reply {
     Attachments(Vec<AttachmentInfo>),
     /// None: this vswitchd was started without `--cluster`.
     Cluster(Option<Box<ClusterInfo>>),
+    /// A transaction's replies, one per request.
+    Replies(Vec<Reply>),
 }

@@ -83,3 +83,92 @@ fn a_change_that_cannot_be_saved_changes_nothing() {
     let state = std::fs::read_to_string(&state_file).unwrap();
     assert!(state.contains(&c2.name), "the lease was saved: {state}");
 }
+
+#[test]
+fn many_commands_apply_as_one_transaction_or_not_at_all() {
+    require_root();
+    let sw = Switch::start("txm", "0");
+    let (c1, c2) = (Netns::new("txm1"), Netns::new("txm2"));
+    sw.ok(&["add-br", "base"]);
+    let state_file = sw.state_dir.join("state.json");
+    let before = std::fs::read(&state_file).expect("state");
+
+    // One transaction: a network, two containers on it, a published port.
+    let out = sw.ok(&[
+        "add-br",
+        "tx0",
+        "--subnet",
+        "10.153.0.0/24",
+        "--",
+        "attach",
+        "tx0",
+        &c1.name,
+        "--ip",
+        "10.153.0.5",
+        "--",
+        "attach",
+        "tx0",
+        &c2.name,
+        "--",
+        "publish",
+        "tx0",
+        "--proto",
+        "tcp",
+        "--port",
+        "8080",
+        "--to",
+        "10.153.0.5:80",
+    ]);
+    assert!(out.contains("10.153.0.5/24"), "each command's reply, in order: {out}");
+    assert!(c1.ping("10.153.0.2", 2), "c1 reaches c2: both attached");
+    let published = sw.json(&["list-published", "tx0"]);
+    assert_eq!(published.as_array().map(Vec::len), Some(1), "{published}");
+    // Saved once: the previous state file is the one from before it.
+    let prev = std::fs::read(sw.state_dir.join("state.json.prev")).expect("prev");
+    assert_eq!(prev, before, "one save for the whole transaction");
+
+    // A transaction whose third command fails changes nothing: no bridge,
+    // no device in the namespace the second command attached.
+    let c3 = Netns::new("txm3");
+    let saved = std::fs::read(&state_file).expect("state");
+    sw.expect_error(
+        &[
+            "add-br",
+            "tx1",
+            "--subnet",
+            "10.154.0.0/24",
+            "--",
+            "attach",
+            "tx1",
+            &c3.name,
+            "--",
+            "attach",
+            "nosuch",
+            &c3.name,
+        ],
+        "command 3 of the transaction failed; nothing was changed",
+    );
+    assert_eq!(sw.ok(&["list-br"]).lines().collect::<Vec<_>>(), ["base", "tx0"]);
+    assert_eq!(
+        std::fs::read(&state_file).expect("state"),
+        saved,
+        "the file did not move"
+    );
+    let links = c3.ip(&["-o", "link"]);
+    assert!(
+        !links.contains("eth0"),
+        "the device the failed transaction made is gone: {links}"
+    );
+
+    // What cannot be part of one is refused up front, and so is nonsense.
+    sw.expect_error(&["add-br", "tx2", "--", "ct-save"], "ct-save");
+    sw.expect_error(&["add-br", "tx2", "--", "trace", "tx0"], "capture and trace");
+    sw.expect_error(&["add-br", "tx2", "--"], "empty command");
+    assert!(!sw.ok(&["list-br"]).contains("tx2"));
+
+    // The transaction's state is the saved one: a restart brings it back.
+    let mut sw = sw;
+    sw.kill9();
+    sw.launch();
+    assert!(c1.ping("10.153.0.2", 3), "after a restart");
+}

@@ -6,10 +6,8 @@ use std::process::Command;
 
 use vswitch_tests::{bin, require_root, unique};
 
-#[test]
-fn a_short_vsperf_run_measures_every_scenario_and_cleans_up() {
-    require_root();
-    let prefix = format!("s{}", std::process::id() % 10_000);
+/// Runs vsperf briefly with `extra` arguments; returns its JSON report.
+fn short_run(prefix: &str, extra: &[&str]) -> serde_json::Value {
     let out_dir = std::env::temp_dir().join(unique("vsperf"));
     let out = Command::new(bin("vsperf"))
         .args([
@@ -22,21 +20,38 @@ fn a_short_vsperf_run_measures_every_scenario_and_cleans_up() {
             "1",
             "--json",
             "--prefix",
-            &prefix,
+            prefix,
         ])
+        .args(extra)
         .arg("--out")
         .arg(&out_dir)
         .output()
         .expect("vsperf runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "vsperf failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    for file in ["results.md", "results.json", "plot.svg"] {
+        let text = std::fs::read_to_string(out_dir.join(file)).unwrap_or_default();
+        assert!(!text.is_empty(), "{file} written");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
 
+/// Every system of every case produced every figure (OVS may be missing).
+fn check_cases(report: &serde_json::Value, expected: usize) {
     let cases = report["cases"].as_array().expect("cases");
-    assert_eq!(cases.len(), 10, "5 scenarios x 2 port types");
+    assert_eq!(
+        cases.len(),
+        expected,
+        "{:?}",
+        cases.iter().map(|c| &c["case"]).collect::<Vec<_>>()
+    );
     for case in cases {
-        let name = format!("{} {}", case["case"]["scenario"], case["case"]["port"]);
-        for (system, series) in case["systems"].as_object().expect("systems") {
+        let c = &case["case"];
+        let name = format!("{} {} {}", c["scenario"], c["port"], c["uplink"]);
+        let systems = case["systems"].as_object().expect("systems");
+        assert!(systems.contains_key("direct"), "{name}: the floor is measured too");
+        for (system, series) in systems {
             if let Some(why) = series["skipped"].as_str() {
                 assert!(
                     system == "ovs" && why.contains("not installed"),
@@ -66,11 +81,17 @@ fn a_short_vsperf_run_measures_every_scenario_and_cleans_up() {
             "{name}: vswitch always runs"
         );
     }
-    for file in ["results.md", "results.json", "plot.svg"] {
-        let text = std::fs::read_to_string(out_dir.join(file)).unwrap_or_default();
-        assert!(!text.is_empty(), "{file} written");
-    }
-    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn a_short_vsperf_run_measures_every_scenario_and_cleans_up() {
+    require_root();
+    let prefix = format!("s{}", std::process::id() % 10_000);
+    // TAP ports: every scenario, the nat ones over both uplinks (3 + 2 x 2).
+    check_cases(&short_run(&prefix, &["--ports", "tap"]), 7);
+    // AF_XDP ports, where setting them up differs: a bridge and the way out.
+    let afxdp = ["--ports", "afxdp", "--scenario", "l2,nat-out", "--uplink", "afxdp"];
+    check_cases(&short_run(&prefix, &afxdp), 2);
 
     let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip");
     let left: Vec<String> = String::from_utf8_lossy(&namespaces.stdout)

@@ -184,10 +184,11 @@ impl Manager {
         })?;
         // A container that comes back must not meet its old connections
         // (stale UDP entries are a known pain of the kernel model).
-        let flushed = self
-            .ct
-            .flush(|c| c.orig.zone == zone && (c.orig.src == lease.ip || c.reply.src == lease.ip));
-        info!(bridge = %bridge, netns = %netns, ip = %lease.ip, flushed, "namespace detached");
+        let ip = lease.ip;
+        self.when_committed(move |m| {
+            m.ct.flush(|c| c.orig.zone == zone && (c.orig.src == ip || c.reply.src == ip));
+        });
+        info!(bridge = %bridge, netns = %netns, ip = %lease.ip, "namespace detached");
         Ok(())
     }
 }

@@ -31,6 +31,7 @@ impl Manager {
                 uplink_via,
             })),
             Request::DelBr { name } => done(self.del_br(&name)),
+            Request::Transaction { requests } => self.transaction(requests),
             Request::ListBr => Ok(Reply::Bridges(self.list_br())),
             Request::AddPort(request) => done(self.add_port(new_port(request))),
             Request::DelPort { bridge, name } => done(self.del_port(&bridge, &name)),

@@ -14,6 +14,14 @@ use crate::sys::netns::NetnsError;
 pub enum ControlError {
     #[error("this vswitchd is not in a cluster (start it with --cluster http://IP:2379 --node NAME)")]
     NoCluster,
+    #[error("command {index} of the transaction: {why}")]
+    NotTransactional { index: usize, why: &'static str },
+    #[error("command {index} of the transaction failed; nothing was changed")]
+    InTransaction {
+        index: usize,
+        #[source]
+        source: Box<ControlError>,
+    },
     #[error("bridge name '{0}' is not valid (1-32 characters: letters, digits, '.', '-', '_')")]
     BadBridgeName(String),
     #[error("port name '{0}' is not valid (1-15 characters: letters, digits, '.', '-', '_')")]

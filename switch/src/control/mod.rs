@@ -36,6 +36,7 @@ mod runtime;
 mod snapshot_build;
 pub mod socket;
 mod trace;
+mod transaction;
 mod tunnels;
 mod validate;
 mod views;
@@ -141,6 +142,8 @@ pub struct Manager {
     /// After a start without a saved connection table, how long
     /// established TCP flows are picked up mid-stream.
     pickup: Duration,
+    /// The transaction being applied, if one is.
+    batch: Option<transaction::Batch>,
 }
 
 /// Mid-stream pickup after a crash, unless told otherwise.
@@ -165,6 +168,7 @@ impl Manager {
             next_uid: 1,
             ct: Arc::new(conntrack),
             pickup: DEFAULT_PICKUP,
+            batch: None,
         }
     }
 
@@ -207,6 +211,10 @@ impl Manager {
             return Ok(out);
         }
         desired.validate()?;
+        let (desired, opened) = match self.batched_or_back(desired, opened) {
+            Some(back) => back,
+            None => return Ok(out),
+        };
         desired.save(&self.state_dir).map_err(ControlError::Persist)?;
         let old = std::mem::replace(&mut self.desired, desired);
         let retired = self.apply(&old, opened);

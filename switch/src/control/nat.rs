@@ -32,8 +32,9 @@ impl Manager {
         if !masquerade {
             // Masqueraded connections cannot go on untranslated (the zone
             // may be shared with the bridges of one way out: this one's only).
-            self.ct
-                .flush(|c| c.orig.zone == zone && c.reply.dst != c.orig.src && subnet.contains(c.orig.src));
+            self.when_committed(move |m| {
+                m.ct.flush(|c| c.orig.zone == zone && c.reply.dst != c.orig.src && subnet.contains(c.orig.src));
+            });
         }
         info!(bridge, masquerade, "NAT changed");
         Ok(())

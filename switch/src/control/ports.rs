@@ -272,7 +272,12 @@ impl Manager {
             txn.open(&cfg.iface, io);
             Ok(())
         })?;
-        route_uplink_via_internal(self.bridge(&bridge)?);
+        let name = bridge.clone();
+        self.when_committed(move |m| {
+            if let Ok(br) = m.bridge(&name) {
+                route_uplink_via_internal(br);
+            }
+        });
         info!(bridge, iface = %iface, ip = %ip, gw = %gw, "uplink added");
         Ok(())
     }
@@ -286,17 +291,20 @@ impl Manager {
             txn.bridge_mut(bridge)?.uplink = None;
             Ok(())
         })?;
-        if up.port_type == PortKind::Tap {
-            // It outlives vswitchd's descriptor, on purpose, until now.
-            if let Err(err) = tap::delete_persistent(&iface, up.netns.as_deref()) {
-                warn!(bridge, iface = %iface, error = ?err, "the TAP uplink's device is left behind");
+        let (name, dev) = (bridge.to_string(), iface.clone());
+        self.when_committed(move |m| {
+            if up.port_type == PortKind::Tap {
+                // It outlives vswitchd's descriptor, on purpose, until now.
+                if let Err(err) = tap::delete_persistent(&dev, up.netns.as_deref()) {
+                    warn!(bridge = %name, iface = %dev, error = ?err, "the TAP uplink's device is left behind");
+                }
             }
-        }
-        // What was learned on that link may not hold on the next one (a
-        // new peer device has a new MAC).
-        if let Some(live) = self.bridges.get(bridge) {
-            live.uplink_neigh.clear();
-        }
+            // What was learned on that link may not hold on the next one (a
+            // new peer device has a new MAC).
+            if let Some(live) = m.bridges.get(&name) {
+                live.uplink_neigh.clear();
+            }
+        });
         info!(bridge, iface = %iface, "uplink deleted");
         Ok(())
     }

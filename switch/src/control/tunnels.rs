@@ -85,9 +85,12 @@ impl Manager {
             txn.bridge_mut(bridge)?.vxlan = None;
             Ok(())
         })?;
-        if let Some(live) = self.bridges.get(bridge) {
-            live.fdb.flush_tunnel();
-        }
+        let name = bridge.to_string();
+        self.when_committed(move |m| {
+            if let Some(live) = m.bridges.get(&name) {
+                live.fdb.flush_tunnel();
+            }
+        });
         info!(bridge, "tunnel deleted");
         Ok(())
     }
@@ -118,9 +121,12 @@ impl Manager {
                 .retain(|r| *r != ip);
             Ok(())
         })?;
-        if let Some(live) = self.bridges.get(bridge) {
-            live.fdb.flush_port(PortHandle::vtep(ip).uid);
-        }
+        let name = bridge.to_string();
+        self.when_committed(move |m| {
+            if let Some(live) = m.bridges.get(&name) {
+                live.fdb.flush_port(PortHandle::vtep(ip).uid);
+            }
+        });
         info!(bridge, %ip, "remote VTEP deleted");
         Ok(())
     }

@@ -3,7 +3,10 @@
 //! Every command is one request/response over the daemon's Unix socket. Read
 //! commands print a human table, or the raw JSON result with `--json`. Any
 //! failure prints one line on stderr and exits 1 (2 for usage errors).
+//! `vsctl A -- B -- C` sends the commands as one transaction: applied
+//! together, saved once, or not at all.
 
+use std::ffi::OsString;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -317,8 +320,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let segments: Vec<&[OsString]> = args.split(|a| a == "--").collect();
+    let outcome = if segments.len() > 1 {
+        transaction(&segments)
+    } else {
+        run(Cli::parse())
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("vsctl: {err:#}");
@@ -327,9 +336,84 @@ fn main() -> ExitCode {
     }
 }
 
+/// `vsctl [OPTIONS] CMD ARGS -- CMD ARGS -- ...`: every command parsed
+/// as on its own (options anywhere; the socket is the first command's),
+/// sent as one transaction, and each reply printed in order.
+fn transaction(segments: &[&[OsString]]) -> anyhow::Result<()> {
+    let mut clis = Vec::with_capacity(segments.len());
+    for segment in segments {
+        if segment.is_empty() {
+            anyhow::bail!("an empty command between '--' separators");
+        }
+        let argv = std::iter::once(OsString::from("vsctl")).chain(segment.iter().cloned());
+        clis.push(Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit()));
+    }
+    let socket = clis[0].socket.clone();
+    let json = clis.iter().any(|c| c.json);
+    let mut requests = Vec::with_capacity(clis.len());
+    for (i, cli) in clis.into_iter().enumerate() {
+        if matches!(cli.command, Command::Trace { .. } | Command::Capture { .. }) {
+            anyhow::bail!("command {}: capture and trace stream; run them on their own", i + 1);
+        }
+        if let Some(request) = to_request(cli.command, &socket, json)? {
+            requests.push(request);
+        }
+    }
+    let replies = match call(&socket, &Request::Transaction { requests })? {
+        Reply::Replies(replies) => replies,
+        other => anyhow::bail!("vswitchd answered a transaction with {other:?}"),
+    };
+    if json {
+        let data: Vec<serde_json::Value> = replies
+            .iter()
+            .map(|r| {
+                Ok(serde_json::to_value(r)?
+                    .get("data")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&data)?);
+    } else {
+        replies.iter().for_each(print_reply);
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let every_drop = matches!(cli.command, Command::PortStats { all: true, .. });
-    let request = match cli.command {
+    let Some(request) = to_request(cli.command, &cli.socket, cli.json)? else {
+        return Ok(());
+    };
+    let show = matches!(request, Request::Show);
+    let reply = call(&cli.socket, &request)?;
+    if cli.json {
+        let value = serde_json::to_value(&reply)?;
+        let data = value.get("data").cloned().unwrap_or(serde_json::Value::Null);
+        println!("{}", serde_json::to_string_pretty(&data)?);
+        return Ok(());
+    }
+    let mut reply = reply;
+    if let (Reply::PortStats(stats), false) = (&mut reply, every_drop) {
+        // People read the reasons that happened; scripts get all (--json).
+        for s in stats.iter_mut() {
+            s.drops.retain(|_, n| *n > 0);
+        }
+    }
+    print_reply(&reply);
+    if show {
+        // `show` ends with the cluster's state when vswitchd is in one.
+        if let Reply::Cluster(Some(info)) = call(&cli.socket, &Request::ClusterStatus)? {
+            print_cluster(&info);
+        }
+    }
+    Ok(())
+}
+
+/// The request for `command`; None for the commands that ran themselves
+/// (capture and trace talk to vswitchd for as long as they last).
+fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Option<Request>> {
+    let request = match command {
         Command::AddBr {
             name,
             aging,
@@ -464,10 +548,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
         } => {
             let ports = match (port, all) {
-                (Some(target), _) => trace::ports_of(&cli.socket, &target)?,
-                (None, _) => trace::all_ports(&cli.socket)?,
+                (Some(target), _) => trace::ports_of(socket, &target)?,
+                (None, _) => trace::all_ports(socket)?,
             };
-            return trace::run(&cli.socket, ports, count, seconds, cli.json);
+            trace::run(socket, ports, count, seconds, json)?;
+            return Ok(None);
         }
         Command::Capture {
             port,
@@ -480,15 +565,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if count.is_none() && seconds.is_none() {
                 anyhow::bail!("capture needs --count N or --seconds S (or both)");
             }
-            return capture::run(capture::Capture {
-                socket: &cli.socket,
-                ports: trace::ports_of(&cli.socket, &port)?,
+            capture::run(capture::Capture {
+                socket,
+                ports: trace::ports_of(socket, &port)?,
                 count,
                 direction: direction.into(),
                 seconds,
                 write: &write,
                 filter,
-            });
+            })?;
+            return Ok(None);
         }
         Command::AddVxlan {
             bridge,
@@ -532,29 +618,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ClusterLeave => Request::ClusterLeave,
         Command::ClusterJoin => Request::ClusterJoin,
     };
-    let show = matches!(request, Request::Show);
-    let reply = call(&cli.socket, &request)?;
-    if cli.json {
-        let value = serde_json::to_value(&reply)?;
-        let data = value.get("data").cloned().unwrap_or(serde_json::Value::Null);
-        println!("{}", serde_json::to_string_pretty(&data)?);
-        return Ok(());
-    }
-    let mut reply = reply;
-    if let (Reply::PortStats(stats), false) = (&mut reply, every_drop) {
-        // People read the reasons that happened; scripts get all (--json).
-        for s in stats.iter_mut() {
-            s.drops.retain(|_, n| *n > 0);
-        }
-    }
-    print_reply(&reply);
-    if show {
-        // `show` ends with the cluster's state when vswitchd is in one.
-        if let Reply::Cluster(Some(info)) = call(&cli.socket, &Request::ClusterStatus)? {
-            print_cluster(&info);
-        }
-    }
-    Ok(())
+    Ok(Some(request))
 }
 
 /// Sends one request and waits for its response.

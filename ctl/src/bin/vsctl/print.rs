@@ -8,6 +8,7 @@ use vswitch_ctl::{
 pub fn print_reply(reply: &Reply) {
     match reply {
         Reply::Done => {}
+        Reply::Replies(replies) => replies.iter().for_each(print_reply),
         Reply::Bridges(names) | Reply::Ports(names) => {
             for name in names {
                 println!("{name}");

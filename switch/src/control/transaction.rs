@@ -1,0 +1,115 @@
+//! `vsctl A -- B -- C`: many changes as one, as ovs-vsctl does.
+//!
+//! While a transaction runs, [`Manager::commit`] applies each request's
+//! change to the desired state in memory only (so the next request sees
+//! it) and keeps the devices it opened; what a handler would do after its
+//! commit (flushing connections, deleting a persistent device) waits with
+//! [`Manager::when_committed`]. At the end the whole state is validated,
+//! saved once and published as one snapshot. If any request fails, or the
+//! save does, the state before the transaction comes back and the devices
+//! opened on the way are closed: nothing changed.
+
+use tracing::info;
+use vswitch_ctl::{Reply, Request};
+
+use super::config::DesiredState;
+use super::{ControlError, Manager, Opened};
+
+/// What a running transaction has done so far.
+pub(super) struct Batch {
+    /// The state before it.
+    before: DesiredState,
+    /// Devices its requests opened, applied at the end.
+    opened: Vec<Opened>,
+    /// What its requests do once it is committed, in order.
+    after: Vec<AfterCommit>,
+}
+
+pub(super) type AfterCommit = Box<dyn FnOnce(&mut Manager) + Send>;
+
+impl Manager {
+    /// Applies `requests` as one change; their replies in order.
+    pub fn transaction(&mut self, requests: Vec<Request>) -> Result<Reply, ControlError> {
+        if let Some((i, why)) = requests
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.not_transactional().map(|why| (i, why)))
+        {
+            return Err(ControlError::NotTransactional { index: i + 1, why });
+        }
+        self.batch = Some(Batch {
+            before: self.desired.clone(),
+            opened: Vec::new(),
+            after: Vec::new(),
+        });
+        let mut replies = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            match self.handle(request) {
+                Ok(reply) => replies.push(reply),
+                Err(source) => {
+                    self.abandon();
+                    return Err(ControlError::InTransaction {
+                        index: i + 1,
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+        let Some(batch) = self.batch.take() else {
+            return Ok(Reply::Replies(replies));
+        };
+        let count = replies.len();
+        let changed = self.desired != batch.before || !batch.opened.is_empty();
+        if changed {
+            let saved = self
+                .desired
+                .validate()
+                .map_err(ControlError::from)
+                .and_then(|()| self.desired.save(&self.state_dir).map_err(ControlError::Persist));
+            if let Err(e) = saved {
+                self.desired = batch.before;
+                return Err(e);
+            }
+            let retired = self.apply(&batch.before, batch.opened);
+            self.publish();
+            self.retire(retired);
+        }
+        for after in batch.after {
+            after(self);
+        }
+        info!(requests = count, changed, "transaction committed");
+        Ok(Reply::Replies(replies))
+    }
+
+    /// Puts back the state from before the running transaction; the
+    /// devices it opened close as they are dropped.
+    fn abandon(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            self.desired = batch.before;
+        }
+    }
+
+    /// Runs `f` once the current change is committed: now, or at the end
+    /// of the running transaction (never, if it fails).
+    pub(super) fn when_committed(&mut self, f: impl FnOnce(&mut Manager) + Send + 'static) {
+        match &mut self.batch {
+            Some(batch) => batch.after.push(Box::new(f)),
+            None => f(self),
+        }
+    }
+
+    /// Inside a transaction: keeps a committed change in memory and its
+    /// opened devices for the end (None). Outside one, hands them back.
+    pub(super) fn batched_or_back(
+        &mut self,
+        desired: DesiredState,
+        opened: Vec<Opened>,
+    ) -> Option<(DesiredState, Vec<Opened>)> {
+        let Some(batch) = &mut self.batch else {
+            return Some((desired, opened));
+        };
+        batch.opened.extend(opened);
+        self.desired = desired;
+        None
+    }
+}
