@@ -15,8 +15,9 @@ use vswitch_ctl::{Request, Response};
 
 use super::{error_chain, Manager};
 
-/// Longest request line accepted.
-const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// Longest request line accepted: room for a transaction of tens of
+/// thousands of commands (a thousand attaches take about 150 KB).
+const MAX_REQUEST_BYTES: u64 = 8 * 1024 * 1024;
 /// A connection that says nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
