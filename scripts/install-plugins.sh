@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for dir in /opt/cni/bin /usr/lib/cni; do
-    install -D -m 0755 target/release/vswitch-cni "$dir/vswitch"
+    install -D -m 0755 "${CARGO_TARGET_DIR:-target}/release/vswitch-cni" "$dir/vswitch"
 done
