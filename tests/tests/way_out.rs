@@ -216,6 +216,28 @@ fn both_ways(kind: Uplink, tag: &str) {
             .output()
             .expect("ip");
         assert!(!gone.status.success(), "del-uplink removes the TAP");
+        // A device of that name that is no TAP of ours is not taken over.
+        let peer = format!("{}p", w.uplink);
+        w.outside
+            .ip(&["link", "add", &w.uplink, "type", "veth", "peer", "name", &peer]);
+        let up_ip = format!("{UPLINK_IP}/24");
+        w.sw.expect_error(
+            &[
+                "add-uplink",
+                "br0",
+                &w.uplink,
+                "--type",
+                "tap",
+                "--netns",
+                &w.outside.name,
+                "--ip",
+                &up_ip,
+                "--gw",
+                OUTSIDE,
+            ],
+            "already exists",
+        );
+        assert!(w.sw.json(&["show"])[0]["uplink"].is_null(), "nothing changed");
     }
 }
 

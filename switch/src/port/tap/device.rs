@@ -99,6 +99,18 @@ pub fn delete_persistent(ifname: &str, netns: Option<&str>) -> Result<(), TapErr
     Ok(())
 }
 
+/// Binds `file` to the TAP device `name` (a `%d` pattern makes a new
+/// one), with the virtio-net header; returns the name the kernel gave it.
+fn set_iff(file: &File, name: &str) -> io::Result<String> {
+    let mut req = ifreq_with_name(name);
+    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes the ifreq we own for the call.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ifreq_name(&req))
+}
+
 fn ifreq_name(req: &libc::ifreq) -> String {
     let bytes: Vec<u8> = req.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
@@ -144,35 +156,16 @@ impl TapPort {
             });
         }
         let file = open_tun().map_err(TapError::OpenTun)?;
-        let fd = file.as_raw_fd();
-
-        let mut req = ifreq_with_name(if spec.netns.is_some() {
+        let name = if spec.netns.is_some() {
             TEMP_NAME_PATTERN
         } else {
             spec.ifname
-        });
-        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
-        // SAFETY: TUNSETIFF reads and writes the ifreq we own for the call.
-        if unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req) } < 0 {
-            return Err(TapError::Ioctl {
-                op: "TUNSETIFF",
-                source: io::Error::last_os_error(),
-            });
-        }
-        let host_name = ifreq_name(&req);
-        // SAFETY: TUNSETPERSIST takes its flag by value.
-        if spec.persist && unsafe { libc::ioctl(fd, libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
-            return Err(TapError::Ioctl {
-                op: "TUNSETPERSIST",
-                source: io::Error::last_os_error(),
-            });
-        }
-        // The header size first: tunnel offloads with a 12-byte header make
-        // every read fail (EFAULT), silently (DESIGN.md).
-        let tunnel_gso = spec.tunnel_gso && set_offloads(fd, TUNNEL_HDR_LEN, TUNNEL_OFFLOADS).is_ok();
-        if !tunnel_gso {
-            set_offloads(fd, VNET_HDR_LEN, TAP_OFFLOADS)?;
-        }
+        };
+        let host_name = set_iff(&file, name).map_err(|source| TapError::Ioctl {
+            op: "TUNSETIFF",
+            source,
+        })?;
+        let port = TapPort::from_tun(file, spec)?;
 
         let configure = |source: io::Error| TapError::Configure {
             ifname: spec.ifname.to_string(),
@@ -202,7 +195,28 @@ impl TapPort {
                 configure(source)
             }
         })?;
-        let port = TapPort {
+        // Last: a device that failed to come up must not outlive us.
+        // SAFETY: TUNSETPERSIST takes its flag by value.
+        if spec.persist && unsafe { libc::ioctl(port.file.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
+            return Err(TapError::Ioctl {
+                op: "TUNSETPERSIST",
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok((port, mac))
+    }
+
+    /// The port around a descriptor bound to its device: the offloads the
+    /// kernel may use set, a segment buffer for an uplink.
+    fn from_tun(file: File, spec: TapSpec<'_>) -> Result<TapPort, TapError> {
+        let fd = file.as_raw_fd();
+        // The header size first: tunnel offloads with a 12-byte header make
+        // every read fail (EFAULT), silently (DESIGN.md).
+        let tunnel_gso = spec.tunnel_gso && set_offloads(fd, TUNNEL_HDR_LEN, TUNNEL_OFFLOADS).is_ok();
+        if !tunnel_gso {
+            set_offloads(fd, VNET_HDR_LEN, TAP_OFFLOADS)?;
+        }
+        Ok(TapPort {
             file,
             tunnel_gso,
             // Only an uplink sends tunnel frames; a container's TAP needs none.
@@ -211,8 +225,7 @@ impl TapPort {
             } else {
                 Vec::new()
             }),
-        };
-        Ok((port, mac))
+        })
     }
 
     /// Attaches to the persistent TAP named `spec.ifname` in its namespace,
@@ -228,10 +241,7 @@ impl TapPort {
                 return Ok(None);
             }
             let file = open_tun()?;
-            let mut req = ifreq_with_name(ifname);
-            req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
-            // SAFETY: TUNSETIFF reads and writes the ifreq we own for the call.
-            if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+            if set_iff(&file, ifname).is_err() {
                 return Ok(Some(Err(())));
             }
             Ok(Some(Ok((file, read_mac_here(ifname)?))))
@@ -254,20 +264,6 @@ impl TapPort {
             }
             Some(Ok(taken)) => taken,
         };
-        let fd = file.as_raw_fd();
-        let tunnel_gso = spec.tunnel_gso && set_offloads(fd, TUNNEL_HDR_LEN, TUNNEL_OFFLOADS).is_ok();
-        if !tunnel_gso {
-            set_offloads(fd, VNET_HDR_LEN, TAP_OFFLOADS)?;
-        }
-        let port = TapPort {
-            file,
-            tunnel_gso,
-            segment: Mutex::new(if spec.tunnel_gso {
-                vec![0; MAX_FRAME_LEN]
-            } else {
-                Vec::new()
-            }),
-        };
-        Ok(Some((port, mac)))
+        Ok(Some((TapPort::from_tun(file, spec)?, mac)))
     }
 }
