@@ -366,6 +366,10 @@ pub struct PmdStats {
     pub idle_iterations: u64,
     /// Times the thread gave up spinning and slept in epoll.
     pub sleeps: u64,
+    /// Reads from ports, with frames or not: about ports x iterations
+    /// with a few ports, only the ready ones with many.
+    #[serde(default)]
+    pub port_reads: u64,
     /// Time spent in busy iterations divided by packets moved.
     pub avg_ns_per_packet: f64,
 }

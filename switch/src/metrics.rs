@@ -123,6 +123,7 @@ impl Scrape {
             &core,
         )?;
         let sleeps = counters("pmd_sleeps_total", "Times a poll thread slept in epoll", &core)?;
+        let reads = counters("pmd_port_reads_total", "Reads a poll thread made from ports", &core)?;
         let per_packet = GaugeVec::new(
             Opts::new(
                 "pmd_busy_seconds_per_packet",
@@ -137,6 +138,7 @@ impl Scrape {
             count(&busy, &[&c], p.busy_iterations)?;
             count(&idle, &[&c], p.idle_iterations)?;
             count(&sleeps, &[&c], p.sleeps)?;
+            count(&reads, &[&c], p.port_reads)?;
             per_packet
                 .get_metric_with_label_values(&[&c])?
                 .set(p.avg_ns_per_packet * 1e-9);

@@ -365,6 +365,9 @@ pub struct PmdCounters {
     pub idle_iterations: Counter,
     pub sleeps: Counter,
     pub busy_ns: Counter,
+    /// Bursts read from ports (one per port the thread looked at, frames
+    /// or not): with many idle ports, how much readiness saves.
+    pub port_reads: Counter,
 }
 
 #[cfg(test)]

@@ -161,3 +161,27 @@ fn a_corrupt_state_file_stops_startup_with_a_clear_error() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn vsctl_whose_reader_went_away_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    require_root();
+    let sw = Switch::start("pipe", "0");
+    sw.ok(&["add-br", "br0"]);
+    // `vsctl show | head -0`: the reader is gone before vsctl prints.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(bin("vsctl"))
+        .arg("--socket")
+        .arg(&sw.socket)
+        .arg("show")
+        .stdout(writer)
+        .output()
+        .expect("vsctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "vsctl complained: {stderr}");
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "{:?}", out.status);
+}
+
+/// SIGPIPE's number on Linux: what ends `cat` in the same place.
+const SIGPIPE: i32 = 13;

@@ -109,7 +109,7 @@ impl Manager {
             (None, false) => DEFAULT_IFNAME.to_string(),
         };
         let mut new = NewPort::into_netns(&bridge, &port, kind, &netns, &ifname);
-        new.mac = mac;
+        new.mac = Some(mac.unwrap_or_else(|| lease_mac(ip)));
         let mut config = self.port_config(new)?;
         if handoff {
             config.moves_to = config.netns.take();
@@ -208,6 +208,17 @@ pub(super) fn next_free(
         .find(|ip| subnet.is_host(*ip) && *ip != gateway && !leased.contains(ip))
 }
 
+/// The MAC of an attached interface unless told otherwise: 0a:76 and the
+/// four bytes of its address (locally administered, unique where the
+/// address is). A namespace attached again gets the MAC it had with the
+/// address, so its neighbours' ARP caches stay right: with a new random
+/// MAC they kept sending to the old one until their entry went stale
+/// (tens of seconds), as Docker avoids with its 02:42 MACs.
+pub(super) fn lease_mac(ip: Ipv4Addr) -> MacAddr {
+    let [a, b, c, d] = ip.octets();
+    MacAddr([0x0a, 0x76, a, b, c, d])
+}
+
 /// The largest TCP super-frame a container on an overlay bridge may send:
 /// with 50 bytes of outer headers and its own Ethernet header it still fits
 /// one IPv4 packet (65535), so the underlay can carry it whole.
@@ -266,6 +277,14 @@ mod tests {
             owner: None,
             no_default_route: false,
         }
+    }
+
+    #[test]
+    fn an_address_keeps_its_mac() {
+        let mac = lease_mac("10.154.0.6".parse().unwrap());
+        assert_eq!(mac.to_string(), "0a:76:0a:9a:00:06");
+        assert_eq!(mac, lease_mac("10.154.0.6".parse().unwrap()));
+        assert_ne!(mac, lease_mac("10.154.0.7".parse().unwrap()));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! changed, neither in memory nor on disk, and the devices the request
 //! opened are closed again. Removed ports are closed only after every poll
 //! thread has let go of the snapshot that still named them, so no thread
-//! ever writes to a device that is being closed.
+//! ever writes to a device that is being closed. Inside a transaction
+//! (`vsctl A -- B`, `transaction`) the requests edit the state in place and
+//! it is validated, saved and published once, at the end.
 //!
 //! One file per request family: `bridges`, `ports` (ports and uplinks),
 //! `attach` (addresses), `nat`, `tunnels` (VXLAN), `views` (read-only replies); `dispatch`
@@ -201,6 +203,9 @@ impl Manager {
     /// nothing is applied unless it, the validation and the save succeed.
     /// A change that leaves the state as it was saves nothing.
     fn commit<T>(&mut self, change: impl FnOnce(&mut Txn) -> Result<T, ControlError>) -> Result<T, ControlError> {
+        if self.batch.is_some() {
+            return self.commit_in_batch(change);
+        }
         let mut txn = Txn {
             desired: self.desired.clone(),
             opened: Vec::new(),
@@ -211,10 +216,6 @@ impl Manager {
             return Ok(out);
         }
         desired.validate()?;
-        let (desired, opened) = match self.batched_or_back(desired, opened) {
-            Some(back) => back,
-            None => return Ok(out),
-        };
         desired.save(&self.state_dir).map_err(ControlError::Persist)?;
         let old = std::mem::replace(&mut self.desired, desired);
         let retired = self.apply(&old, opened);

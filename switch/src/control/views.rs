@@ -228,6 +228,7 @@ impl Manager {
                     busy_iterations: c.busy_iterations.get(),
                     idle_iterations: c.idle_iterations.get(),
                     sleeps: c.sleeps.get(),
+                    port_reads: c.port_reads.get(),
                     avg_ns_per_packet: if packets == 0 {
                         0.0
                     } else {

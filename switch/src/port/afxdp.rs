@@ -267,6 +267,10 @@ impl PortIo for AfXdpPort {
         false
     }
 
+    fn polls_cheaply(&self) -> bool {
+        true
+    }
+
     fn service(&self) -> bool {
         if !self.tx_pending.load(Ordering::Relaxed) {
             return false;

@@ -62,6 +62,14 @@ pub trait PortIo: Send + Sync {
     /// Frames read from this port start with a virtio-net header.
     fn has_vnet_hdr(&self) -> bool;
 
+    /// Looking for frames costs no system call (a ring in shared memory):
+    /// the owning thread reads the port on every pass, however many ports
+    /// it has. Otherwise a thread with many ports reads this one only when
+    /// epoll reports it readable.
+    fn polls_cheaply(&self) -> bool {
+        false
+    }
+
     /// Work the owning poll thread does between bursts (pushing out queued
     /// tx). True while work remains: the thread must not sleep yet.
     fn service(&self) -> bool {

@@ -320,6 +320,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `vsctl show | head`: a reader that goes away ends vsctl quietly, as
+    // it does any Unix tool, instead of a panic in the middle of printing.
+    // SAFETY: setting a signal's disposition to the default, before any
+    // thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let segments: Vec<&[OsString]> = args.split(|a| a == "--").collect();
     let outcome = if segments.len() > 1 {

@@ -318,8 +318,8 @@ fn print_pmd_stats(stats: &[PmdStats]) {
     for s in stats {
         println!("pmd core {}: ports [{}]", s.core, s.ports.join(", "));
         println!(
-            "    packets {}, busy iterations {}, idle iterations {}, sleeps {}, {:.1} ns/packet",
-            s.packets, s.busy_iterations, s.idle_iterations, s.sleeps, s.avg_ns_per_packet
+            "    packets {}, busy iterations {}, idle iterations {}, sleeps {}, port reads {}, {:.1} ns/packet",
+            s.packets, s.busy_iterations, s.idle_iterations, s.sleeps, s.port_reads, s.avg_ns_per_packet
         );
     }
 }

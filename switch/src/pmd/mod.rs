@@ -21,19 +21,23 @@
 //! Owns its thread's pool, batch and scratch; reads the snapshot, never
 //! the control plane's state.
 //!
+//! Which ports a pass reads is `watch`'s business: all of them with a few,
+//! the ones epoll reports with many.
+//!
 //! mio's epoll is edge-triggered. That is safe here because a thread sleeps
-//! only after a full pass in which every port answered EAGAIN: any frame
-//! queued after that read raises a new edge.
+//! only after a pass in which every port it read answered EAGAIN, and a port
+//! it did not read has not been read since its last edge: any frame queued
+//! after that raises a new edge.
+
+mod watch;
 
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 use tracing::{info, warn};
 
 use crate::clock;
@@ -41,6 +45,7 @@ use crate::packet::{Batch, PacketPool, POOL_FRAMES};
 use crate::pipeline::{self, Scratch};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::stats::PmdCounters;
+use watch::Watch;
 
 const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Longest sleep without looking at the stop flag and the snapshot.
@@ -91,34 +96,34 @@ pub fn spawn(params: PmdParams) -> io::Result<(Arc<PmdHandle>, JoinHandle<()>)> 
     Ok((handle, thread))
 }
 
-/// Descriptors a thread has in its epoll set, to take out when ports move.
-#[derive(Default)]
-struct Registered {
-    fds: Vec<RawFd>,
+/// What a thread owns and reuses from pass to pass.
+struct Work {
+    pool: PacketPool,
+    batch: Batch,
+    scratch: Scratch,
 }
 
-impl Registered {
-    /// Makes the epoll set match the ports `snap` gives thread `index`.
-    /// Runs while the previous snapshot is still held, so every old
-    /// descriptor is still open when it is removed.
-    fn sync(&mut self, poll: &Poll, snap: &Snapshot, index: usize) {
-        for fd in self.fds.drain(..) {
-            // A descriptor already gone from the set is not an error worth a line.
-            let _ = poll.registry().deregister(&mut SourceFd(&fd));
+impl Work {
+    /// Reads port `slot` once and runs what came through the pipeline.
+    /// Returns the frames read and whether the port has work left over.
+    fn serve(&mut self, snap: &Snapshot, thread: usize, slot: u32, now_ms: u64) -> (u64, bool) {
+        let Some(input) = snap.port(slot) else {
+            return (0, false);
+        };
+        if input.port.fault().is_some() {
+            return (0, false);
         }
-        for &slot in snap.rx_assign.get(index).map(Vec::as_slice).unwrap_or(&[]) {
-            let Some(p) = snap.port(slot) else { continue };
-            let fd = p.port.io.raw_fd();
-            match poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(slot as usize), Interest::READABLE)
-            {
-                Ok(()) => self.fds.push(fd),
-                Err(err) => {
-                    warn!(port = %p.port.name, %err, "cannot watch port; it is polled only while the thread spins")
-                }
-            }
+        let Work { pool, batch, scratch } = self;
+        if let Err(fault) = input.port.io.rx_burst(pool, batch, input.port.stats.cell(thread)) {
+            input.port.set_fault(fault);
+            warn!(port = %input.port.name, state = %input.port.state(), "port stopped: its device is gone");
         }
+        let moved = batch.len() as u64;
+        if !batch.is_empty() {
+            pipeline::run_batch(snap, thread, slot, batch, pool, scratch, now_ms);
+            batch.release(pool);
+        }
+        (moved, input.port.io.service())
     }
 }
 
@@ -127,22 +132,24 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
         warn!(core = h.core, "cannot pin poll thread to its core");
     }
     info!(core = h.core, "poll thread started");
-    let mut pool = PacketPool::new(POOL_FRAMES);
-    let mut batch = Batch::default();
-    let mut scratch = Scratch::default();
-    let mut events = Events::with_capacity(64);
-    let mut registered = Registered::default();
+    let mut work = Work {
+        pool: PacketPool::new(POOL_FRAMES),
+        batch: Batch::default(),
+        scratch: Scratch::default(),
+    };
+    let mut events = Events::with_capacity(256);
+    let mut watch = Watch::default();
     let mut snap = params.cell.load();
-    registered.sync(&poll, &snap, h.index);
-    scratch.fit(snap.ports.len());
+    watch.sync(&poll, &snap, h.index);
+    work.scratch.fit(snap.ports.len());
     h.seen_generation.store(snap.generation, Ordering::Release);
     let mut last_work = Instant::now();
 
     while !params.stop.load(Ordering::Relaxed) {
         if params.cell.generation() != snap.generation {
             let next = params.cell.load();
-            registered.sync(&poll, &next, h.index);
-            scratch.fit(next.ports.len());
+            watch.sync(&poll, &next, h.index);
+            work.scratch.fit(next.ports.len());
             snap = next;
             h.seen_generation.store(snap.generation, Ordering::Release);
         }
@@ -151,28 +158,33 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
         let now_ms = clock::ms_at(started);
         let mut moved = 0u64;
         let mut pending = false;
-        for &slot in snap.rx_assign.get(h.index).map(Vec::as_slice).unwrap_or(&[]) {
-            let Some(input) = snap.port(slot) else { continue };
-            if input.port.fault().is_some() {
-                continue;
-            }
-            if let Err(fault) = input
-                .port
-                .io
-                .rx_burst(&mut pool, &mut batch, input.port.stats.cell(h.index))
-            {
-                input.port.set_fault(fault);
-                warn!(port = %input.port.name, state = %input.port.state(), "port stopped: its device is gone");
-            }
-            if !batch.is_empty() {
-                moved += batch.len() as u64;
-                pipeline::run_batch(&snap, h.index, slot, &mut batch, &mut pool, &mut scratch, now_ms);
-                batch.release(&mut pool);
-            }
-            pending |= input.port.io.service();
+        let mut reads = watch.every_pass().len();
+        for &slot in watch.every_pass() {
+            let (n, left) = work.serve(&snap, h.index, slot, now_ms);
+            moved += n;
+            pending |= left;
         }
-        if scratch.held() > 0 {
-            pending |= pipeline::run_held(&snap, h.index, &mut batch, &mut pool, &mut scratch, now_ms);
+        if watch.on_ready() {
+            match poll.poll(&mut events, Some(Duration::ZERO)) {
+                Ok(()) => watch.collect(&events),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => warn!(core = h.core, %err, "epoll failed"),
+            }
+            reads += watch.work_len();
+            for i in 0..watch.work_len() {
+                let (n, left) = work.serve(&snap, h.index, watch.work_slot(i), now_ms);
+                if n > 0 || left {
+                    watch.yielded(i);
+                }
+                moved += n;
+                pending |= left;
+            }
+            watch.settle();
+        }
+        h.counters.port_reads.add(reads as u64);
+        if work.scratch.held() > 0 {
+            let Work { pool, batch, scratch } = &mut work;
+            pending |= pipeline::run_held(&snap, h.index, batch, pool, scratch, now_ms);
         }
 
         if moved > 0 {
@@ -189,7 +201,10 @@ fn run(h: Arc<PmdHandle>, mut poll: Poll, params: PmdParams) {
         }
         h.counters.sleeps.add(1);
         match poll.poll(&mut events, Some(MAX_SLEEP)) {
-            Ok(()) if !events.is_empty() => last_work = Instant::now(),
+            Ok(()) if !events.is_empty() => {
+                watch.collect(&events);
+                last_work = Instant::now();
+            }
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => {
