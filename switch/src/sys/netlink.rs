@@ -134,7 +134,7 @@ fn link_change(change: &LinkChange<'_>) -> Message {
     msg
 }
 
-fn veth_pair(name: &str, peer: &str) -> Message {
+fn veth_pair(name: &str, peer: &VethPeer<'_>) -> Message {
     let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
     let mut msg = Message::new(libc::RTM_NEWLINK, flags);
     msg.ifinfo(0, false).attr_str(IFLA_IFNAME, name);
@@ -142,7 +142,13 @@ fn veth_pair(name: &str, peer: &str) -> Message {
     msg.begin(IFLA_INFO_DATA)
         .begin(VETH_INFO_PEER)
         .ifinfo(0, false)
-        .attr_str(IFLA_IFNAME, peer);
+        .attr_str(IFLA_IFNAME, peer.name);
+    if let Some(fd) = peer.netns_fd {
+        msg.attr(IFLA_NET_NS_FD, &(fd as u32).to_ne_bytes());
+    }
+    if let Some(mac) = peer.mac {
+        msg.attr(IFLA_ADDRESS, &mac);
+    }
     msg.end().end().end();
     msg
 }
@@ -211,8 +217,18 @@ pub fn set_link(change: &LinkChange<'_>) -> io::Result<()> {
     request(&mut link_change(change))
 }
 
-/// Creates a veth pair `name` <-> `peer` in vswitchd's namespace, both down.
-pub fn create_veth(name: &str, peer: &str) -> io::Result<()> {
+/// The other end of a veth pair being created.
+#[derive(Debug, Default)]
+pub struct VethPeer<'a> {
+    pub name: &'a str,
+    /// Made in this namespace (None: vswitchd's).
+    pub netns_fd: Option<RawFd>,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Creates a veth pair `name` <-> `peer` in vswitchd's namespace, the peer
+/// where it says (made there: no move between namespaces), both down.
+pub fn create_veth(name: &str, peer: &VethPeer<'_>) -> io::Result<()> {
     request(&mut veth_pair(name, peer))
 }
 
@@ -340,7 +356,11 @@ mod tests {
 
     #[test]
     fn veth_request_nests_the_peer() {
-        let mut msg = veth_pair("vs1", "vsx1");
+        let peer = VethPeer {
+            name: "vsx1",
+            ..Default::default()
+        };
+        let mut msg = veth_pair("vs1", &peer);
         let bytes = msg.finish(1).to_vec();
         // header, ifinfomsg, IFLA_IFNAME "vs1\0" (8 bytes)
         let ifinfomsg_len = 16;
@@ -359,6 +379,22 @@ mod tests {
         // INFO_DATA > PEER > ifinfomsg + IFLA_IFNAME "vsx1\0"
         let peer_name = bytes.len() - 12;
         assert_eq!(&bytes[peer_name + 4..peer_name + 8], b"vsx1");
+
+        // Made in a namespace, with its MAC: both inside the peer's nest.
+        let peer = VethPeer {
+            name: "vsx1",
+            netns_fd: Some(9),
+            mac: Some([2, 0, 0, 0, 0, 7]),
+        };
+        let mut msg = veth_pair("vs1", &peer);
+        let bytes = msg.finish(1).to_vec();
+        let linkinfo_len = u16::from_ne_bytes([bytes[linkinfo], bytes[linkinfo + 1]]) as usize;
+        assert_eq!(linkinfo + linkinfo_len, bytes.len());
+        let tail = &bytes[bytes.len() - 20..];
+        assert_eq!(&tail[..4], &[8, 0, IFLA_NET_NS_FD as u8, 0]);
+        assert_eq!(&tail[4..8], &9u32.to_ne_bytes());
+        assert_eq!(&tail[8..12], &[10, 0, IFLA_ADDRESS as u8, 0]);
+        assert_eq!(&tail[12..18], &[2, 0, 0, 0, 0, 7]);
     }
 
     #[test]

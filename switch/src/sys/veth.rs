@@ -1,9 +1,9 @@
 //! The veth pair behind an AF_XDP container port.
 //!
-//! Both ends are created in vswitchd's namespace; the container end (under a
-//! temporary name) gets its transmit checksum offload switched off there,
-//! then is moved into the container's namespace, renamed, given its MAC and
-//! brought up in one netlink request. Why the checksum: through veth into
+//! The container end is made in the container's namespace by the request
+//! that creates the pair (with its name and MAC), then gets its transmit
+//! checksum offload switched off and is brought up from a thread inside
+//! that namespace. Why the checksum: through veth into
 //! AF_XDP, a frame whose L4 checksum the container left to "the hardware"
 //! arrives unfinished, and nothing says so (DESIGN.md: TCP dies silently
 //! while ping works). Without checksum offload the kernel also drops TSO, so
@@ -14,14 +14,13 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::warn;
 use vswitch_ctl::MacAddr;
 
 use super::netlink::{self, LinkChange};
 use super::netns::{self, NetnsError};
-use super::read_mac;
+use super::read_mac_here;
 
 // ethtool commands from include/uapi/linux/ethtool.h.
 const ETHTOOL_STXCSUM: u32 = 0x17;
@@ -63,13 +62,6 @@ pub struct VethPair {
 
 fn ifindex(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
-}
-
-/// A name for the container end while it is still in our namespace.
-fn temp_name() -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("vsx{:05x}{:04x}", std::process::id() & 0xf_ffff, n & 0xffff)
 }
 
 /// A socket to send ethtool ioctls on.
@@ -135,6 +127,10 @@ impl VethPair {
     /// Creates `host` <-> `ifname` with `ifname` in `netns` (None: left in
     /// vswitchd's namespace, for a runtime to move). Returns the pair and
     /// the container end's MAC.
+    ///
+    /// The container end is made in its namespace by the creating request,
+    /// then configured from a thread inside it: moving a made device there
+    /// instead waits for an RCU grace period under the RTNL lock, ~18 ms.
     pub fn create(
         host: &str,
         netns: Option<&str>,
@@ -154,45 +150,56 @@ impl VethPair {
                 place: "the host namespace".to_string(),
             });
         }
-        let peer = temp_name();
-        netlink::create_veth(host, &peer).map_err(|source| VethError::Create {
-            name: host.to_string(),
-            source,
-        })?;
-        let pair = VethPair {
-            host: host.to_string(),
-            index: ifindex(host).ok_or_else(|| VethError::Missing(host.to_string()))?,
-        };
-        // From here on, an error drops `pair`, which deletes both ends.
-        offloads_off(&peer).map_err(VethError::OffloadOff)?;
-        let configure = |source| VethError::Configure {
-            ifname: ifname.to_string(),
-            place: netns::place(netns),
-            source,
-        };
-        let peer_index = ifindex(&peer).ok_or_else(|| VethError::Missing(peer.clone()))?;
-        let mac = match mac {
-            Some(mac) => mac,
-            None => read_mac(&peer).map_err(configure)?,
-        };
-        let change = LinkChange {
-            index: peer_index as i32,
+        let peer = netlink::VethPeer {
+            name: ifname,
             netns_fd: netns_file.as_ref().map(|f| f.as_raw_fd()),
-            ifname: Some(ifname),
-            mac: Some(mac.0),
-            up: true,
-            ..Default::default()
+            mac: mac.map(|m| m.0),
         };
-        netlink::set_link(&change).map_err(|source| {
+        netlink::create_veth(host, &peer).map_err(|source| {
+            // The host end was free: the name is taken in the namespace.
             if source.raw_os_error() == Some(libc::EEXIST) {
                 VethError::Exists {
                     ifname: ifname.to_string(),
                     place: netns::place(netns),
                 }
             } else {
-                configure(source)
+                VethError::Create {
+                    name: host.to_string(),
+                    source,
+                }
             }
         })?;
+        let pair = VethPair {
+            host: host.to_string(),
+            index: ifindex(host).ok_or_else(|| VethError::Missing(host.to_string()))?,
+        };
+        // From here on, an error drops `pair`, which deletes both ends.
+        let configure = move || -> io::Result<Result<MacAddr, VethError>> {
+            if let Err(err) = offloads_off(ifname) {
+                return Ok(Err(VethError::OffloadOff(err)));
+            }
+            let index = ifindex(ifname).ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+            let mac = match mac {
+                Some(mac) => mac,
+                None => read_mac_here(ifname)?,
+            };
+            let change = LinkChange {
+                index: index as i32,
+                up: true,
+                ..Default::default()
+            };
+            netlink::set_link(&change)?;
+            Ok(Ok(mac))
+        };
+        let configured = match netns {
+            Some(ns) => netns::run_in(ns, configure)?,
+            None => configure().map_err(|source| VethError::Configure {
+                ifname: ifname.to_string(),
+                place: netns::place(None),
+                source,
+            })?,
+        };
+        let mac = configured?;
         pair.set_up()?;
         Ok((pair, mac))
     }
