@@ -10,11 +10,15 @@
 //! `m` and `m'` are the old and new contents of the changed words; here they
 //! are given as byte slices of equal, even length (an address, a port).
 
-/// Adds the 16-bit big-endian words of `bytes` to `sum` without folding.
+/// Adds the 16-bit big-endian words of `bytes` to `sum` without folding
+/// (a last odd byte is the high half of a word).
 fn add_words(mut sum: u32, bytes: &[u8]) -> u32 {
-    for pair in bytes.chunks(2) {
-        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
+    let mut words = bytes.chunks_exact(2);
+    for pair in &mut words {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(u16::from_be_bytes([*last, 0]));
     }
     sum
 }
@@ -27,13 +31,12 @@ fn fold(mut sum: u32) -> u16 {
 }
 
 /// `sum` minus the words of `old` plus the words of `new`, one's complement.
+/// The complement of a word is 0xffff minus it, so the complements of `old`
+/// add up to 0xffff per word less the sum of `old`: one pass over each.
 fn delta(sum: u16, old: &[u8], new: &[u8]) -> u16 {
     debug_assert_eq!(old.len(), new.len());
-    let mut acc = u32::from(sum);
-    for pair in old.chunks(2) {
-        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-        acc += u32::from(!word);
-    }
+    let words = old.len().div_ceil(2) as u32;
+    let acc = u32::from(sum) + 0xffff * words - add_words(0, old);
     fold(add_words(acc, new))
 }
 

@@ -67,6 +67,7 @@ pub(super) fn release(
             in_slot: h.in_slot,
             counters,
             now_ms,
+            memo: Default::default(),
         };
         // Nothing was changed in a fragment refused for waiting.
         let verdict = if port.uplink {

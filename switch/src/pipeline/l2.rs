@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
+use super::memo::Memo;
 use super::Verdict;
 use crate::packet::Frame;
 use crate::snapshot::{BridgeSlot, Snapshot};
@@ -37,6 +38,11 @@ pub enum Source {
 /// containers: gateway traffic never crosses the tunnel). A destination
 /// behind a remote VTEP (learned, or `fdb-add`) goes to the tunnel; the
 /// tunnel never sends back into itself (split horizon).
+///
+/// Inlined: its verdict, returned through memory, came back as a copy
+/// whose wide load waited for the narrow stores that built it (a store-
+/// forwarding stall on every frame; criterion and perf annotate).
+#[inline(always)]
 pub fn decide(
     snap: &Snapshot,
     bridge_slot: u32,
@@ -44,6 +50,7 @@ pub fn decide(
     from: Source,
     frame: &Frame,
     now_ms: u64,
+    memo: &Memo,
 ) -> Verdict {
     // Classify checked the header's length and recorded its type.
     let (Some(offset), Some(ethertype)) = (frame.meta.eth_offset, frame.meta.ethertype) else {
@@ -60,7 +67,7 @@ pub fn decide(
         Source::Tunnel { vtep, learn } => learn.then_some(PortHandle::vtep(vtep)),
     };
     if let Some(handle) = in_port {
-        bridge.fdb.learn(src.0, handle, now_ms);
+        memo.learn(&bridge.fdb, src.0, handle, now_ms);
     }
     if let Some(l3) = &bridge.l3 {
         let arp_broadcast = dst.is_broadcast() && ethertype == EthernetProtocol::Arp;
@@ -95,7 +102,8 @@ pub fn decide(
         }
         (None, _) => {}
     }
-    let Some(out) = bridge.fdb.lookup(dst.0, now_ms) else {
+    let found = memo.lookup(&bridge.fdb, dst.0, now_ms);
+    let Some(out) = found else {
         return flood;
     };
     match (out.as_vtep(), from) {

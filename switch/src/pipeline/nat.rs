@@ -16,6 +16,7 @@ use vswitch_nat::rewrite::{rewrite_ipv4, L4Checksum, Rewrite};
 use vswitch_nat::table::{ConnTable, CtDrop, Nat, Seen, Tracked};
 use vswitch_nat::translate;
 
+use super::memo::Memo;
 use crate::packet::Frame;
 use crate::snapshot::{BridgeL3, NatL3};
 use crate::stats::DropReason;
@@ -57,26 +58,34 @@ pub fn policy(l3: &BridgeL3, nat: &NatL3, side: Side, seen: &Seen, dst: Ipv4Addr
     }
 }
 
-/// Translates a routed packet to `dst` from `side`: its connection's
+/// Where a routed packet goes: from which side, to which address.
+#[derive(Clone, Copy, Debug)]
+pub struct To {
+    pub side: Side,
+    pub dst: Ipv4Addr,
+}
+
+/// Translates a routed packet to `to.dst` from `to.side`: its connection's
 /// rewrite, a new connection's if [`policy`] gives one, or an ICMP error's
 /// about a tracked connection. Ok(true) when the packet was rewritten. A
 /// packet NAT cannot translate (a TCP fragment, say) that would leave a
 /// masquerading bridge untranslated is dropped instead. The fragments of
-/// a datagram are translated as its first one was.
+/// a datagram are translated as its first one was. `memo`: the batch's
+/// last connection, found again without a lookup.
 pub fn translate(
     frame: &mut Frame,
     ip_at: usize,
     l3: &BridgeL3,
     nat: &NatL3,
-    side: Side,
-    dst: Ipv4Addr,
+    to: To,
     now_ms: u64,
+    memo: &Memo,
 ) -> Result<bool, DropReason> {
     let fragment = fragment_of(frame, ip_at, nat.zone);
     match fragment {
         Some((key, true)) => later_fragment(frame, ip_at, nat, &key, now_ms),
         Some((key, false)) => {
-            let translated = translate_packet(frame, ip_at, l3, nat, side, dst, now_ms)?;
+            let translated = translate_packet(frame, ip_at, l3, nat, to, now_ms, memo)?;
             // Its later fragments go where it goes, translated or not.
             let ip = Ipv4Packet::new_unchecked(&frame.data()[ip_at..]);
             let to = FragNat {
@@ -89,7 +98,7 @@ pub fn translate(
                 .map_err(|_| DropReason::FragTableFull)?;
             Ok(translated)
         }
-        None => translate_packet(frame, ip_at, l3, nat, side, dst, now_ms),
+        None => translate_packet(frame, ip_at, l3, nat, to, now_ms, memo),
     }
 }
 
@@ -138,26 +147,41 @@ fn translate_packet(
     ip_at: usize,
     l3: &BridgeL3,
     nat: &NatL3,
-    side: Side,
-    dst: Ipv4Addr,
+    to: To,
     now_ms: u64,
+    memo: &Memo,
 ) -> Result<bool, DropReason> {
     let Some(seen) = seen(frame, ip_at, nat.zone)? else {
         if icmp_error(frame, ip_at, nat.zone, &nat.ct, now_ms)? {
             return Ok(true);
         }
-        return match side {
+        return match to.side {
             Side::Bridge { leaves: true } if nat.masquerade => Err(DropReason::NatUnsupported),
             _ => Ok(false),
         };
     };
-    let tracked = match nat.ct.track_existing(seen, now_ms) {
-        Some(found) => found?,
-        None => match policy(l3, nat, side, &seen, dst) {
-            Some(policy) => nat.ct.track(seen, now_ms, |_| policy)?,
+    let remembered = memo.connection(&seen.tuple);
+    let known = remembered.is_some();
+    let existing = match remembered {
+        Some(found) => nat.ct.advance(found, seen, now_ms),
+        None => nat.ct.track_existing(seen, now_ms),
+    };
+    if known && existing.is_none() {
+        // Expired under the batch (and taken out of the table).
+        memo.forget_connection();
+    }
+    // Remembered unless it came from the memo (a connection that expired
+    // under the batch is replaced by the new one).
+    let (tracked, news) = match existing {
+        Some(found) => (found?, !known),
+        None => match policy(l3, nat, to.side, &seen, to.dst) {
+            Some(policy) => (nat.ct.track(seen, now_ms, |_| policy)?, true),
             None => return Ok(false),
         },
     };
+    if news {
+        memo.remember_connection(seen.tuple, &tracked);
+    }
     apply(frame, ip_at, &seen, &tracked)?;
     Ok(true)
 }

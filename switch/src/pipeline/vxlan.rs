@@ -21,6 +21,7 @@ use vswitch_vxlan::{decapsulate, source_port, Expect, Malformed, Outer, OuterCsu
 
 use super::l2::{self, Source};
 use super::l3::{self, Ingress};
+use super::memo::Memo;
 use super::{classify, l4sum, NextHop, Verdict};
 use crate::packet::{Batch, Frame, GsoType, PacketPool, VnetHdr, BATCH_CAPACITY, VNET_HDR_LEN};
 use crate::snapshot::Snapshot;
@@ -107,7 +108,18 @@ fn decap(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
             vtep: d.vtep,
             learn: tunnel.learn,
         };
-        return Some(l2::decide(at.snap, tunnel.bridge, bridge, from, frame, at.now_ms));
+        // Another bridge than the batch's, and another source per VTEP:
+        // nothing to share with the other frames.
+        let memo = Memo::default();
+        return Some(l2::decide(
+            at.snap,
+            tunnel.bridge,
+            bridge,
+            from,
+            frame,
+            at.now_ms,
+            &memo,
+        ));
     }
     None
 }

@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
+use super::memo::Memo;
 use super::NextHop;
 use crate::packet::{Frame, Meta};
 use crate::snapshot::{BridgeL3, Snapshot, UplinkL3};
@@ -45,6 +46,8 @@ pub struct Ingress<'a> {
     pub in_slot: u32,
     pub counters: &'a PortCounters,
     pub now_ms: u64,
+    /// What the batch's frames already looked up.
+    pub memo: Memo,
 }
 
 /// Who answers: the gateway, or the uplink's outside address.

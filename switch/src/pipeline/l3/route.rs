@@ -17,6 +17,7 @@ use super::arp::{arp, ArpLeg};
 use super::icmp::{self, CODE_NET_UNREACHABLE, CODE_TTL_EXCEEDED};
 use super::{ethernet, leg, set_macs, Ingress, Me, ETH_HDR_LEN, IPV4_HDR_LEN};
 use crate::packet::Frame;
+use crate::pipeline::memo::Route;
 use crate::pipeline::nat::{self, Side};
 use crate::pipeline::{NextHop, Verdict};
 use crate::snapshot::{BridgeL3, Snapshot, UplinkL3};
@@ -44,10 +45,12 @@ pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
                 also: host_asks_uplink(l3, at),
             };
             // Err: ARP between containers, and gratuitous ARP: a bridge floods it.
-            arp(frame, offset, &leg, at).unwrap_or(Verdict::Flood {
+            let verdict = arp(frame, offset, &leg, at).unwrap_or(Verdict::Flood {
                 bridge: at.bridge,
                 except: Some(at.in_slot),
-            })
+            });
+            at.memo.forget_tables();
+            verdict
         }
         EthernetProtocol::Ipv4 => route(frame, offset, l3, at),
         _ => Verdict::Drop(DropReason::NotRoutable),
@@ -80,7 +83,10 @@ pub fn from_uplink(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
                 host: None,
                 also: None,
             };
-            arp(frame, offset, &leg, at).unwrap_or(Verdict::Consumed)
+            let verdict = arp(frame, offset, &leg, at).unwrap_or(Verdict::Consumed);
+            // It may have taught the neighbour table something.
+            at.memo.forget_tables();
+            verdict
         }
         EthernetProtocol::Ipv4 if dst.0 == up.mac => route_in(frame, offset, l3, up, at),
         _ => Verdict::Drop(DropReason::NotRoutable),
@@ -152,20 +158,28 @@ fn ipv4_facts(frame: &Frame, ip_at: usize) -> Result<Ipv4Facts, DropReason> {
 
 /// Checks the IPv4 header, lets NAT translate the packet (when the bridge
 /// has NAT; `side` given the destination), and returns the facts routing
-/// goes on with: read again if NAT changed the packet.
+/// goes on with: the new destination if NAT changed the packet.
 fn facts_after_nat(
     frame: &mut Frame,
     ip_at: usize,
     l3: &BridgeL3,
     side: impl FnOnce(Ipv4Addr) -> Side,
-    now_ms: u64,
+    at: &Ingress<'_>,
 ) -> Result<Ipv4Facts, DropReason> {
     let facts = ipv4_facts(frame, ip_at)?;
     let Some(nat_l3) = &l3.nat else {
         return Ok(facts);
     };
-    if nat::translate(frame, ip_at, l3, nat_l3, side(facts.dst), facts.dst, now_ms)? {
-        ipv4_facts(frame, ip_at)
+    let to = nat::To {
+        side: side(facts.dst),
+        dst: facts.dst,
+    };
+    if nat::translate(frame, ip_at, l3, nat_l3, to, at.now_ms, &at.memo)? {
+        // NAT changed the addresses (and kept the checksums right): only
+        // the destination is news. Parsing and verifying the header again
+        // read back what NAT had just written, a stall on every frame.
+        let dst = Ipv4Packet::new_unchecked(&frame.data()[ip_at..]).dst_addr();
+        Ok(Ipv4Facts { dst, ..facts })
     } else {
         Ok(facts)
     }
@@ -186,7 +200,7 @@ fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> V
     let side = |dst| Side::Bridge {
         leaves: up.is_some_and(|u| dst != u.ip) && bridge_for(at.snap, l3, dst).is_none(),
     };
-    let facts = match facts_after_nat(frame, ip_at, l3, side, at.now_ms) {
+    let facts = match facts_after_nat(frame, ip_at, l3, side, at) {
         Ok(f) => f,
         Err(reason) => return Verdict::Drop(reason),
     };
@@ -230,7 +244,7 @@ fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> V
 /// An IPv4 frame from the outside, to the uplink's MAC.
 fn route_in(frame: &mut Frame, offset: usize, l3: &BridgeL3, up: &UplinkL3, at: &Ingress<'_>) -> Verdict {
     let ip_at = offset + ETH_HDR_LEN;
-    let facts = match facts_after_nat(frame, ip_at, l3, |_| Side::Uplink, at.now_ms) {
+    let facts = match facts_after_nat(frame, ip_at, l3, |_| Side::Uplink, at) {
         Ok(f) => f,
         Err(reason) => return Verdict::Drop(reason),
     };
@@ -295,13 +309,24 @@ fn hop_on(
 /// Sends a routed frame to `hop_ip` on the far side of `hop`, or holds it
 /// while the address is resolved. The TTL has been checked and decremented.
 fn forward(frame: &mut Frame, offset: usize, hop: NextHop, hop_ip: Ipv4Addr, at: &Ingress<'_>) -> Verdict {
+    if let Some(route) = at.memo.route(hop, hop_ip) {
+        set_macs(frame, offset, route.mac, route.src_mac);
+        return route.verdict;
+    }
     let Some(leg) = leg(at.snap, hop) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
     match leg.neigh.lookup(hop_ip, at.now_ms) {
         Some(mac) => {
             set_macs(frame, offset, mac, leg.me.mac);
-            deliver_via(at.snap, hop, mac, at.now_ms)
+            let verdict = deliver_via(at.snap, hop, mac, at.now_ms);
+            let route = Route {
+                mac,
+                src_mac: leg.me.mac,
+                verdict,
+            };
+            at.memo.remember_route(hop, hop_ip, route);
+            verdict
         }
         None => Verdict::Hold { via: hop, ip: hop_ip },
     }
