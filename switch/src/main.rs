@@ -278,6 +278,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                     if m.moves_pending() {
                         m.settle_moves();
                     }
+                    // Ports whose namespace was deleted while attached.
+                    m.release_orphans();
                     m.expire_captures();
                     m.expire_traces();
                     (m.fdbs(), m.neigh_tables(), m.conntrack())

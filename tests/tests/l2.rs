@@ -284,3 +284,56 @@ fn idle_switch_sleeps() {
     );
     assert!(sleeps > sleeps_before, "idle poll threads slept in epoll");
 }
+
+/// A namespace deleted while attached (no detach): its TAP, made inside it,
+/// holds it alive until vswitchd notices the name is gone and closes the
+/// port; the port says why, and detach and a new attach work as usual.
+#[test]
+fn a_namespace_deleted_while_attached_is_let_go() {
+    require_root();
+    let sw = Switch::start("nsgone", "0");
+    sw.ok(&["add-br", "ng0", "--subnet", "10.155.0.0/24"]);
+    let keep = Netns::new("ngkeep");
+    let doomed = Netns::new("ngdoomed");
+    sw.ok(&["attach", "ng0", &keep.name]);
+    sw.ok(&["attach", "ng0", &doomed.name]);
+    assert!(doomed.ping("10.155.0.2", 2), "the doomed namespace forwards first");
+    let pid = sw.pid().expect("vswitchd runs");
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let before = fds();
+    let name = doomed.name.clone();
+    drop(doomed);
+
+    let state = |ns: &str| -> String {
+        let list = sw.json(&["--json", "list-attachments"]);
+        (list.as_array().into_iter().flatten())
+            .find(|a| a["netns"] == ns)
+            .map(|a| a["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let mut released = false;
+    for _ in 0..50 {
+        if state(&name).contains("namespace was deleted") {
+            released = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(released, "port state after the namespace went: {}", state(&name));
+    assert!(
+        fds() < before,
+        "vswitchd still holds the port's descriptor ({} >= {before})",
+        fds()
+    );
+    assert_eq!(state(&keep.name), "up");
+    assert!(keep.ping("10.155.0.1", 1), "the other namespace still forwards");
+
+    // The name comes back as a new namespace: detach, attach again.
+    sw.ok(&["detach", "ng0", &name]);
+    let again = Netns::new("ngagain");
+    sw.ok(&["attach", "ng0", &again.name]);
+    assert!(
+        again.ping("10.155.0.2", 2),
+        "a new attach takes the address and forwards"
+    );
+}

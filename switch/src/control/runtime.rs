@@ -8,12 +8,21 @@
 //! namespace the lease names) a moment later, and records the place, so a
 //! restart recreates the device there with its address rather than in its
 //! own namespace, where it would be of no use.
+//!
+//! A TAP made inside a namespace holds it alive while its descriptor is
+//! open; when the namespace's name goes (`ip netns del`, a runtime's
+//! cleanup, the process of `/proc/PID/ns/net` exiting), housekeeping closes
+//! the port ([`Manager::release_orphans`]), the namespace goes with it, and
+//! the port shows why, as a port whose device went away does.
 
 use tracing::{debug, info};
 use vswitch_ctl::{AttachmentInfo, PublishRule};
 
-use super::Manager;
+use super::{Manager, PortEntry, Retired};
 use crate::sys::find_by_mac;
+
+/// What `show` says of a port closed by [`Manager::release_orphans`].
+const NAMESPACE_GONE: &str = "failed: its network namespace was deleted";
 
 impl Manager {
     pub(super) fn list_attachments(&self) -> Vec<AttachmentInfo> {
@@ -46,6 +55,37 @@ impl Manager {
             }
         }
         out
+    }
+
+    /// Closes the ports whose namespace was deleted under them (see the
+    /// module comment). They stay configured, shown with the reason; the
+    /// configuration is not changed.
+    pub fn release_orphans(&mut self) {
+        let gone: Vec<String> = (self.ports.iter())
+            .filter(|(_, e)| e.live.as_ref().is_ok_and(|live| live.io.namespace_gone()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut retired = Retired::default();
+        for name in &gone {
+            let Some(entry) = self.ports.get_mut(name) else {
+                continue;
+            };
+            let live = std::mem::replace(&mut entry.live, Err(NAMESPACE_GONE.to_string()));
+            let fdb = self.bridges.get(&entry.bridge).map(|b| b.fdb.clone());
+            let closed = PortEntry {
+                bridge: entry.bridge.clone(),
+                slot: entry.slot,
+                live,
+                uplink: entry.uplink,
+            };
+            retired.ports.push((closed, fdb));
+            info!(port = %name, "the port's network namespace was deleted: port closed");
+        }
+        self.publish();
+        self.retire(retired);
     }
 
     /// True when some handoff port has not been seen in its namespace yet:

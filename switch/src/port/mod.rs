@@ -70,6 +70,13 @@ pub trait PortIo: Send + Sync {
         false
     }
 
+    /// The namespace the device lives in was deleted while the port's
+    /// descriptor keeps it alive (a TAP made inside it): the control plane
+    /// then closes the port, which lets the namespace go. Control-plane only.
+    fn namespace_gone(&self) -> bool {
+        false
+    }
+
     /// Work the owning poll thread does between bursts (pushing out queued
     /// tx). True while work remains: the thread must not sleep yet.
     fn service(&self) -> bool {

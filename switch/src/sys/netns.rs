@@ -87,6 +87,40 @@ pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> std::io::Result<T> + Send
     })
 }
 
+/// A namespace as the kernel knows it (the nsfs device and inode), to
+/// tell later whether a name or path still leads to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Home {
+    /// The namespace `name` leads to now, by the descriptor opened on it.
+    pub fn of(name: &str, file: &File) -> std::io::Result<Home> {
+        use std::os::unix::fs::MetadataExt;
+        let path = netns_path(name).map_err(std::io::Error::other)?;
+        let st = file.metadata()?;
+        Ok(Home {
+            path,
+            dev: st.dev(),
+            ino: st.ino(),
+        })
+    }
+
+    /// The name no longer leads to the namespace: deleted (`ip netns del`,
+    /// a runtime's cleanup), its process gone (`/proc/PID/ns/net`), or
+    /// another namespace in its place.
+    pub fn is_gone(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Ok(st) => st.dev() != self.dev || st.ino() != self.ino,
+            Err(err) => err.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use vswitch_ctl::MacAddr;
 use super::{TapPort, TUNNEL_HDR_LEN};
 use crate::packet::{MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::sys::netlink::{self, LinkChange};
-use crate::sys::netns::{self, NetnsError};
+use crate::sys::netns::{self, Home, NetnsError};
 use crate::sys::{ifreq_with_name, read_mac_here, valid_ifname};
 
 /// Offloads we accept from the kernel: frames may carry partial checksums and
@@ -75,6 +75,13 @@ fn open_tun() -> io::Result<File> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open("/dev/net/tun")
+}
+
+/// The namespace `name` leads to now, to notice when it is deleted (None
+/// when its identity cannot be read: then it is not watched).
+fn watch(name: &str) -> Result<Option<Home>, TapError> {
+    let file = netns::open_netns(name)?;
+    Ok(Home::of(name, &file).ok())
 }
 
 /// Deletes the persistent TAP `ifname` in `netns` (None: vswitchd's), as
@@ -142,8 +149,10 @@ impl TapPort {
     /// grace period under the RTNL lock, ~18 ms on these machines (75% of
     /// an attach), where making it in place takes ~1 ms. The descriptor's
     /// socket then belongs to that namespace and holds it: a namespace
-    /// deleted while attached lives on until the port is removed (as with
-    /// any TAP opened from inside, Kata's or Firecracker's).
+    /// deleted while attached lives on until the port is closed (as with
+    /// any TAP opened from inside, Kata's or Firecracker's); the port
+    /// remembers the namespace ([`Home`]) so the control plane can close it
+    /// once the namespace's name is gone.
     pub fn create(spec: TapSpec<'_>) -> Result<(TapPort, MacAddr), TapError> {
         if !valid_ifname(spec.ifname) {
             return Err(TapError::BadName(spec.ifname.to_string()));
@@ -154,7 +163,12 @@ impl TapPort {
             }
         }
         match spec.netns {
-            Some(ns) => netns::run_in(ns, move || Ok(TapPort::create_here(spec)))?,
+            Some(ns) => {
+                let home = watch(ns)?;
+                let (mut port, mac) = netns::run_in(ns, move || Ok(TapPort::create_here(spec)))??;
+                port.home = home;
+                Ok((port, mac))
+            }
             None => TapPort::create_here(spec),
         }
     }
@@ -220,6 +234,7 @@ impl TapPort {
             } else {
                 Vec::new()
             }),
+            home: None,
         })
     }
 
@@ -259,6 +274,10 @@ impl TapPort {
             }
             Some(Ok(taken)) => taken,
         };
-        Ok(Some((TapPort::from_tun(file, spec)?, mac)))
+        let mut port = TapPort::from_tun(file, spec)?;
+        if let Some(ns) = spec.netns {
+            port.home = watch(ns)?;
+        }
+        Ok(Some((port, mac)))
     }
 }

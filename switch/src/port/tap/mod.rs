@@ -29,6 +29,7 @@ use super::{PortFault, PortIo};
 use crate::offload::{OffloadRequest, Segmenter};
 use crate::packet::{Batch, Frame, PacketPool, VnetHdr, MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
+use crate::sys::netns::Home;
 
 pub use device::{delete_persistent, TapError, TapSpec};
 
@@ -54,6 +55,9 @@ pub struct TapPort {
     /// Where a frame for a tunnel is cut or finished and encapsulated, one
     /// piece at a time (allocated once, for uplinks only).
     segment: Mutex<Vec<u8>>,
+    /// The namespace the device was made in, when it is not vswitchd's:
+    /// the descriptor holds it alive, so its going is watched by name.
+    home: Option<Home>,
 }
 
 /// Turns a frame read with the 24-byte tunnel header into one with the
@@ -263,6 +267,10 @@ impl PortIo for TapPort {
 
     fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    fn namespace_gone(&self) -> bool {
+        self.home.as_ref().is_some_and(Home::is_gone)
     }
 
     fn has_vnet_hdr(&self) -> bool {
