@@ -37,7 +37,8 @@ pub enum Source {
 /// to L3; from the tunnel they do not (each host's gateway answers its own
 /// containers: gateway traffic never crosses the tunnel). A destination
 /// behind a remote VTEP (learned, or `fdb-add`) goes to the tunnel; the
-/// tunnel never sends back into itself (split horizon).
+/// tunnel never sends back into itself (split horizon). `memo`: what the
+/// frames ahead in the batch learned and looked up on this bridge.
 ///
 /// Inlined: its verdict, returned through memory, came back as a copy
 /// whose wide load waited for the narrow stores that built it (a store-
@@ -102,8 +103,7 @@ pub fn decide(
         }
         (None, _) => {}
     }
-    let found = memo.lookup(&bridge.fdb, dst.0, now_ms);
-    let Some(out) = found else {
+    let Some(out) = memo.lookup(&bridge.fdb, dst.0, now_ms) else {
         return flood;
     };
     match (out.as_vtep(), from) {

@@ -46,6 +46,8 @@ pub struct Memo {
     route: Cell<Option<(NextHop, Ipv4Addr, Route)>>,
     /// The connection of the last tuple NAT tracked.
     connection: RefCell<Option<(Tuple, Tracked)>>,
+    /// A learn through this memo changed the FDB.
+    changed: Cell<bool>,
 }
 
 impl Memo {
@@ -60,6 +62,7 @@ impl Memo {
             Learned::Refreshed => self.learned.set(Some((src, port))),
             Learned::New | Learned::Changed => {
                 self.learned.set(Some((src, port)));
+                self.changed.set(true);
                 self.forget_tables();
             }
         }
@@ -106,6 +109,12 @@ impl Memo {
         *self.connection.borrow_mut() = None;
     }
 
+    /// Some learn through this memo changed the FDB (for a memo of its own,
+    /// to tell the batch's).
+    pub fn changed(&self) -> bool {
+        self.changed.get()
+    }
+
     /// A table changed under the batch: what was looked up may be wrong.
     pub fn forget_tables(&self) {
         self.looked_up.set(None);
@@ -137,7 +146,9 @@ mod tests {
         // Remembered: the batch saw B as unknown.
         assert_eq!(memo.lookup(&fdb, B, 0), None);
         // A frame of the batch whose source is new forgets it.
+        assert!(!memo.changed());
         memo.learn(&fdb, A, port(0), 0);
+        assert!(memo.changed(), "a new source is a change of the table");
         assert_eq!(memo.lookup(&fdb, B, 0), Some(port(1)));
         // A source seen again changes nothing: still remembered.
         memo.learn(&fdb, A, port(0), 0);

@@ -109,17 +109,14 @@ fn decap(frame: &mut Frame, at: &Ingress<'_>) -> Option<Verdict> {
             learn: tunnel.learn,
         };
         // Another bridge than the batch's, and another source per VTEP:
-        // nothing to share with the other frames.
+        // nothing to share with the other frames, but a MAC it learned
+        // may be one a routed frame of the batch was sent to.
         let memo = Memo::default();
-        return Some(l2::decide(
-            at.snap,
-            tunnel.bridge,
-            bridge,
-            from,
-            frame,
-            at.now_ms,
-            &memo,
-        ));
+        let verdict = l2::decide(at.snap, tunnel.bridge, bridge, from, frame, at.now_ms, &memo);
+        if memo.changed() {
+            at.memo.forget_tables();
+        }
+        return Some(verdict);
     }
     None
 }
