@@ -27,6 +27,23 @@ fn bad_requests_change_nothing() {
         &["add-port", "br0", "p2", "--netns", &ns.name, "--ifname", "eth0"],
         "interface 'eth0'",
     );
+    // An interface of that name made there by someone else, for an AF_XDP
+    // port (its veth end is made in the namespace by the request that makes
+    // the pair) and a TAP (made from inside): refused, nothing left behind.
+    ns.ip(&["link", "add", "eth7", "type", "veth", "peer", "name", "eth8"]);
+    for kind in ["afxdp", "tap"] {
+        sw.expect_error(
+            &[
+                "add-port", "br0", "px2", "--type", kind, "--netns", &ns.name, "--ifname", "eth7",
+            ],
+            "interface 'eth7' already exists",
+        );
+    }
+    let host_end = Command::new("ip")
+        .args(["link", "show", "dev", "px2"])
+        .output()
+        .expect("ip");
+    assert!(!host_end.status.success(), "the veth host end px2 was left behind");
     sw.expect_error(
         &["add-port", "br0", "p2", "--netns", "vst-no-such-ns"],
         "network namespace 'vst-no-such-ns' does not exist",

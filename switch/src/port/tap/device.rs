@@ -88,19 +88,23 @@ fn watch(name: &str) -> Result<Option<Home>, TapError> {
 /// `del-uplink` must: it would outlive its descriptor otherwise. Gone
 /// already is fine.
 pub fn delete_persistent(ifname: &str, netns: Option<&str>) -> Result<(), TapError> {
-    let delete = || match nix::net::if_::if_nametoindex(ifname) {
+    run_at(netns, ifname, || match nix::net::if_::if_nametoindex(ifname) {
         Ok(index) => netlink::delete_link(index),
         Err(_) => Ok(()),
-    };
+    })
+}
+
+/// Runs `f` inside namespace `netns`, or here (None); an error of `f` is
+/// one configuring `ifname` there.
+fn run_at<T: Send>(netns: Option<&str>, ifname: &str, f: impl FnOnce() -> io::Result<T> + Send) -> Result<T, TapError> {
     match netns {
-        Some(ns) => netns::run_in(ns, delete)?,
-        None => delete().map_err(|source| TapError::Configure {
+        Some(ns) => Ok(netns::run_in(ns, f)?),
+        None => f().map_err(|source| TapError::Configure {
             ifname: ifname.to_string(),
             place: netns::place(None),
             source,
-        })?,
+        }),
     }
-    Ok(())
 }
 
 /// Binds `file` to the TAP device `name` (a `%d` pattern makes a new
@@ -256,14 +260,7 @@ impl TapPort {
             }
             Ok(Some(Ok((file, read_mac_here(ifname)?))))
         };
-        let found = match spec.netns {
-            Some(ns) => netns::run_in(ns, open)?,
-            None => open().map_err(|source| TapError::Configure {
-                ifname: ifname.to_string(),
-                place: netns::place(None),
-                source,
-            })?,
-        };
+        let found = run_at(spec.netns, ifname, open)?;
         let (file, mac) = match found {
             None => return Ok(None),
             Some(Err(())) => {
