@@ -204,6 +204,10 @@ pub enum Request {
         #[serde(default)]
         count: Option<u64>,
         direction: CaptureDirection,
+        /// Only frames matching this tcpdump expression are returned
+        /// (compiled by vswitchd's libpcap).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
     },
     /// The frames captured since the last read.
     CaptureRead {

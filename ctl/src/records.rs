@@ -41,6 +41,9 @@ pub struct CaptureChunk {
     pub frames: Vec<CapturedFrame>,
     /// Frames skipped so far because the reader was too slow.
     pub skipped: u64,
+    /// Frames the filter left out since the last read.
+    #[serde(default)]
+    pub filtered: u64,
     /// The count was reached: nothing more will come.
     pub done: bool,
     /// Bytes kept of each frame.

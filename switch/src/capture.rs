@@ -8,7 +8,8 @@
 //! the port's capture lock, once per batch. A full ring skips frames and
 //! counts them: a slow reader never slows forwarding. The control thread
 //! drains the ring when vsctl asks (swapping each filled buffer for an
-//! empty one, so the lock is held for no copy); a capture nobody reads for
+//! empty one, so the lock is held for no copy) and applies the capture's
+//! filter, if it has one, outside the lock; a capture nobody reads for
 //! [`IDLE_LIMIT`] stops itself (vsctl killed, say).
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -47,16 +48,36 @@ struct Ring {
     last_read: Instant,
 }
 
-/// A port's capture: which directions are armed, and the ring.
+/// Which frames a capture keeps (an Ethernet frame, cut at [`SNAPLEN`]).
+pub type Filter = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// What a read of the ring returns.
+pub struct Drained {
+    pub frames: Vec<Captured>,
+    /// Frames skipped so far because the ring was full.
+    pub skipped: u64,
+    /// Frames the filter left out in this read.
+    pub filtered: u64,
+    /// The count was reached and everything read.
+    pub done: bool,
+}
+
+/// A port's capture: which directions are armed, the ring and the filter.
 #[derive(Default)]
 pub struct CaptureSlot {
     armed: AtomicU8,
     ring: Mutex<Option<Ring>>,
+    /// Used by the reader only, never by the poll thread.
+    filter: Mutex<Option<Filter>>,
 }
 
 impl CaptureSlot {
     fn ring(&self) -> MutexGuard<'_, Option<Ring>> {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn filter(&self) -> MutexGuard<'_, Option<Filter>> {
+        self.filter.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether direction `dir` (RX or TX) is being captured.
@@ -65,12 +86,15 @@ impl CaptureSlot {
         self.armed.load(Ordering::Relaxed) & dir != 0
     }
 
-    /// Starts capturing `dirs`; false if a capture is already running.
-    pub fn start(&self, dirs: u8, count: Option<u64>) -> bool {
+    /// Starts capturing `dirs`, the first `count` frames (all, without a
+    /// filter; the count is of frames copied, before the filter); false if
+    /// a capture is already running.
+    pub fn start(&self, dirs: u8, count: Option<u64>, filter: Option<Filter>) -> bool {
         let mut ring = self.ring();
         if ring.is_some() {
             return false;
         }
+        *self.filter() = filter;
         *ring = Some(Ring {
             bufs: (0..RING).map(|_| Vec::with_capacity(SNAPLEN)).collect(),
             info: vec![(0, 0, false); RING],
@@ -87,6 +111,7 @@ impl CaptureSlot {
     pub fn stop(&self) {
         self.armed.store(0, Ordering::Relaxed);
         *self.ring() = None;
+        *self.filter() = None;
     }
 
     /// Copies the frames `which` of `frames` (poll thread, armed only).
@@ -123,10 +148,24 @@ impl CaptureSlot {
         }
     }
 
-    /// Takes what was captured. Returns (frames, frames skipped so far,
-    /// finished: the count was reached and everything read), or None when
-    /// no capture runs.
-    pub fn drain(&self) -> Option<(Vec<Captured>, u64, bool)> {
+    /// Takes what was captured and matches the filter; None when no
+    /// capture runs.
+    pub fn drain(&self) -> Option<Drained> {
+        let (mut frames, skipped, done) = self.take()?;
+        let before = frames.len();
+        if let Some(keep) = self.filter().as_ref() {
+            frames.retain(|f| keep(&f.data));
+        }
+        Some(Drained {
+            filtered: (before - frames.len()) as u64,
+            frames,
+            skipped,
+            done,
+        })
+    }
+
+    /// Empties the ring: (frames, skipped so far, the count was reached).
+    fn take(&self) -> Option<(Vec<Captured>, u64, bool)> {
         let mut guard = self.ring();
         let ring = guard.as_mut()?;
         let mut out = Vec::with_capacity(ring.len);
@@ -172,13 +211,15 @@ mod tests {
         let mut pool = PacketPool::new(1);
         let mut f = pool.alloc().expect("a buffer");
         f.fill(&[0xab; 100]);
-        assert!(slot.start(RX, Some(RING as u64 + 5)));
-        assert!(!slot.start(RX, None), "one capture at a time");
+        assert!(slot.start(RX, Some(RING as u64 + 5), None));
+        assert!(!slot.start(RX, None, None), "one capture at a time");
         assert!(slot.armed(RX) && !slot.armed(TX));
         for _ in 0..RING + 3 {
             slot.record(std::iter::once(&f), |_| 10, false);
         }
-        let (frames, skipped, done) = slot.drain().expect("running");
+        let Drained {
+            frames, skipped, done, ..
+        } = slot.drain().expect("running");
         assert_eq!((frames.len(), skipped, done), (RING, 3, false));
         assert_eq!(
             (frames[0].orig_len, frames[0].data.len()),
@@ -188,10 +229,34 @@ mod tests {
         for _ in 0..10 {
             slot.record(std::iter::once(&f), |_| 0, true);
         }
-        let (frames, _, done) = slot.drain().expect("running");
+        let Drained { frames, done, .. } = slot.drain().expect("running");
         assert_eq!(frames.len(), 5, "the count was reached");
         assert!(done && frames[0].tx && !slot.armed(RX));
         slot.stop();
         assert!(slot.drain().is_none());
+    }
+
+    #[test]
+    fn a_filter_keeps_what_matches_and_counts_the_rest() {
+        let slot = CaptureSlot::default();
+        let mut pool = PacketPool::new(2);
+        let (mut a, mut b) = (pool.alloc().expect("a buffer"), pool.alloc().expect("a buffer"));
+        a.fill(&[1; 64]);
+        b.fill(&[2; 64]);
+        assert!(slot.start(RX, None, Some(Box::new(|data: &[u8]| data[0] == 1))));
+        for _ in 0..3 {
+            slot.record([&a, &b].into_iter(), |_| 0, false);
+        }
+        let Drained { frames, filtered, .. } = slot.drain().expect("running");
+        assert_eq!((frames.len(), filtered), (3, 3));
+        assert!(frames.iter().all(|f| f.data[0] == 1));
+        slot.stop();
+        assert!(slot.start(RX, None, None));
+        slot.record(std::iter::once(&b), |_| 0, false);
+        assert_eq!(
+            slot.drain().map(|d| d.frames.len()),
+            Some(1),
+            "a new capture, no filter"
+        );
     }
 }

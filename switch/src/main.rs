@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use vswitch::clock;
-use vswitch::control::config::DesiredState;
+use vswitch::control::store::Store;
 use vswitch::control::{socket, Manager};
 use vswitch::cores::{check_available, parse_core_list};
 use vswitch::pmd::{self, PmdParams};
@@ -185,7 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let _lock = lock_state_dir(&args.state_dir)?;
-    let desired = DesiredState::load(&args.state_dir)?;
+    let saved = Store::open(&args.state_dir)?;
 
     // Only the main thread takes these signals; threads inherit the mask.
     let mut signals = SigSet::empty();
@@ -226,7 +226,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--ct-max-per-port {per_port} is more than --ct-max {}", args.ct_max);
     }
     let conntrack = ConnTable::with_timeouts(args.ct_max as usize, timeouts).with_max_per_host(per_port as usize);
-    let mut manager = Manager::new(args.state_dir.clone(), desired, pmds.clone(), cell, conntrack)
+    let mut manager = Manager::new(args.state_dir.clone(), saved, pmds.clone(), cell, conntrack)
         .with_pickup(Duration::from_secs(args.ct_pickup_secs));
     manager.restore();
     let manager = Arc::new(Mutex::new(manager));
@@ -272,14 +272,22 @@ fn run(args: Args) -> anyhow::Result<()> {
             .name("housekeeping".into())
             .spawn(move || loop {
                 std::thread::sleep(HOUSEKEEPING_PERIOD);
+                // Ports whose namespace was deleted while attached, looked
+                // for without the lock.
+                let homes = manager.lock().unwrap_or_else(PoisonError::into_inner).homes();
+                let orphans: Vec<u64> = (homes.into_iter())
+                    .filter(|(_, home)| home.is_gone())
+                    .map(|(uid, _)| uid)
+                    .collect();
                 let (fdbs, neighs, ct) = {
                     let mut m = manager.lock().unwrap_or_else(PoisonError::into_inner);
                     // Handoff ports a runtime has moved since (Docker).
                     if m.moves_pending() {
                         m.settle_moves();
                     }
-                    // Ports whose namespace was deleted while attached.
-                    m.release_orphans();
+                    if !orphans.is_empty() {
+                        m.release_orphans(&orphans);
+                    }
                     m.expire_captures();
                     m.expire_traces();
                     (m.fdbs(), m.neigh_tables(), m.conntrack())

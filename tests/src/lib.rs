@@ -271,6 +271,23 @@ impl Drop for Background {
     }
 }
 
+/// Saves blocked ([`Switch::block_saves`]); dropped, the journal is back.
+pub struct SavesBlocked {
+    journal: PathBuf,
+    tmp: PathBuf,
+    kept: Option<Vec<u8>>,
+}
+
+impl Drop for SavesBlocked {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.journal);
+        let _ = std::fs::remove_dir(&self.tmp);
+        if let Some(kept) = self.kept.take() {
+            let _ = std::fs::write(&self.journal, kept);
+        }
+    }
+}
+
 /// A vswitchd of this test's own, with its own socket and state directory.
 pub struct Switch {
     pub dir: PathBuf,
@@ -396,6 +413,30 @@ impl Switch {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// What is saved in the state directory, as text: the state file and
+    /// the journal of changes since it was written (either may be missing).
+    pub fn saved(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.state_dir.join(name)).unwrap_or_default();
+        format!("{}\n-- journal --\n{}", read("state.json"), read("state.journal"))
+    }
+
+    /// The number of changes in the journal.
+    pub fn journal_lines(&self) -> usize {
+        std::fs::read_to_string(self.state_dir.join("state.journal")).map_or(0, |t| t.lines().count())
+    }
+
+    /// Makes every save fail until [`SavesBlocked`] is dropped: directories
+    /// where the journal and the state file's temporary go stop even root.
+    pub fn block_saves(&self) -> SavesBlocked {
+        let journal = self.state_dir.join("state.journal");
+        let kept = std::fs::read(&journal).ok();
+        let _ = std::fs::remove_file(&journal);
+        std::fs::create_dir(&journal).expect("journal blocker");
+        let tmp = self.state_dir.join("state.json.tmp");
+        std::fs::create_dir(&tmp).expect("state file blocker");
+        SavesBlocked { journal, tmp, kept }
     }
 
     pub fn vsctl(&self, args: &[&str]) -> Output {

@@ -13,7 +13,8 @@ fn bad_requests_change_nothing() {
     sw.ok(&["add-br", "br0"]);
     sw.add_port("br0", "p1", &ns);
     let show_before = sw.json(&["show"]);
-    let state_before = std::fs::read_to_string(sw.state_dir.join("state.json")).unwrap();
+    let state_before = sw.saved();
+    let changes_before = sw.journal_lines();
 
     sw.expect_error(&["add-port", "nobr", "p2"], "bridge 'nobr' does not exist");
     sw.expect_error(&["add-br", "br0"], "bridge 'br0' already exists");
@@ -89,9 +90,11 @@ fn bad_requests_change_nothing() {
     );
 
     assert_eq!(sw.json(&["show"]), show_before, "failed requests changed the switch");
+    assert!(sw.saved().starts_with(&state_before), "what was saved stays");
     assert_eq!(
-        std::fs::read_to_string(sw.state_dir.join("state.json")).unwrap(),
-        state_before
+        sw.journal_lines(),
+        changes_before + 2,
+        "the two changes that succeeded (add-br, del-br br1) were saved, nothing else"
     );
     assert!(ns.mac("eth0").is_some(), "the existing port's device is untouched");
 }

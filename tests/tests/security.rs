@@ -157,12 +157,23 @@ fn a_damaged_state_stops_the_start_with_the_way_back_and_a_read_only_one_refuses
         ["br0", "br1"]
     );
 
-    // A damaged file: the start stops with a message naming the file and
-    // the way back (the state before the last change, kept beside it).
+    // The last change torn (vswitchd died writing it, before answering):
+    // the start leaves it out and says so.
     sw.terminate();
-    let file = sw.state_dir.join("state.json");
-    let text = std::fs::read(&file).expect("state file");
-    std::fs::write(&file, &text[..text.len() / 2]).expect("truncate");
+    let journal = sw.state_dir.join("state.journal");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    std::fs::write(&journal, &text[..text.len() - 10]).expect("tear");
+    sw.launch();
+    assert_eq!(sw.ok(&["list-br"]).trim(), "br0", "the state before the torn change");
+    assert!(sw.log().contains("was not written whole"), "{}", sw.log());
+    sw.ok(&["add-br", "br1"]);
+
+    // A damaged line: the start stops with a message naming the file and
+    // the way out.
+    sw.terminate();
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    std::fs::write(&journal, text.replacen("br0", "br0\"", 1)).expect("damage");
     let out = Command::new(vswitch_tests::bin("vswitchd"))
         .arg("--socket")
         .arg(sw.dir.join("other.sock"))
@@ -174,13 +185,17 @@ fn a_damaged_state_stops_the_start_with_the_way_back_and_a_read_only_one_refuses
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("state file {} is not valid", file.display()))
-            && stderr.contains("state.json.prev: move it over"),
+        stderr.contains(&format!("state journal {} is damaged at line 1", journal.display()))
+            && stderr.contains("move it away to start from the configuration in"),
         "{stderr}"
     );
-    std::fs::rename(sw.state_dir.join("state.json.prev"), &file).expect("the way back");
+    std::fs::rename(&journal, sw.dir.join("journal.damaged")).expect("the way out");
     sw.launch();
-    assert_eq!(sw.ok(&["list-br"]).trim(), "br0", "the state before the last change");
+    assert_eq!(
+        sw.ok(&["list-br"]).trim(),
+        "",
+        "the state file's configuration: none yet"
+    );
 }
 
 /// Answers every UDP datagram on 10.189.0.1:9000 (outside) until killed.

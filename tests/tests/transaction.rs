@@ -1,5 +1,5 @@
 //! A change the switch cannot save changes nothing: not the running switch,
-//! not the state file, not the devices it would have created.
+//! not what is saved, not the devices it would have created.
 
 use std::process::Command;
 
@@ -25,13 +25,14 @@ fn a_change_that_cannot_be_saved_changes_nothing() {
     sw.ok(&["attach", "br0", &c1.name]);
     assert!(c1.ping("10.151.0.1", 1), "the gateway answers before");
     let show = sw.json(&["show"]);
-    let state_file = sw.state_dir.join("state.json");
-    let saved = std::fs::read(&state_file).unwrap();
+    let saved = sw.saved();
+    let state_file = || std::fs::read(sw.state_dir.join("state.json")).ok();
+    let state_before = state_file();
 
-    // The state directory is "full": the temporary file cannot be written
-    // (a directory in its place stops root too, where a read-only mode would not).
-    let blocker = sw.state_dir.join("state.json.tmp");
-    std::fs::create_dir(&blocker).unwrap();
+    // The state directory is "full": neither the journal nor the state
+    // file can be written (directories in their place stop root too, where
+    // a read-only mode would not).
+    let blocker = sw.block_saves();
     let internal = short_name("vt");
     let veth = short_name("vx");
     let changes: Vec<Vec<&str>> = vec![
@@ -61,11 +62,7 @@ fn a_change_that_cannot_be_saved_changes_nothing() {
     for change in &changes {
         sw.expect_error(change, SAVE_FAILED);
         assert_eq!(sw.json(&["show"]), show, "{change:?} changed the running switch");
-        assert_eq!(
-            std::fs::read(&state_file).unwrap(),
-            saved,
-            "{change:?} changed the file"
-        );
+        assert!(state_file() == state_before, "{change:?} wrote the state file");
     }
     // The devices made for the failed changes are gone again.
     for dev in ["eth0", "eth1"] {
@@ -76,11 +73,12 @@ fn a_change_that_cannot_be_saved_changes_nothing() {
     assert!(c1.ping("10.151.0.1", 1), "the attached namespace still forwards");
 
     // Once the state can be saved again, the same changes go through.
-    std::fs::remove_dir(&blocker).unwrap();
+    drop(blocker);
+    assert_eq!(sw.saved(), saved, "the journal did not move either");
     let attached = sw.ok(&["attach", "br0", &c2.name]);
     assert!(attached.contains("10.151.0.3"), "{attached}");
     assert!(c2.ping("10.151.0.2", 1), "the new namespace reaches the old one");
-    let state = std::fs::read_to_string(&state_file).unwrap();
+    let state = sw.saved();
     assert!(state.contains(&c2.name), "the lease was saved: {state}");
 }
 
@@ -90,8 +88,7 @@ fn many_commands_apply_as_one_transaction_or_not_at_all() {
     let sw = Switch::start("txm", "0");
     let (c1, c2) = (Netns::new("txm1"), Netns::new("txm2"));
     sw.ok(&["add-br", "base"]);
-    let state_file = sw.state_dir.join("state.json");
-    let before = std::fs::read(&state_file).expect("state");
+    let before = sw.journal_lines();
 
     // One transaction: a network, two containers on it, a published port.
     let out = sw.ok(&[
@@ -123,14 +120,13 @@ fn many_commands_apply_as_one_transaction_or_not_at_all() {
     assert!(c1.ping("10.153.0.2", 2), "c1 reaches c2: both attached");
     let published = sw.json(&["list-published", "tx0"]);
     assert_eq!(published.as_array().map(Vec::len), Some(1), "{published}");
-    // Saved once: the previous state file is the one from before it.
-    let prev = std::fs::read(sw.state_dir.join("state.json.prev")).expect("prev");
-    assert_eq!(prev, before, "one save for the whole transaction");
+    // Saved once: one more change in the journal.
+    assert_eq!(sw.journal_lines(), before + 1, "one save for the whole transaction");
 
     // A transaction whose third command fails changes nothing: no bridge,
     // no device in the namespace the second command attached.
     let c3 = Netns::new("txm3");
-    let saved = std::fs::read(&state_file).expect("state");
+    let saved = sw.saved();
     sw.expect_error(
         &[
             "add-br",
@@ -149,11 +145,7 @@ fn many_commands_apply_as_one_transaction_or_not_at_all() {
         "command 3 of the transaction failed; nothing was changed",
     );
     assert_eq!(sw.ok(&["list-br"]).lines().collect::<Vec<_>>(), ["base", "tx0"]);
-    assert_eq!(
-        std::fs::read(&state_file).expect("state"),
-        saved,
-        "the file did not move"
-    );
+    assert_eq!(sw.saved(), saved, "nothing more was saved");
     let links = c3.ip(&["-o", "link"]);
     assert!(
         !links.contains("eth0"),

@@ -274,8 +274,14 @@ fn malformed_vxlan_is_dropped_and_counted_and_the_tunnel_goes_on() {
     sw.ok(&["del-vxlan", "ov"]);
     assert_eq!(sw.json(&["vtep-show"]).as_array().map(Vec::len), Some(0));
     assert!(!c1.ping(REMOTE_IP, 1), "no tunnel, no path");
-    let state = std::fs::read_to_string(sw.state_dir.join("state.json")).unwrap();
-    assert!(!state.contains("vxlan"), "nothing of the tunnel is left: {state}");
+    sw.kill9();
+    sw.launch();
+    let tunnels = sw.json(&["vtep-show"]);
+    assert_eq!(
+        tunnels.as_array().map(Vec::len),
+        Some(0),
+        "nothing of the tunnel was saved: {tunnels}"
+    );
     let links = run_ok(Command::new("ip").args(["-br", "link"]));
     assert!(links.contains(&remote.uplink), "the uplink stays");
 }

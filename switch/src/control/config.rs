@@ -7,22 +7,17 @@
 //! Addresses (`Ipv4Net`, `MacAddr`) are plain values both ends share, like
 //! `Ipv4Addr`. The JSON is the same as the earlier versions wrote.
 //!
-//! Saved atomically: written to a temporary file, fsynced, renamed over the
-//! old one, and the directory fsynced, so a crash at any point leaves either
-//! the old or the new state, never a torn one. Live objects (devices, FDB,
-//! counters) are not part of it; vswitchd rebuilds them from it.
+//! Saved by `store` (a state file and a journal of changes). Live objects
+//! (devices, FDB, counters) are not part of it; vswitchd rebuilds them from
+//! it.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use vswitch_ctl::{Ipv4Net, MacAddr};
 use vswitch_nat::tuple::Proto;
 
-pub const STATE_FILE: &str = "state.json";
-const STATE_VERSION: u32 = 1;
+pub(super) const STATE_VERSION: u32 = 1;
 pub const DEFAULT_AGING_SECS: u64 = 300;
 pub const DEFAULT_MAX_MACS: usize = 8192;
 
@@ -263,112 +258,7 @@ pub struct AfxdpConfig {
     pub iface: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot read state file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("state file {path} is not valid ({way_out}; vswitchd will not guess)")]
-    Parse {
-        path: PathBuf,
-        way_out: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("state file {path} breaks a rule ({way_out})")]
-    Invalid {
-        path: PathBuf,
-        way_out: String,
-        #[source]
-        source: super::validate::Invalid,
-    },
-    #[error("state file {path} has version {found}; this vswitchd reads version {STATE_VERSION}")]
-    Version { path: PathBuf, found: u32 },
-    #[error("cannot write state file {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn prev_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".prev");
-    PathBuf::from(name)
-}
-
-/// What a user can do about a damaged state file.
-fn way_out(path: &Path) -> String {
-    let prev = prev_path(path);
-    if prev.exists() {
-        format!(
-            "the configuration before the last change is in {}: move it over {} to start from it, or move {} away to start empty",
-            prev.display(),
-            path.display(),
-            path.display()
-        )
-    } else {
-        format!("fix it, or move {} away to start empty", path.display())
-    }
-}
-
 impl DesiredState {
-    /// Reads the state in `dir`; no file means nothing configured yet.
-    pub fn load(dir: &Path) -> Result<DesiredState, StateError> {
-        let path = dir.join(STATE_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(DesiredState::default()),
-            Err(source) => return Err(StateError::Read { path, source }),
-        };
-        let state: DesiredState = serde_json::from_str(&text).map_err(|source| StateError::Parse {
-            path: path.clone(),
-            way_out: way_out(&path),
-            source,
-        })?;
-        if state.version != STATE_VERSION {
-            return Err(StateError::Version {
-                path,
-                found: state.version,
-            });
-        }
-        state.validate().map_err(|source| StateError::Invalid {
-            way_out: way_out(&path),
-            path,
-            source,
-        })?;
-        Ok(state)
-    }
-
-    /// Replaces the state in `dir` atomically. The state it replaces stays
-    /// beside it as `state.json.prev` (a second name for the old file, not
-    /// a copy), the way back should the new one ever be damaged.
-    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
-        let path = dir.join(STATE_FILE);
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let prev = prev_path(&path);
-        let prev_tmp = dir.join(format!("{STATE_FILE}.prev.tmp"));
-        let write = || -> io::Result<()> {
-            let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-            text.push(b'\n');
-            let mut file = File::create(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            if path.exists() {
-                let _ = fs::remove_file(&prev_tmp);
-                fs::hard_link(&path, &prev_tmp)?;
-                fs::rename(&prev_tmp, &prev)?;
-            }
-            fs::rename(&tmp, &path)?;
-            File::open(dir)?.sync_all()
-        };
-        write().map_err(|source| StateError::Write { path, source })
-    }
-
     /// True when `a` and `b` may route to each other.
     pub fn linked(&self, a: &str, b: &str) -> bool {
         self.links.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a))
@@ -397,13 +287,6 @@ impl DesiredState {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("vswitch-config-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     pub(in crate::control) fn sample() -> DesiredState {
         DesiredState {
@@ -463,112 +346,5 @@ pub(super) mod tests {
                 uplink_via: None,
             }],
         }
-    }
-
-    #[test]
-    fn a_damaged_state_names_the_way_back() {
-        let dir = temp_dir("damaged");
-        let first = DesiredState::default();
-        first.save(&dir).unwrap();
-        let err = |dir: &Path| crate::control::error_chain(&DesiredState::load(dir).unwrap_err());
-        fs::write(dir.join(STATE_FILE), "{\"version\":1,\"bridges\":[{").unwrap();
-        let text = err(&dir);
-        assert!(text.contains("fix it, or move"), "no previous state yet: {text}");
-        fs::remove_dir_all(&dir).unwrap();
-
-        let dir = temp_dir("damaged2");
-        first.save(&dir).unwrap();
-        let mut second = first.clone();
-        second.links.clear();
-        second.bridges.push(sample().bridges[0].clone());
-        second.bridges[0].vxlan = None;
-        second.save(&dir).unwrap();
-        assert_eq!(DesiredState::load(&dir).unwrap(), second);
-        // The state before the last save is kept beside it.
-        let prev: DesiredState = serde_json::from_slice(&fs::read(dir.join("state.json.prev")).unwrap()).unwrap();
-        assert_eq!(prev, first);
-        fs::write(dir.join(STATE_FILE), b"\0\0\0").unwrap();
-        let text = err(&dir);
-        assert!(
-            text.starts_with(&format!(
-                "state file {}/state.json is not valid (the configuration before the last change is in",
-                dir.display()
-            )),
-            "{text}"
-        );
-        // A file that parses but breaks a rule is refused too.
-        let mut broken = second.clone();
-        broken.bridges.push(second.bridges[0].clone());
-        fs::write(dir.join(STATE_FILE), serde_json::to_vec(&broken).unwrap()).unwrap();
-        let text = err(&dir);
-        assert!(
-            text.contains("breaks a rule") && text.contains("already exists"),
-            "{text}"
-        );
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn save_then_load_round_trips() {
-        let dir = temp_dir("rt");
-        assert_eq!(
-            DesiredState::load(&dir).unwrap(),
-            DesiredState::default(),
-            "no file, nothing configured"
-        );
-        // The sample, with the bridge its link names, is a valid state.
-        let mut state = sample();
-        let mut br1 = BridgeConfig {
-            name: "br1".into(),
-            subnet: Some("10.21.0.0/24".parse().unwrap()),
-            gateway: Some("10.21.0.1".parse().unwrap()),
-            ..sample().bridges[0].clone()
-        };
-        (br1.ports, br1.leases, br1.uplink, br1.vxlan, br1.ip_range) = (vec![], vec![], None, None, None);
-        br1.published.clear();
-        state.bridges.push(br1);
-        state.save(&dir).unwrap();
-        assert_eq!(DesiredState::load(&dir).unwrap(), state);
-        assert!(!dir.join("state.json.tmp").exists());
-        let (br, port) = sample()
-            .port("p1")
-            .map(|(b, p)| (b.name.clone(), p.ifname.clone()))
-            .unwrap();
-        assert_eq!((br.as_str(), port.as_str()), ("br0", "eth0"));
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_corrupt_file_is_an_error_not_an_empty_config() {
-        let dir = temp_dir("bad");
-        fs::write(dir.join(STATE_FILE), "{ not json").unwrap();
-        assert!(matches!(DesiredState::load(&dir), Err(StateError::Parse { .. })));
-        fs::write(dir.join(STATE_FILE), r#"{"version": 99, "bridges": []}"#).unwrap();
-        assert!(matches!(
-            DesiredState::load(&dir),
-            Err(StateError::Version { found: 99, .. })
-        ));
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    /// A file as earlier versions wrote it, with the protocol's spelling.
-    #[test]
-    fn an_earlier_file_still_loads() {
-        let dir = temp_dir("old");
-        let text = r#"{"version":1,"bridges":[{"name":"br0","aging_secs":300,"max_macs":8192,
-            "ports":[{"name":"p1","port_type":"afxdp","netns":"c1","ifname":"eth0","mac":null,
-            "afxdp":{"mode":"generic","queue":0,"iface":null}}],
-            "subnet":"10.20.0.0/24","gateway":"10.20.0.1",
-            "uplink":{"iface":"up0","port_type":"tap","mode":"auto","ip":"192.0.2.2","prefix":24,"gw":"192.0.2.1","mac":null},
-            "masquerade":true,"published":[{"proto":"udp","port":53,"to_ip":"10.20.0.2","to_port":5353}]}],
-            "links":[]}"#;
-        fs::write(dir.join(STATE_FILE), text).unwrap();
-        let state = DesiredState::load(&dir).unwrap();
-        let br = &state.bridges[0];
-        assert_eq!(br.ports[0].port_type, PortKind::Afxdp);
-        assert_eq!(br.ports[0].afxdp.as_ref().unwrap().mode, XdpChoice::Generic);
-        assert_eq!(br.uplink.as_ref().unwrap().port_type, PortKind::Tap);
-        assert_eq!(br.published[0].proto, L4Proto::Udp);
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -109,7 +109,12 @@ impl Manager {
             Request::CtFlush { bridge, addr } => self.ct_flush(bridge.as_deref(), addr).map(Reply::Flushed),
             Request::CtStats => Ok(Reply::CtStats(self.ct_stats())),
             Request::CtSave => self.save_conntrack().map(Reply::CtSaved),
-            Request::CaptureStart { port, count, direction } => done(self.capture_start(&port, count, direction)),
+            Request::CaptureStart {
+                port,
+                count,
+                direction,
+                filter,
+            } => done(self.capture_start(&port, count, direction, filter.as_deref())),
             Request::CaptureRead { port } => self.capture_read(&port).map(Reply::Captured),
             Request::CaptureStop { port } => done(self.capture_stop(&port)),
             Request::TraceStart { port, count } => done(self.trace_start(&port, count)),

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 
 use vswitch_ctl::Ipv4Net;
 
-use super::config::{L4Proto, PortKind, StateError};
+use super::config::{L4Proto, PortKind};
+use super::store::StateError;
 use super::validate::Invalid;
 use crate::port::PortError;
 use crate::sys::netns::NetnsError;
@@ -53,6 +54,12 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Option(&'static str),
+    #[error("bad filter '{expr}'")]
+    BadFilter {
+        expr: String,
+        #[source]
+        source: pcap::Error,
+    },
     #[error("bridge '{0}' has no subnet (add-br --subnet)")]
     NoSubnet(String),
     #[error("gateway {gateway} is not a host address of {subnet}")]

@@ -5,7 +5,7 @@
 //! saved) and the live objects built from it: bridges' tables and ports'
 //! devices. Every change goes through one transaction, [`Manager::commit`]:
 //! clone the desired state, let the request edit the copy (opening the
-//! devices it adds on the way), validate it, save it atomically, then make
+//! devices it adds on the way), validate it, save it (`store`), then make
 //! it the switch's and publish a snapshot. If any step fails nothing
 //! changed, neither in memory nor on disk, and the devices the request
 //! opened are closed again. Removed ports are closed only after every poll
@@ -19,7 +19,8 @@
 //! routes a request to its family and `wire` converts the protocol's types.
 //! `snapshot_build` turns the state into the datapath's snapshot, `restore`
 //! rebuilds the switch at start-up, `socket` serves the control socket,
-//! `config` is the saved state and `validate` the rules it keeps.
+//! `config` is the desired state, `validate` the rules it keeps, `store`
+//! saves it (`delta`: a change as a journal line).
 //!
 //! The control plane reads the datapath's counters and tables and publishes
 //! snapshots; it never touches a poll thread's state otherwise.
@@ -29,6 +30,7 @@ mod bridges;
 mod capture;
 pub mod config;
 mod ctfile;
+mod delta;
 mod dispatch;
 mod error;
 mod nat;
@@ -37,6 +39,7 @@ mod restore;
 mod runtime;
 mod snapshot_build;
 pub mod socket;
+pub mod store;
 mod trace;
 mod transaction;
 mod tunnels;
@@ -44,7 +47,9 @@ mod validate;
 mod views;
 mod wire;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use hashbrown::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -62,6 +67,7 @@ use crate::tables::neigh::NeighTable;
 use crate::tables::publish::PublishTable;
 use config::{BridgeConfig, DesiredState};
 pub use error::{error_chain, ControlError};
+use store::Store;
 
 /// How long a change waits for the poll threads to let go of the old snapshot.
 const GRACE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -132,6 +138,8 @@ struct Retired {
 
 pub struct Manager {
     state_dir: PathBuf,
+    /// Where each change is saved.
+    store: Store,
     desired: DesiredState,
     bridges: BTreeMap<String, LiveBridge>,
     ports: BTreeMap<String, PortEntry>,
@@ -154,13 +162,14 @@ pub const DEFAULT_PICKUP: Duration = Duration::from_secs(600);
 impl Manager {
     pub fn new(
         state_dir: PathBuf,
-        desired: DesiredState,
+        (desired, store): (DesiredState, Store),
         pmds: Vec<Arc<PmdHandle>>,
         cell: Arc<SnapshotCell>,
         conntrack: ConnTable,
     ) -> Manager {
         Manager {
             state_dir,
+            store,
             desired,
             bridges: BTreeMap::new(),
             ports: BTreeMap::new(),
@@ -216,7 +225,9 @@ impl Manager {
             return Ok(out);
         }
         desired.validate()?;
-        desired.save(&self.state_dir).map_err(ControlError::Persist)?;
+        self.store
+            .save(&self.desired, &desired)
+            .map_err(ControlError::Persist)?;
         let old = std::mem::replace(&mut self.desired, desired);
         let retired = self.apply(&old, opened);
         self.publish();
@@ -267,13 +278,13 @@ impl Manager {
                 retired.ports.push((entry, fdb));
             }
         }
-        let wanted: HashSet<&str> = self.desired.bridges.iter().map(|b| b.name.as_str()).collect();
-        let dead: Vec<String> = self
-            .bridges
-            .keys()
-            .filter(|name| !wanted.contains(name.as_str()))
-            .cloned()
-            .collect();
+        let dead: Vec<String> = {
+            let wanted: HashSet<&str> = self.desired.bridges.iter().map(|b| b.name.as_str()).collect();
+            (self.bridges.keys())
+                .filter(|name| !wanted.contains(name.as_str()))
+                .cloned()
+                .collect()
+        };
         for name in dead {
             if let Some(live) = self.bridges.remove(&name) {
                 retired.zones.push(live.slot as u16);

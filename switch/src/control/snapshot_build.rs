@@ -4,7 +4,7 @@
 //! the ports to read (round robin over the live ones); routed bridges get
 //! their gateway view: linked bridges, internal port, uplink, NAT.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
 use tracing::warn;

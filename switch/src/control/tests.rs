@@ -9,7 +9,7 @@ use vswitch_nat::table::ConnTable;
 use vswitch_nat::tuple::Proto;
 
 use super::bridges::valid_name;
-use super::config::STATE_FILE;
+use super::store::{Store, JOURNAL_FILE, STATE_FILE};
 use super::*;
 use crate::snapshot::Snapshot;
 
@@ -20,11 +20,37 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// What is saved in `dir`: the state file and the journal.
+fn saved_files(dir: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    (
+        fs::read(dir.join(STATE_FILE)).ok(),
+        fs::read(dir.join(JOURNAL_FILE)).ok(),
+    )
+}
+
+/// Makes every save fail: directories where the state file's temporary and
+/// the journal go stop even root. The journal, to put back.
+fn block_saves(dir: &Path) -> Option<Vec<u8>> {
+    let journal = fs::read(dir.join(JOURNAL_FILE)).ok();
+    let _ = fs::remove_file(dir.join(JOURNAL_FILE));
+    fs::create_dir(dir.join(JOURNAL_FILE)).unwrap();
+    fs::create_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    journal
+}
+
+fn unblock_saves(dir: &Path, journal: Option<Vec<u8>>) {
+    fs::remove_dir(dir.join(JOURNAL_FILE)).unwrap();
+    fs::remove_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    if let Some(journal) = journal {
+        fs::write(dir.join(JOURNAL_FILE), journal).unwrap();
+    }
+}
+
 fn manager(dir: &Path) -> Manager {
     let cell = Arc::new(SnapshotCell::new(Snapshot::default()));
     let mut m = Manager::new(
         dir.to_path_buf(),
-        DesiredState::default(),
+        Store::open(dir).unwrap(),
         Vec::new(),
         cell,
         ConnTable::new(16),
@@ -77,12 +103,11 @@ fn a_failed_save_changes_nothing() {
     ] {
         assert_eq!(m.handle(r).unwrap(), Reply::Done);
     }
-    let file = fs::read(dir.join(STATE_FILE)).unwrap();
+    let file = saved_files(&dir);
     let before = seen(&m);
     let desired = m.desired.clone();
 
-    // The temporary file cannot be created: every save fails, even as root.
-    fs::create_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    let journal = block_saves(&dir);
     let changes = [
         add_br("br2", "10.3.0.0/24"),
         Request::DelBr { name: "br1".into() },
@@ -108,11 +133,7 @@ fn a_failed_save_changes_nothing() {
             text.starts_with("cannot save the configuration; nothing was changed: cannot write state file"),
             "{request:?}: {text}"
         );
-        assert_eq!(
-            fs::read(dir.join(STATE_FILE)).unwrap(),
-            file,
-            "{request:?}: the file moved"
-        );
+        assert_eq!(saved_files(&dir).0, file.0, "{request:?}: the state file moved");
         assert_eq!(seen(&m), before, "{request:?}: the running switch moved");
         assert_eq!(m.desired, desired, "{request:?}");
         let table = &m.bridges["br0"].published;
@@ -120,13 +141,14 @@ fn a_failed_save_changes_nothing() {
         assert_eq!(m.bridges.len(), 2);
     }
 
-    fs::remove_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    unblock_saves(&dir, journal);
+    assert_eq!(saved_files(&dir), file);
     m.handle(publish(9090)).unwrap();
     m.handle(Request::DelBr { name: "br1".into() }).unwrap();
     assert!(m.bridges["br0"].published.get(Proto::Tcp, 9090).is_some());
     assert_eq!(m.bridges.len(), 1);
     assert!(seen(&m).1 > before.1, "a new snapshot was published");
-    let saved = DesiredState::load(&dir).unwrap();
+    let saved = Store::open(&dir).unwrap().0;
     assert_eq!(saved, m.desired);
     assert_eq!(saved.bridges.len(), 1);
     fs::remove_dir_all(dir).unwrap();
@@ -138,7 +160,7 @@ fn an_invalid_change_is_refused_whole() {
     let mut m = manager(&dir);
     m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
     m.handle(publish(8080)).unwrap();
-    let file = fs::read(dir.join(STATE_FILE)).unwrap();
+    let file = saved_files(&dir);
     let before = seen(&m);
     for (request, expected) in [
         (add_br("br0", "10.9.0.0/24"), "bridge 'br0' already exists"),
@@ -150,7 +172,7 @@ fn an_invalid_change_is_refused_whole() {
     ] {
         let text = error_chain(&m.handle(request).unwrap_err());
         assert_eq!(text, expected);
-        assert_eq!(fs::read(dir.join(STATE_FILE)).unwrap(), file);
+        assert_eq!(saved_files(&dir), file);
         assert_eq!(seen(&m), before);
     }
     fs::remove_dir_all(dir).unwrap();
@@ -180,7 +202,7 @@ fn an_address_range_must_lie_in_the_subnet() {
     m.handle(with_range("br0", "10.1.0.128/25")).unwrap();
     let shown = m.show();
     assert_eq!(shown[0].ip_range, Some("10.1.0.128/25".parse().unwrap()));
-    assert_eq!(DesiredState::load(&dir).unwrap().bridges[0].ip_range, shown[0].ip_range);
+    assert_eq!(Store::open(&dir).unwrap().0.bridges[0].ip_range, shown[0].ip_range);
     fs::remove_dir_all(dir).unwrap();
 }
 
@@ -190,7 +212,7 @@ fn a_change_that_changes_nothing_saves_nothing() {
     let mut m = manager(&dir);
     m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
     let generation = seen(&m).1;
-    fs::create_dir(dir.join(format!("{STATE_FILE}.tmp"))).unwrap();
+    block_saves(&dir);
     let off = Request::SetNat {
         bridge: "br0".into(),
         masquerade: false,
@@ -348,7 +370,7 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
             .and_then(|b| b.uplink_via.clone()),
         Some("br0".into())
     );
-    let saved = DesiredState::load(&dir).unwrap();
+    let saved = Store::open(&dir).unwrap().0;
     assert_eq!(
         saved.bridge("d2").and_then(|b| b.uplink_via.clone()),
         Some("br0".into())

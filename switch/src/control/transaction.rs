@@ -65,7 +65,7 @@ impl Manager {
                 .desired
                 .validate()
                 .map_err(ControlError::from)
-                .and_then(|()| self.desired.save(&self.state_dir).map_err(ControlError::Persist));
+                .and_then(|()| (self.store.save(&batch.before, &self.desired)).map_err(ControlError::Persist));
             if let Err(e) = saved {
                 self.desired = batch.before;
                 return Err(e);

@@ -5,7 +5,7 @@
 //! from each other and from uplink networks, links only between routed
 //! bridges, one rule per published port, one lease per address.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use vswitch_ctl::Ipv4Net;

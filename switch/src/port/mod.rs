@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::packet::{Batch, PacketPool};
 use crate::stats::{PortCounters, PortStatsCells};
+use crate::sys::netns::Home;
 
 /// Why a port's device could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +71,11 @@ pub trait PortIo: Send + Sync {
         false
     }
 
-    /// The namespace the device lives in was deleted while the port's
-    /// descriptor keeps it alive (a TAP made inside it): the control plane
-    /// then closes the port, which lets the namespace go. Control-plane only.
-    fn namespace_gone(&self) -> bool {
-        false
+    /// The namespace the port's descriptor keeps alive (a TAP made inside
+    /// it): once its name is gone ([`Home::is_gone`]) the control plane
+    /// closes the port, which lets the namespace go. Control-plane only.
+    fn home(&self) -> Option<&Home> {
+        None
     }
 
     /// Work the owning poll thread does between bursts (pushing out queued

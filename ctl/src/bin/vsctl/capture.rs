@@ -4,8 +4,9 @@
 //! count is reached or after `--seconds`; a vsctl that is killed leaves a
 //! capture vswitchd stops by itself 10 s later.
 //!
-//! `--filter EXPR` is tcpdump's language, compiled by libpcap (the `pcap`
-//! crate) and applied here, to what is written: vswitchd copies every
+//! `--filter EXPR` is tcpdump's language, compiled by vswitchd's libpcap
+//! and applied as vswitchd hands the frames over (vsctl itself does not
+//! load libpcap: its start-up is every vsctl call's). vswitchd copies every
 //! frame of the port, so with a filter the count counts what was written.
 
 use std::fs::File;
@@ -66,15 +67,7 @@ pub struct Capture<'a> {
 }
 
 pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
-    let filter = match &c.filter {
-        Some(expr) => Some(
-            pcap::Capture::dead(pcap::Linktype::ETHERNET)
-                .context("libpcap")?
-                .compile(expr, true)
-                .with_context(|| format!("bad filter '{expr}'"))?,
-        ),
-        None => None,
-    };
+    let filter = c.filter.as_ref();
     let out: Box<dyn Write> = if c.write == Path::new("-") {
         Box::new(Flushing(std::io::stdout().lock()))
     } else {
@@ -92,18 +85,26 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
     // what it writes.
     let vsctl_counts = filter.is_some() || c.ports.len() > 1;
     let mut started = Vec::new();
+    let mut refused = None;
     for port in &c.ports {
         let start = Request::CaptureStart {
             port: port.clone(),
             count: if vsctl_counts { None } else { c.count },
             direction: c.direction,
+            filter: filter.cloned(),
         };
         match call(c.socket, &start) {
             Ok(_) => started.push(port.clone()),
             // A bridge's port that is down has nothing to capture.
-            Err(err) if c.ports.len() > 1 => eprintln!("vsctl: {port} not captured: {err:#}"),
+            Err(err) if c.ports.len() > 1 => {
+                eprintln!("vsctl: {port} not captured: {err:#}");
+                refused = Some(err);
+            }
             Err(err) => return Err(err),
         }
+    }
+    if let (true, Some(err)) = (started.is_empty(), refused) {
+        return Err(err.context("no port of the bridge could be captured"));
     }
     let deadline = c.seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let (mut taken, mut skipped, mut filtered) = (0u64, 0u64, 0u64);
@@ -120,16 +121,13 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
                 };
                 all_done &= chunk.done;
                 round_skipped += chunk.skipped;
+                filtered += chunk.filtered;
                 round.extend(chunk.frames);
             }
             skipped = round_skipped;
             round.sort_by_key(|f| f.unix_ns);
             for f in &round {
                 let data = unhex(&f.data)?;
-                if filter.as_ref().is_some_and(|bpf| !bpf.filter(&data)) {
-                    filtered += 1;
-                    continue;
-                }
                 let ts = Duration::from_nanos(f.unix_ns);
                 pcap.write_packet(&PcapPacket::new(ts, f.orig_len, &data))
                     .context("cannot write a frame")?;

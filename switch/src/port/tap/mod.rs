@@ -269,8 +269,8 @@ impl PortIo for TapPort {
         self.file.as_raw_fd()
     }
 
-    fn namespace_gone(&self) -> bool {
-        self.home.as_ref().is_some_and(Home::is_gone)
+    fn home(&self) -> Option<&Home> {
+        self.home.as_ref()
     }
 
     fn has_vnet_hdr(&self) -> bool {
