@@ -6,7 +6,7 @@ use tracing::info;
 use vswitch_ctl::Ipv4Net;
 
 use super::attach::next_free;
-use super::config::{BridgeConfig, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
+use super::config::{BridgeConfig, Shared, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
 use super::{ControlError, Manager};
 
 const MAX_AGING_SECS: u64 = 1_000_000;
@@ -86,14 +86,14 @@ impl Manager {
             name: name.clone(),
             aging_secs,
             max_macs,
-            ports: Vec::new(),
+            ports: Shared::default(),
             subnet,
             gateway,
             ip_range,
-            leases: Vec::new(),
+            leases: Shared::default(),
             uplink: None,
             masquerade: false,
-            published: Vec::new(),
+            published: Shared::default(),
             vxlan: None,
             uplink_via,
         };

@@ -12,6 +12,8 @@
 //! it.
 
 use std::net::Ipv4Addr;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vswitch_ctl::{Ipv4Net, MacAddr};
@@ -20,6 +22,76 @@ use vswitch_nat::tuple::Proto;
 pub(super) const STATE_VERSION: u32 = 1;
 pub const DEFAULT_AGING_SECS: u64 = 300;
 pub const DEFAULT_MAX_MACS: usize = 8192;
+
+/// A list of a bridge's, shared by the copies of the desired state until
+/// one of them changes it (copy on write, through `DerefMut`). Every change
+/// copies the desired state to have the old one to go back to; with 2000
+/// ports, copying and then dropping every port and lease was a third of a
+/// publish's time in vswitchd, for lists the publish does not touch. Equal
+/// lists that are the same allocation compare in one step.
+#[derive(Debug)]
+pub struct Shared<T>(Arc<Vec<T>>);
+
+/// Written and read as the plain list.
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(Shared::from)
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Shared(Arc::new(Vec::new()))
+    }
+}
+
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl<T: Eq> Eq for Shared<T> {}
+
+impl<T> From<Vec<T>> for Shared<T> {
+    fn from(list: Vec<T>) -> Self {
+        Shared(Arc::new(list))
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Shared<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T: Clone> DerefMut for Shared<T> {
+    /// The list to change: this copy's own (copied first if shared).
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        Arc::make_mut(&mut self.0)
+    }
+}
 
 /// The kinds of port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +190,7 @@ pub struct BridgeConfig {
     pub name: String,
     pub aging_secs: u64,
     pub max_macs: usize,
-    pub ports: Vec<PortConfig>,
+    pub ports: Shared<PortConfig>,
     /// The bridge's IPv4 subnet; vswitchd is its gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Ipv4Net>,
@@ -130,7 +202,7 @@ pub struct BridgeConfig {
     pub ip_range: Option<Ipv4Net>,
     /// Addresses handed out by `vsctl attach`, one per namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub leases: Vec<Lease>,
+    pub leases: Shared<Lease>,
     /// The interface toward the outside world (`vsctl add-uplink`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkConfig>,
@@ -139,7 +211,7 @@ pub struct BridgeConfig {
     pub masquerade: bool,
     /// Ports of the uplink address forwarded to containers (`publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub published: Vec<Published>,
+    pub published: Shared<Published>,
     /// The bridge stretched over VXLAN (`add-vxlan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<TunnelConfig>,
@@ -305,7 +377,8 @@ pub(super) mod tests {
                     port: "p1".into(),
                     owner: None,
                     no_default_route: false,
-                }],
+                }]
+                .into(),
                 uplink: Some(UplinkConfig {
                     iface: "up0".into(),
                     port_type: PortKind::Afxdp,
@@ -323,7 +396,8 @@ pub(super) mod tests {
                     port: 8080,
                     to_ip: "10.20.0.2".parse().unwrap(),
                     to_port: 80,
-                }],
+                }]
+                .into(),
                 vxlan: Some(TunnelConfig {
                     vni: 42,
                     port: 4789,
@@ -342,7 +416,8 @@ pub(super) mod tests {
                     afxdp: None,
                     moves_to: None,
                     allow_any_src: false,
-                }],
+                }]
+                .into(),
                 uplink_via: None,
             }],
         }

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::config::{BridgeConfig, DesiredState, L4Proto, Lease, PortConfig, Published};
+use super::config::{BridgeConfig, DesiredState, L4Proto, Lease, PortConfig, Published, Shared};
 
 /// The difference between two desired states.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,7 +114,8 @@ impl<T: Keyed> ListDelta<T> {
 
     /// The change from `old` to `new`, if a delta says it exactly.
     fn between(old: &[T], new: &[T]) -> Option<ListDelta<T>> {
-        if old == new {
+        // The same list (shared by both states) first: one comparison.
+        if std::ptr::eq(old, new) || old == new {
             return Some(ListDelta::default());
         }
         let old_keys: HashSet<T::Key> = old.iter().map(Keyed::key).collect();
@@ -169,7 +170,7 @@ impl<T: Keyed> ListDelta<T> {
 
 /// A bridge's settings: itself without its lists. Destructured field by
 /// field so that a new field cannot be forgotten here.
-fn settings(b: &BridgeConfig) -> BridgeConfig {
+pub(super) fn settings(b: &BridgeConfig) -> BridgeConfig {
     let BridgeConfig {
         name,
         aging_secs,
@@ -189,14 +190,14 @@ fn settings(b: &BridgeConfig) -> BridgeConfig {
         name: name.clone(),
         aging_secs: *aging_secs,
         max_macs: *max_macs,
-        ports: Vec::new(),
+        ports: Shared::default(),
         subnet: *subnet,
         gateway: *gateway,
         ip_range: *ip_range,
-        leases: Vec::new(),
+        leases: Shared::default(),
         uplink: uplink.clone(),
         masquerade: *masquerade,
-        published: Vec::new(),
+        published: Shared::default(),
         vxlan: vxlan.clone(),
         uplink_via: uplink_via.clone(),
     }
@@ -357,10 +358,11 @@ mod tests {
                 Box::new(|s| {
                     let l = &mut s.bridges[0].leases;
                     l[0].owner = Some("docker".into());
-                    l.push(Lease {
+                    let other = Lease {
                         ip: "10.20.0.3".parse().unwrap(),
                         ..l[0].clone()
-                    });
+                    };
+                    l.push(other);
                 }),
             ),
         ];
@@ -374,7 +376,7 @@ mod tests {
     #[test]
     fn an_edit_a_delta_cannot_say_is_refused_not_approximated() {
         let mut base = sample();
-        base.bridges[0].ports = vec![port("a"), port("b"), port("c")];
+        base.bridges[0].ports = vec![port("a"), port("b"), port("c")].into();
         let mut swapped = base.clone();
         swapped.bridges[0].ports.swap(0, 2);
         assert_eq!(Delta::between(&base, &swapped), None, "reordered");
@@ -395,7 +397,7 @@ mod tests {
     #[test]
     fn a_publish_among_many_ports_is_a_short_line() {
         let mut base = sample();
-        base.bridges[0].ports = (0..2000).map(|i| port(&format!("p{i}"))).collect();
+        base.bridges[0].ports = (0..2000).map(|i| port(&format!("p{i}"))).collect::<Vec<_>>().into();
         let mut new = base.clone();
         new.bridges[0].published.push(rule(9000));
         let delta = Delta::between(&base, &new).unwrap();

@@ -136,6 +136,12 @@ struct Retired {
     zones: Vec<u16>,
 }
 
+impl Retired {
+    fn is_empty(&self) -> bool {
+        self.ports.is_empty() && self.zones.is_empty()
+    }
+}
+
 pub struct Manager {
     state_dir: PathBuf,
     /// Where each change is saved.
@@ -229,10 +235,20 @@ impl Manager {
             .save(&self.desired, &desired)
             .map_err(ControlError::Persist)?;
         let old = std::mem::replace(&mut self.desired, desired);
-        let retired = self.apply(&old, opened);
-        self.publish();
-        self.retire(retired);
+        self.apply_and_publish(&old, opened);
         Ok(out)
+    }
+
+    /// Makes a committed change the switch's: applies it, publishes a
+    /// snapshot unless the change is not in it (only published rules,
+    /// which live in tables the poll threads share), and cleans up.
+    fn apply_and_publish(&mut self, old: &DesiredState, opened: Vec<Opened>) {
+        let needs_snapshot = !opened.is_empty() || !snapshot_build::same_snapshot(old, &self.desired);
+        let retired = self.apply(old, opened);
+        if needs_snapshot || !retired.is_empty() {
+            self.publish();
+        }
+        self.retire(retired);
     }
 
     /// Brings the live objects in line with the committed desired state:
@@ -244,7 +260,11 @@ impl Manager {
         // Port and uplink name -> (bridge, is the uplink), borrowed: with
         // thousands of ports, owned copies of every name were a tenth of a
         // change's time. What is needed past the borrow is taken out first.
-        let (gone, placed) = {
+        // Not at all when no bridge's ports or uplink changed (a publish).
+        let ports_changed = !opened.is_empty() || !same_ports(old, &self.desired);
+        let (gone, placed) = if !ports_changed {
+            (Vec::new(), Vec::new())
+        } else {
             let configured: HashMap<&str, (&str, bool)> = self
                 .desired
                 .bridges
@@ -421,6 +441,14 @@ impl Manager {
             .map(|b| b.slot as u16)
             .ok_or_else(|| ControlError::NoBridge(way_out.to_string()))
     }
+}
+
+/// True when every bridge has the ports and uplink it had (the same
+/// lists, mostly: shared lists compare in one step).
+fn same_ports(old: &DesiredState, new: &DesiredState) -> bool {
+    old.bridges.len() == new.bridges.len()
+        && (old.bridges.iter().zip(&new.bridges))
+            .all(|(a, b)| a.name == b.name && a.ports == b.ports && a.uplink == b.uplink)
 }
 
 /// The lowest slot number not in `used`.

@@ -11,7 +11,8 @@ use tracing::warn;
 use vswitch_ctl::Ipv4Net;
 use vswitch_vxlan::{Vni, ETH_HDR_LEN, OVERHEAD};
 
-use super::config::{BridgeConfig, PortKind};
+use super::config::{BridgeConfig, DesiredState, PortKind};
+use super::delta::settings;
 use super::{gateway_mac, Manager};
 use crate::pipeline::guard::SourceGuard;
 use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, TunnelIn, TunnelL2, UplinkL3};
@@ -19,6 +20,22 @@ use crate::sys::read_mtu;
 
 /// The MTU assumed for an underlay whose own cannot be read.
 const DEFAULT_MTU: usize = 1500;
+
+/// True when `old` and `new` make the same snapshot: they differ at most in
+/// published rules, which the snapshot holds by their bridges' tables
+/// (edited in place), not one by one; only whether a bridge has any
+/// matters (NAT is set up for it).
+pub(super) fn same_snapshot(old: &DesiredState, new: &DesiredState) -> bool {
+    let same_bridge = |a: &BridgeConfig, b: &BridgeConfig| {
+        a.published.is_empty() == b.published.is_empty()
+            && a.ports == b.ports
+            && a.leases == b.leases
+            && settings(a) == settings(b)
+    };
+    old.links == new.links
+        && old.bridges.len() == new.bridges.len()
+        && (old.bridges.iter().zip(&new.bridges)).all(|(a, b)| same_bridge(a, b))
+}
 
 impl Manager {
     pub(super) fn build_snapshot(&self) -> Snapshot {

@@ -380,3 +380,35 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
     m.handle(Request::DelBr { name: "br0".into() }).unwrap();
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_rule_among_rules_takes_effect_without_a_new_snapshot() {
+    let dir = temp_dir("rules");
+    let mut m = manager(&dir);
+    m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
+    let generation = seen(&m).1;
+    m.handle(publish(8080)).unwrap();
+    assert!(
+        seen(&m).1 > generation,
+        "the bridge's first rule sets up NAT: a new snapshot"
+    );
+    let generation = seen(&m).1;
+    let before = m.desired.clone();
+    m.handle(publish(8081)).unwrap();
+    assert_eq!(seen(&m).1, generation, "a second rule: the shared table only");
+    assert!(m.bridges["br0"].published.get(Proto::Tcp, 8081).is_some());
+    let (old, new) = (&before.bridges[0], &m.desired.bridges[0]);
+    assert!(
+        std::ptr::eq(old.ports.as_slice(), new.ports.as_slice()),
+        "the lists a change does not touch stay shared with the copy before it"
+    );
+    m.handle(Request::Unpublish {
+        bridge: "br0".into(),
+        proto: NatProto::Tcp,
+        port: 8081,
+    })
+    .unwrap();
+    assert!(m.bridges["br0"].published.get(Proto::Tcp, 8081).is_none());
+    assert_eq!(Store::open(&dir).unwrap().0, m.desired);
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -70,9 +70,7 @@ impl Manager {
                 self.desired = batch.before;
                 return Err(e);
             }
-            let retired = self.apply(&batch.before, batch.opened);
-            self.publish();
-            self.retire(retired);
+            self.apply_and_publish(&batch.before, batch.opened);
         }
         for after in batch.after {
             after(self);

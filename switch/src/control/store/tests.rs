@@ -22,7 +22,8 @@ fn valid() -> DesiredState {
         gateway: Some("10.21.0.1".parse().unwrap()),
         ..sample().bridges[0].clone()
     };
-    (br1.ports, br1.leases, br1.uplink, br1.vxlan, br1.ip_range) = (vec![], vec![], None, None, None);
+    (br1.ports, br1.leases, br1.uplink, br1.vxlan, br1.ip_range) =
+        (Default::default(), Default::default(), None, None, None);
     br1.published.clear();
     state.bridges.push(br1);
     state
