@@ -331,7 +331,11 @@ impl Store {
                 fs::rename(&prev_tmp, &prev)?;
             }
             fs::rename(&tmp, &path)?;
-            File::open(dir)?.sync_all()?;
+            // Renamed, the change is made: a directory that cannot be
+            // synced weakens it against a power cut, not a restart.
+            if let Err(err) = File::open(dir).and_then(|d| d.sync_all()) {
+                warn!(dir = %dir.display(), %err, "cannot sync the state directory");
+            }
             Ok(text.len() as u64)
         };
         self.state_len = write().map_err(|source| StateError::Write { path, source })?;

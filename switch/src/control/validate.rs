@@ -77,11 +77,14 @@ impl DesiredState {
     /// routed bridges, one rule per published port, one lease per address.
     /// What was added last is named as the offender.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let mut bridges = HashSet::new();
+        // Sized up front: every change validates the whole state, and with
+        // thousands of ports growing the maps was a good part of it.
+        let ports: usize = self.bridges.iter().map(|b| b.ports.len() + 1).sum();
+        let mut bridges = HashSet::with_capacity(self.bridges.len());
         // Port and uplink names: name -> (bridge, is a port).
-        let mut names: HashMap<&str, (&str, bool)> = HashMap::new();
+        let mut names: HashMap<&str, (&str, bool)> = HashMap::with_capacity(ports);
         // Interfaces: (namespace, name) -> the port that owns it.
-        let mut ifaces: HashMap<(Option<&str>, &str), &str> = HashMap::new();
+        let mut ifaces: HashMap<(Option<&str>, &str), &str> = HashMap::with_capacity(2 * ports);
         // Subnets seen so far, with their bridge.
         let mut subnets: Vec<(Ipv4Net, &str)> = Vec::new();
         for br in &self.bridges {
@@ -141,7 +144,7 @@ impl DesiredState {
                     return Err(Invalid::UplinkAndVia(br.name.clone()));
                 }
             }
-            let mut leased: HashMap<Ipv4Addr, &str> = HashMap::new();
+            let mut leased: HashMap<Ipv4Addr, &str> = HashMap::with_capacity(br.leases.len());
             for l in &br.leases {
                 if let Some(netns) = leased.insert(l.ip, &l.netns) {
                     return Err(Invalid::AddressTaken {
@@ -153,7 +156,8 @@ impl DesiredState {
         }
         // One rule per published port of an uplink address: the bridges
         // that leave through one uplink publish on one address.
-        let mut published: HashMap<(&str, L4Proto, u16), &str> = HashMap::new();
+        let rules = self.bridges.iter().map(|b| b.published.len()).sum();
+        let mut published: HashMap<(&str, L4Proto, u16), &str> = HashMap::with_capacity(rules);
         for br in &self.bridges {
             for r in &br.published {
                 if let Some(other) = published.insert((br.way_out(), r.proto, r.port), &br.name) {
