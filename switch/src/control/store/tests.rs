@@ -43,6 +43,17 @@ fn open(dir: &Path) -> DesiredState {
     Store::open(dir).unwrap().0
 }
 
+/// A store in `dir` that saved two changes: a valid state, then a rule
+/// more. The store and both states.
+fn two_changes(dir: &Path) -> (Store, DesiredState, DesiredState) {
+    let (empty, mut store) = Store::open(dir).unwrap();
+    let first = valid();
+    store.save(&empty, &first).unwrap();
+    let second = publish(&first, 9000);
+    store.save(&first, &second).unwrap();
+    (store, first, second)
+}
+
 fn journal_lines(dir: &Path) -> usize {
     fs::read_to_string(dir.join(JOURNAL_FILE)).map_or(0, |t| t.lines().count())
 }
@@ -105,11 +116,7 @@ fn a_long_journal_is_folded_into_the_state_file() {
 #[test]
 fn a_torn_last_line_is_left_out_and_cut_off() {
     let dir = temp_dir("torn");
-    let (empty, mut store) = Store::open(&dir).unwrap();
-    let first = valid();
-    store.save(&empty, &first).unwrap();
-    let second = publish(&first, 9000);
-    store.save(&first, &second).unwrap();
+    let (_, first, second) = two_changes(&dir);
     let path = dir.join(JOURNAL_FILE);
     let whole = fs::read(&path).unwrap();
     fs::write(&path, &whole[..whole.len() - 5]).unwrap();
@@ -124,11 +131,7 @@ fn a_torn_last_line_is_left_out_and_cut_off() {
 #[test]
 fn a_damaged_journal_stops_the_start_with_the_way_out() {
     let dir = temp_dir("journal");
-    let (empty, mut store) = Store::open(&dir).unwrap();
-    let first = valid();
-    store.save(&empty, &first).unwrap();
-    let second = publish(&first, 9000);
-    store.save(&first, &second).unwrap();
+    two_changes(&dir);
     let path = dir.join(JOURNAL_FILE);
     let text = fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -171,11 +174,7 @@ fn a_damaged_journal_stops_the_start_with_the_way_out() {
 #[test]
 fn lines_the_state_file_already_holds_are_skipped() {
     let dir = temp_dir("skip");
-    let (empty, mut store) = Store::open(&dir).unwrap();
-    let first = valid();
-    store.save(&empty, &first).unwrap();
-    let second = publish(&first, 9000);
-    store.save(&first, &second).unwrap();
+    let (mut store, _, second) = two_changes(&dir);
     let journal = fs::read(dir.join(JOURNAL_FILE)).unwrap();
     // The state written, then a crash before the journal was emptied.
     store.write_state(&second).unwrap();
