@@ -1,7 +1,12 @@
 //! A change the switch cannot save changes nothing: not the running switch,
-//! not what is saved, not the devices it would have created.
+//! not what is saved, not the devices it would have created. A change the
+//! switch answered is saved, even if it is killed the next moment.
 
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use vswitch_tests::{require_root, short_name, Netns, Switch};
 
@@ -163,4 +168,90 @@ fn many_commands_apply_as_one_transaction_or_not_at_all() {
     sw.kill9();
     sw.launch();
     assert!(c1.ping("10.153.0.2", 3), "after a restart");
+}
+
+/// vsctl publishes one port after the other while vswitchd is killed with
+/// -9 at some moment (after enough changes that the journal was folded into
+/// the state file at least once): every publish vsctl was told was done is
+/// there after the restart, and at most the one in flight besides.
+#[test]
+fn every_answered_change_survives_a_kill_mid_stream() {
+    require_root();
+    let mut sw = Switch::start("txk", "0");
+    sw.ok(&["add-br", "br0", "--subnet", "10.156.0.0/24"]);
+    let socket = sw.socket.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut answered = Vec::new();
+            for port in 20000u16..30000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let out = Command::new(vswitch_tests::bin("vsctl"))
+                    .arg("--socket")
+                    .arg(&socket)
+                    .args(["publish", "br0", "--proto", "tcp", "--port", &port.to_string()])
+                    .args(["--to", "10.156.0.2:80"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("vsctl");
+                if !out.status.success() {
+                    break;
+                }
+                answered.push(port);
+            }
+            answered
+        })
+    };
+    // ~64 KiB of journal lines (~100 bytes a publish) fold at least once.
+    let state_file = sw.state_dir.join("state.json");
+    let folded = || std::fs::metadata(&state_file).is_ok_and(|m| m.len() > 20_000);
+    for _ in 0..600 {
+        if folded() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(137));
+    sw.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let answered = writer.join().expect("the writer");
+    assert!(
+        folded(),
+        "the state file was rewritten on the way ({} publishes)",
+        answered.len()
+    );
+
+    sw.launch();
+    let listed = sw.json(&["list-published", "br0"]);
+    let saved: BTreeSet<u64> = (listed.as_array().expect("rules").iter())
+        .filter_map(|r| r["port"].as_u64())
+        .collect();
+    let missing: Vec<&u16> = answered.iter().filter(|p| !saved.contains(&u64::from(**p))).collect();
+    assert!(missing.is_empty(), "answered but not saved: {missing:?}");
+    assert!(
+        saved.len() <= answered.len() + 1,
+        "{} saved, {} answered: only the one in flight may be saved unanswered",
+        saved.len(),
+        answered.len()
+    );
+    // And the switch goes on saving after the restart.
+    sw.ok(&[
+        "publish",
+        "br0",
+        "--proto",
+        "udp",
+        "--port",
+        "53",
+        "--to",
+        "10.156.0.2:53",
+    ]);
+    sw.kill9();
+    sw.launch();
+    assert_eq!(
+        sw.json(&["list-published", "br0"]).as_array().map(Vec::len),
+        Some(saved.len() + 1)
+    );
 }
