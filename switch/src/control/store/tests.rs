@@ -287,3 +287,33 @@ fn an_earlier_file_still_loads() {
     assert_eq!(br.published[0].proto, L4Proto::Udp);
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_failed_state_file_write_saves_nothing() {
+    let dir = temp_dir("failstate");
+    let (mut store, _, second) = two_changes(&dir);
+    let journal = fs::read(dir.join(JOURNAL_FILE)).unwrap();
+    // A change only the whole state can say (bridges reordered), and no
+    // room for the state file's temporary.
+    let mut third = second.clone();
+    third.bridges.reverse();
+    third.links.clear();
+    fs::create_dir(dir.join("state.json.tmp")).unwrap();
+    let err = store.save(&second, &third).unwrap_err();
+    assert!(
+        error_chain(&err).starts_with("cannot write state file"),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(!dir.join(STATE_FILE).exists(), "no state file appeared");
+    assert_eq!(
+        fs::read(dir.join(JOURNAL_FILE)).unwrap(),
+        journal,
+        "the journal was kept"
+    );
+    assert_eq!(open(&dir), second);
+    fs::remove_dir(dir.join("state.json.tmp")).unwrap();
+    store.save(&second, &third).unwrap();
+    assert_eq!((open(&dir), journal_lines(&dir)), (third, 0));
+    fs::remove_dir_all(dir).unwrap();
+}
