@@ -1,7 +1,9 @@
 //! vswitchd's datapath and control plane.
 //!
-//! Frames flow `port` -> `pmd` -> `pipeline` (classify, l2, l3, nat) ->
-//! `port`, reading the `snapshot` and the `tables` below it. The control
+//! Frames flow `port` -> `pmd` -> `pipeline` (its stages in order, see
+//! its module comment) -> `port`, reading the `snapshot` and the `tables`
+//! below it; `verdict` is the stages' shared vocabulary, low enough that
+//! `trace` can record it. The control
 //! plane (`control`) turns requests into a new desired state and a new
 //! snapshot that the poll threads pick up between batches; `sys` is the OS
 //! plumbing it uses (netlink, namespaces, veth, BPF). Dependencies point
@@ -23,3 +25,4 @@ pub mod stats;
 pub mod sys;
 pub mod tables;
 pub mod trace;
+pub mod verdict;

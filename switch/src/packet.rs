@@ -47,8 +47,9 @@ pub struct Meta {
     pub csum_partial: bool,
     /// The device checked the checksums (virtio-net "data valid").
     pub csum_valid: bool,
-    /// The frame leaves through a VXLAN tunnel: the port that sends it puts
-    /// these outer headers in front (of each segment, if it cuts it).
+    /// The frame leaves through a VXLAN tunnel: the tx step writes these
+    /// outer headers in front of it (or of each segment, when it must cut
+    /// it; `pipeline::encap`) before a port sees it.
     pub encap: Option<Outer>,
 }
 
@@ -117,6 +118,18 @@ impl Frame {
         let n = n.min(self.len);
         self.start += n;
         self.len -= n;
+    }
+
+    /// Takes `n` bytes of headroom into the frame, in front of its data
+    /// (a header pushed on it, as VXLAN's); false, and nothing changed,
+    /// when the headroom is smaller.
+    pub fn push_front(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        self.len += n;
+        true
     }
 
     /// Appends `bytes` (the next part of a frame that came in pieces);

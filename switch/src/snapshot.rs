@@ -20,11 +20,18 @@ use vswitch_ctl::Ipv4Net;
 use vswitch_nat::table::ConnTable;
 use vswitch_vxlan::Vni;
 
-use crate::pipeline::guard::SourceGuard;
 use crate::port::LivePort;
 use crate::tables::fdb::{Fdb, PortHandle};
 use crate::tables::neigh::NeighTable;
 use crate::tables::publish::PublishTable;
+
+/// Who a guarded port is: the only MAC and IPv4 address it may send as
+/// (`pipeline::guard` enforces it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceGuard {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+}
 
 pub struct PortSlot {
     pub port: Arc<LivePort>,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
 use crate::packet::Frame;
-use crate::pipeline::Verdict;
+use crate::verdict::Verdict;
 
 /// Records held between two reads.
 pub const MAX_RECORDS: usize = 256;

@@ -14,7 +14,7 @@ use vswitch_vxlan::{Vni, ETH_HDR_LEN, OVERHEAD};
 use super::config::{BridgeConfig, DesiredState, PortKind};
 use super::delta::settings;
 use super::{gateway_mac, Manager};
-use crate::pipeline::guard::SourceGuard;
+use crate::snapshot::SourceGuard;
 use crate::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, TunnelIn, TunnelL2, UplinkL3};
 use crate::sys::read_mtu;
 

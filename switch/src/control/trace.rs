@@ -7,9 +7,9 @@ use std::fmt::Write;
 use vswitch_ctl::{TraceChunk, TracedFrame};
 
 use super::{ControlError, Manager};
-use crate::pipeline::{NextHop, Verdict};
 use crate::snapshot::Snapshot;
 use crate::trace::{Headers, TraceRecord};
+use crate::verdict::{FloodFrom, NextHop, Verdict};
 
 fn mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
@@ -85,14 +85,17 @@ fn verdict_words(snap: &Snapshot, names: &dyn Fn(u32) -> String, v: &Verdict) ->
     match v {
         Verdict::Drop(reason) => format!("drop: {}", reason.name()),
         Verdict::Forward(slot) => format!("forward to port {}", port_name(snap, *slot)),
-        Verdict::Flood { bridge, except } => match except {
-            Some(e) => format!(
+        Verdict::Flood { bridge, from } => match from {
+            FloodFrom::Port(e) => format!(
                 "flood bridge {} (all ports but {})",
                 names(*bridge),
                 port_name(snap, *e)
             ),
-            None => format!("flood bridge {}", names(*bridge)),
+            FloodFrom::Tunnel => format!("flood bridge {} (from the tunnel: local ports only)", names(*bridge)),
+            FloodFrom::Router => format!("flood bridge {} (from the router: local ports only)", names(*bridge)),
         },
+        Verdict::L2 => "to the switch (L2)".into(),
+        Verdict::Underlay => "to the uplink's tunnels and router".into(),
         Verdict::L3 => "to the gateway (L3)".into(),
         Verdict::Consumed => "taken by the gateway (nothing sent on)".into(),
         Verdict::Hold { via, ip } => match via {

@@ -17,7 +17,6 @@ use vswitch_vxlan::IANA_PORT;
 use super::config::{BridgeConfig, TunnelConfig};
 use super::{ControlError, Manager};
 use crate::clock;
-use crate::tables::fdb::PortHandle;
 
 /// How the tunnel carries frames larger than one underlay packet: cut and
 /// each piece encapsulated, or whole, the kernel segmenting (a TAP
@@ -124,7 +123,7 @@ impl Manager {
         let name = bridge.to_string();
         self.when_committed(move |m| {
             if let Some(live) = m.bridges.get(&name) {
-                live.fdb.flush_port(PortHandle::vtep(ip).uid);
+                live.fdb.flush_vtep(ip);
             }
         });
         info!(bridge, %ip, "remote VTEP deleted");
@@ -184,7 +183,7 @@ impl Manager {
             .is_some_and(|live| live.io.tunnel_gso());
         let learned = self.bridges.get(&b.name).map_or(0, |live| {
             (live.fdb.records(now).iter())
-                .filter(|r| r.port.as_vtep().is_some())
+                .filter(|r| r.dest.vtep().is_some())
                 .count()
         });
         Some(TunnelInfo {

@@ -11,6 +11,7 @@ use vswitch_ctl::{
 use super::{gateway_mac, ControlError, Manager, PortEntry};
 use crate::clock;
 use crate::stats::DropReason;
+use crate::tables::fdb::Dest;
 
 /// What `fdb-show` calls the tunnel, as the port of MACs behind it.
 const TUNNEL_PORT: &str = "vxlan";
@@ -137,15 +138,15 @@ impl Manager {
             })
             .collect();
         entries.extend(br.fdb.records(clock::now_ms()).into_iter().filter_map(|r| {
-            let port = match r.port.as_vtep() {
-                Some(_) => TUNNEL_PORT,
-                None => by_uid.get(&r.port.uid)?,
+            let port = match r.dest {
+                Dest::Vtep(_) => TUNNEL_PORT,
+                Dest::Port(p) => by_uid.get(&p.uid)?,
             };
             Some(FdbEntry {
                 mac: MacAddr(r.mac),
                 port: port.to_string(),
                 age_secs: r.age_ms / 1000,
-                vtep: r.port.as_vtep(),
+                vtep: r.dest.vtep(),
                 is_static: false,
             })
         }));

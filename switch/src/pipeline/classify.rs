@@ -8,8 +8,28 @@
 
 use smoltcp::wire::EthernetFrame;
 
-use crate::packet::{Frame, GsoType, Meta, VnetHdr, VNET_HDR_LEN};
+use super::ingress::Ingress;
+use crate::packet::{Batch, Frame, GsoType, Meta, VnetHdr, VNET_HDR_LEN};
 use crate::stats::DropReason;
+use crate::verdict::Verdict;
+
+/// The stage: every frame of the batch classified, and sent on to the
+/// switch (a bridge member's) or to the underlay's side (an uplink's).
+pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+    let vnet_hdr = at.input.vnet_hdr;
+    let next = if at.uplink() { Verdict::Underlay } else { Verdict::L2 };
+    for (frame, out) in batch.frames_mut().iter_mut().zip(verdicts.iter_mut()) {
+        *out = match classify(frame, vnet_hdr) {
+            Ok(()) => {
+                if frame.meta.gso.is_some() {
+                    at.counters.rx_gso_packets.add(1);
+                }
+                next
+            }
+            Err(reason) => Verdict::Drop(reason),
+        };
+    }
+}
 
 pub fn classify(frame: &mut Frame, vnet_hdr: bool) -> Result<(), DropReason> {
     let data = frame.data();

@@ -5,27 +5,21 @@
 //! they have waited too long (`frag-no-first`). Bounded: at most
 //! [`FRAG_HELD_MAX`] per thread; past that they are dropped at once.
 
-use super::l3::{self, Ingress};
-use super::{Held, Scratch, Verdict, PENDING_MAX, PENDING_TIMEOUT_MS};
-use crate::packet::{Batch, Frame, PacketPool, BATCH_SIZE};
+use super::ingress::Ingress;
+use super::l3;
+use super::scratch::{Held, HeldFrag, Scratch, FRAG_HELD_MAX, PENDING_MAX, PENDING_TIMEOUT_MS};
+use crate::packet::{Batch, PacketPool, BATCH_SIZE};
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
+use crate::verdict::Verdict;
 
-/// Fragments one poll thread holds at most.
-pub const FRAG_HELD_MAX: usize = 32;
 /// How long a fragment waits for its datagram's first one.
 pub const FRAG_WAIT_MS: u64 = 1_000;
 
-/// A later fragment waiting for its datagram's first fragment.
-pub(super) struct HeldFrag {
-    frame: Frame,
-    in_slot: u32,
-    deadline_ms: u64,
-}
-
 /// Takes the batch's fragments that wait for their first one out of it,
 /// while there is room, a fresh frame taking each one's slot.
-pub(super) fn hold(in_slot: u32, batch: &mut Batch, pool: &mut PacketPool, scratch: &mut Scratch, now_ms: u64) {
+pub fn pass(at: &Ingress<'_>, batch: &mut Batch, pool: &mut PacketPool, scratch: &mut Scratch) {
+    let (in_slot, now_ms) = (at.in_slot, at.now_ms);
     for i in 0..batch.len() {
         if scratch.verdicts[i] != Verdict::Drop(DropReason::FragNoFirst) || scratch.frags.len() >= FRAG_HELD_MAX {
             continue;
@@ -45,7 +39,7 @@ pub(super) fn hold(in_slot: u32, batch: &mut Batch, pool: &mut PacketPool, scrat
 
 /// Routes the held fragments whose first fragment has come, into `batch`
 /// (up to a batch), and drops those that waited too long.
-pub(super) fn release(
+pub fn release(
     snap: &Snapshot,
     thread: usize,
     batch: &mut Batch,
@@ -56,21 +50,13 @@ pub(super) fn release(
     let mut i = 0;
     while i < scratch.frags.len() && batch.len() < BATCH_SIZE {
         let h = &mut scratch.frags[i];
-        let Some(port) = snap.port(h.in_slot) else {
+        let Some(at) = Ingress::new(snap, thread, h.in_slot, now_ms) else {
             pool.free(scratch.frags.swap_remove(i).frame);
             continue;
         };
-        let counters = port.port.stats.cell(thread);
-        let at = Ingress {
-            snap,
-            bridge: port.bridge,
-            in_slot: h.in_slot,
-            counters,
-            now_ms,
-            memo: Default::default(),
-        };
+        let counters = at.counters;
         // Nothing was changed in a fragment refused for waiting.
-        let verdict = if port.uplink {
+        let verdict = if at.uplink() {
             l3::from_uplink(&mut h.frame, &at)
         } else {
             l3::process(&mut h.frame, &at)

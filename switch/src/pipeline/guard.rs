@@ -15,14 +15,24 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::{ArpPacket, EthernetFrame, EthernetProtocol, Ipv4Packet};
 
-use crate::packet::Frame;
+use super::ingress::Ingress;
+use crate::packet::{Batch, Frame};
+use crate::snapshot::SourceGuard;
 use crate::stats::DropReason;
+use crate::verdict::Verdict;
 
-/// Who a guarded port is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SourceGuard {
-    pub mac: [u8; 6],
-    pub ip: Ipv4Addr,
+/// The stage: every classified frame of a guarded port checked.
+pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+    let Some(guard) = &at.input.guard else {
+        return;
+    };
+    for (frame, out) in batch.frames().iter().zip(verdicts.iter_mut()) {
+        if matches!(out, Verdict::L2 | Verdict::Underlay) {
+            if let Err(reason) = check(frame, guard) {
+                *out = Verdict::Drop(reason);
+            }
+        }
+    }
 }
 
 pub fn check(frame: &Frame, guard: &SourceGuard) -> Result<(), DropReason> {

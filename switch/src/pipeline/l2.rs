@@ -8,12 +8,13 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
+use super::ingress::Ingress;
 use super::memo::Memo;
-use super::Verdict;
-use crate::packet::Frame;
+use crate::packet::{Batch, Frame};
 use crate::snapshot::{BridgeSlot, Snapshot};
 use crate::stats::DropReason;
-use crate::tables::fdb::{PortHandle, TUNNEL_SLOT};
+use crate::tables::fdb::{Dest, PortHandle};
+use crate::verdict::{FloodFrom, Verdict};
 
 /// 01:80:c2:00:00:00 - 01:80:c2:00:00:0f: link-local groups (STP, pause,
 /// LACP, 802.1X, LLDP) that IEEE 802.1D bridges never forward.
@@ -30,6 +31,23 @@ pub enum Source {
     /// The tunnel, from remote VTEP `vtep`; `learn`: record the source MAC
     /// behind it.
     Tunnel { vtep: Ipv4Addr, learn: bool },
+}
+
+/// The stage: every frame of a member port that classify and the guard
+/// let through (`Verdict::L2`) is learned and forwarded.
+pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+    let Some(bridge) = at.snap.bridge(at.bridge) else {
+        return;
+    };
+    let from = Source::Port(PortHandle {
+        slot: at.in_slot,
+        uid: at.input.port.uid,
+    });
+    for (frame, out) in batch.frames().iter().zip(verdicts.iter_mut()) {
+        if matches!(out, Verdict::L2) {
+            *out = decide(at.snap, at.bridge, bridge, from, frame, at.now_ms, &at.memo);
+        }
+    }
 }
 
 /// Learns the source and decides where the frame goes. On a routed bridge,
@@ -64,8 +82,8 @@ pub fn decide(
         return Verdict::Drop(DropReason::BadSrcMac);
     }
     let in_port = match from {
-        Source::Port(handle) => Some(handle),
-        Source::Tunnel { vtep, learn } => learn.then_some(PortHandle::vtep(vtep)),
+        Source::Port(handle) => Some(Dest::Port(handle)),
+        Source::Tunnel { vtep, learn } => learn.then_some(Dest::Vtep(vtep)),
     };
     if let Some(handle) = in_port {
         memo.learn(&bridge.fdb, src.0, handle, now_ms);
@@ -78,13 +96,12 @@ pub fn decide(
             _ => {}
         }
     }
-    let except = match from {
-        Source::Port(handle) => handle.slot,
-        Source::Tunnel { .. } => TUNNEL_SLOT,
-    };
     let flood = Verdict::Flood {
         bridge: bridge_slot,
-        except: Some(except),
+        from: match from {
+            Source::Port(handle) => FloodFrom::Port(handle.slot),
+            Source::Tunnel { .. } => FloodFrom::Tunnel,
+        },
     };
     if dst.is_multicast() {
         if is_reserved_group(&dst) {
@@ -106,11 +123,11 @@ pub fn decide(
     let Some(out) = memo.lookup(&bridge.fdb, dst.0, now_ms) else {
         return flood;
     };
-    match (out.as_vtep(), from) {
-        (None, Source::Port(p)) if out == p => Verdict::Drop(DropReason::SameInPort),
-        (None, _) if snap.is_usable(out) => Verdict::Forward(out.slot),
-        (Some(_), Source::Tunnel { .. }) => Verdict::Drop(DropReason::TunnelToTunnel),
-        (Some(vtep), Source::Port(_)) if bridge.tunnel.is_some() => Verdict::Tunnel {
+    match (out, from) {
+        (Dest::Port(out), Source::Port(p)) if out == p => Verdict::Drop(DropReason::SameInPort),
+        (Dest::Port(out), _) if snap.is_usable(out) => Verdict::Forward(out.slot),
+        (Dest::Vtep(_), Source::Tunnel { .. }) => Verdict::Drop(DropReason::TunnelToTunnel),
+        (Dest::Vtep(vtep), Source::Port(_)) if bridge.tunnel.is_some() => Verdict::Tunnel {
             bridge: bridge_slot,
             vtep,
         },

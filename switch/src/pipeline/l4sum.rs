@@ -20,10 +20,29 @@
 use etherparse::checksum::Sum16BitWords;
 use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet};
 
+use super::ingress::Ingress;
 use crate::offload::finish_checksum;
-use crate::packet::Frame;
+use crate::packet::{Batch, Frame};
 use crate::stats::DropReason;
+use crate::verdict::Verdict;
 use vswitch_vxlan::ETH_HDR_LEN;
+
+/// The stage: the frames of a bridge member without a virtio-net header
+/// (AF_XDP) settled. An uplink's are settled once the tunnel stage knows
+/// whether they are a tunnel's (whose checksums are settled when opened),
+/// and a TAP's header says what it left undone.
+pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+    if at.input.vnet_hdr || at.uplink() {
+        return;
+    }
+    for (frame, out) in batch.frames_mut().iter_mut().zip(verdicts.iter_mut()) {
+        if matches!(out, Verdict::L2) {
+            if let Err(reason) = settle_frame(frame) {
+                *out = Verdict::Drop(reason);
+            }
+        }
+    }
+}
 
 /// [`settle`] for a classified frame's own IP packet; `csum_valid` is set
 /// when the checksum is known good now.

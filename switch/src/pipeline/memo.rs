@@ -24,8 +24,8 @@ use std::net::Ipv4Addr;
 use vswitch_nat::table::Tracked;
 use vswitch_nat::tuple::Tuple;
 
-use super::{NextHop, Verdict};
-use crate::tables::fdb::{Fdb, Learned, PortHandle};
+use crate::tables::fdb::{Dest, Fdb, Learned};
+use crate::verdict::{NextHop, Verdict};
 
 /// A routed frame's way on: the next hop's MAC, the MAC it leaves from and
 /// where it goes.
@@ -38,10 +38,10 @@ pub struct Route {
 
 #[derive(Default)]
 pub struct Memo {
-    /// A source MAC learned on a port by this batch.
-    learned: Cell<Option<([u8; 6], PortHandle)>>,
+    /// A source MAC learned on a port (or behind a VTEP) by this batch.
+    learned: Cell<Option<([u8; 6], Dest)>>,
     /// The last destination looked up in the ingress bridge's FDB.
-    looked_up: Cell<Option<([u8; 6], Option<PortHandle>)>>,
+    looked_up: Cell<Option<([u8; 6], Option<Dest>)>>,
     /// The last next hop resolved, and its way on.
     route: Cell<Option<(NextHop, Ipv4Addr, Route)>>,
     /// The connection of the last tuple NAT tracked.
@@ -52,7 +52,7 @@ pub struct Memo {
 
 impl Memo {
     /// Learns `src` on `port` unless this batch already did.
-    pub fn learn(&self, fdb: &Fdb, src: [u8; 6], port: PortHandle, now_ms: u64) {
+    pub fn learn(&self, fdb: &Fdb, src: [u8; 6], port: Dest, now_ms: u64) {
         if self.learned.get() == Some((src, port)) {
             return;
         }
@@ -69,7 +69,7 @@ impl Memo {
     }
 
     /// Where `dst` was learned in `fdb`, the ingress bridge's.
-    pub fn lookup(&self, fdb: &Fdb, dst: [u8; 6], now_ms: u64) -> Option<PortHandle> {
+    pub fn lookup(&self, fdb: &Fdb, dst: [u8; 6], now_ms: u64) -> Option<Dest> {
         match self.looked_up.get() {
             Some((mac, out)) if mac == dst => out,
             _ => {
@@ -125,16 +125,17 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::fdb::PortHandle;
     use std::sync::Arc;
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
-    fn port(slot: u32) -> PortHandle {
-        PortHandle {
+    fn port(slot: u32) -> Dest {
+        Dest::Port(PortHandle {
             slot,
             uid: u64::from(slot) + 1,
-        }
+        })
     }
 
     #[test]

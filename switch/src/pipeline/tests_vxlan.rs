@@ -10,9 +10,9 @@ use vswitch_vxlan::header::FLAG_I;
 use vswitch_vxlan::{decapsulate, encapsulate, Expect, Outer, OuterCsum, Vni, IANA_PORT, OVERHEAD, VXLAN_HDR_LEN};
 
 use super::tests::{udp, World, BCAST, MAC_A, NOW};
-use super::*;
 use crate::snapshot::{BridgeL3, TunnelIn, TunnelL2, UplinkL3};
-use crate::tables::fdb::PortHandle;
+use crate::stats::DropReason;
+use crate::tables::fdb::Dest;
 use crate::tables::neigh::NeighTable;
 
 const UPLINK: u32 = 2;
@@ -140,7 +140,7 @@ fn what_comes_through_the_tunnel_is_switched_learned_and_answered_by_unicast() {
     assert_eq!(w.sent(0), vec![inner]);
     assert!(w.sent(1).is_empty() && tunnelled(&w).is_empty());
     let fdb = &w.snap.bridges[0].as_ref().unwrap().fdb;
-    assert_eq!(fdb.lookup(MAC_X, NOW), Some(PortHandle::vtep(R1)));
+    assert_eq!(fdb.lookup(MAC_X, NOW), Some(Dest::Vtep(R1)));
     // Learned: unicast to MAC_X goes to R1 alone.
     let frame = udp(MAC_A, MAC_X, b"unicast");
     w.send(0, std::slice::from_ref(&frame));
@@ -173,7 +173,7 @@ fn malformed_tunnel_packets_are_counted_on_the_uplink() {
 fn a_frame_too_big_for_the_tunnel_is_dropped_and_counted() {
     let mut w = world();
     let fdb = &w.snap.bridges[0].as_ref().unwrap().fdb;
-    fdb.learn(MAC_X, PortHandle::vtep(R1), NOW);
+    fdb.learn(MAC_X, Dest::Vtep(R1), NOW);
     w.send(0, &[udp(MAC_A, MAC_X, &[0; 1500])]);
     assert!(tunnelled(&w).is_empty());
     assert_eq!(w.drops(0, DropReason::TunnelTooBig), 1);

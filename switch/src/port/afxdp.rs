@@ -4,7 +4,9 @@
 //!
 //! Frames from the other ports may carry offload requests (TAP super-frames,
 //! partial checksums); nothing on this side would finish them, so tx runs
-//! each frame through [`Segmenter`] straight into UMEM chunks.
+//! each frame through [`Segmenter`] straight into UMEM chunks, as a NIC's
+//! offloads would. Tunnel frames arrive sealed by the pipeline
+//! (`pipeline::encap`): nothing here knows VXLAN.
 //!
 //! Locks: rx state is touched only by the poll thread that owns the port;
 //! tx may come from any poll thread, so its rings sit behind a mutex taken
@@ -18,7 +20,6 @@ use vswitch_ctl::MacAddr;
 
 use super::xsk::{RxRings, TxRings, XskError, XskSocket, CHUNK_SIZE};
 use super::{PortFault, PortIo};
-use vswitch_vxlan::{encapsulate, Outer, OVERHEAD};
 
 use crate::offload::{OffloadError, OffloadRequest, Segmenter};
 use crate::packet::{Batch, PacketPool, VnetHdr, VNET_HDR_LEN};
@@ -146,38 +147,20 @@ impl AfXdpPort {
     }
 
     /// Sends one frame (`data` from its Ethernet header), cut and finished
-    /// as `request` asks; with `encap`, each piece goes out inside a VXLAN
-    /// packet, its outer headers written in front of it in the same chunk.
-    fn send_frame(
-        &self,
-        rings: &mut TxRings,
-        data: &[u8],
-        request: OffloadRequest,
-        encap: Option<&Outer>,
-        counters: &PortCounters,
-    ) {
+    /// as `request` asks.
+    fn send_frame(&self, rings: &mut TxRings, data: &[u8], request: OffloadRequest, counters: &PortCounters) {
         let mut segments = match Segmenter::new(data, request) {
             Ok(s) => s,
             Err(_) => return counters.drop(DropReason::TxSegmentError),
         };
-        let mut fill = |chunk: &mut [u8]| match encap {
-            None => segments.next_into(chunk),
-            Some(outer) => {
-                let inner = segments.next_into(chunk.get_mut(OVERHEAD..)?)?;
-                Some(inner.and_then(|n| {
-                    encapsulate(&mut chunk[..OVERHEAD + n], outer).map_err(|_| OffloadError::NoRoom)?;
-                    Ok(OVERHEAD + n)
-                }))
-            }
-        };
+        let mut fill = |chunk: &mut [u8]| segments.next_into(chunk);
         // The largest piece this frame becomes: its segments' (payload and
         // at most 256 bytes of headers), or itself.
-        let overhead = if encap.is_some() { OVERHEAD } else { 0 };
         let piece = match request.gso {
             Some(_) => usize::from(request.gso_size) + 256,
             None => data.len(),
         };
-        let large = piece + overhead > CHUNK_SIZE;
+        let large = piece > CHUNK_SIZE;
         loop {
             let queued = if large {
                 self.xsk.queue_tx_large(rings, &mut fill)
@@ -239,15 +222,13 @@ impl PortIo for AfXdpPort {
                 continue;
             };
             let data = frame.data();
-            let encap = frame.meta.encap.as_ref();
             match frame.meta.eth_offset.map(usize::from) {
-                Some(0) => self.send_frame(&mut rings, data, OffloadRequest::default(), encap, counters),
+                Some(0) => self.send_frame(&mut rings, data, OffloadRequest::default(), counters),
                 Some(VNET_HDR_LEN) => match VnetHdr::new_checked(data) {
                     Some(hdr) => self.send_frame(
                         &mut rings,
                         &data[VNET_HDR_LEN..],
                         OffloadRequest::from_vnet(&hdr),
-                        encap,
                         counters,
                     ),
                     None => counters.drop(DropReason::TxError),

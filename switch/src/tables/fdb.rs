@@ -1,9 +1,10 @@
 //! The forwarding database of one bridge: MAC -> port, learned from traffic.
 //!
-//! An [`AgingMap`] keyed by MAC. Entries name their port by slot *and* uid:
-//! a slot is reused after a port is deleted, and an entry learned by a
-//! thread still running on an old snapshot must not send frames to the port
-//! that took the slot next.
+//! An [`AgingMap`] keyed by MAC, whose entries say where the MAC is
+//! ([`Dest`]): behind a local port, named by slot *and* uid (a slot is
+//! reused after a port is deleted, and an entry learned by a thread still
+//! running on an old snapshot must not send frames to the port that took
+//! the slot next), or behind a remote VTEP of the bridge's tunnel.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,30 +20,33 @@ pub struct PortHandle {
     pub uid: u64,
 }
 
-/// The slot that stands for a bridge's VXLAN tunnel: a MAC learned there is
-/// behind the remote VTEP its handle names ([`PortHandle::vtep`]).
-pub const TUNNEL_SLOT: u32 = u32::MAX;
-/// Marks the uid of a VTEP handle; port uids count up from 1 and stay far
-/// below it.
-const VTEP_UID: u64 = 1 << 32;
+/// Where a MAC was learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// Behind a local port.
+    Port(PortHandle),
+    /// Behind a remote VTEP of the bridge's VXLAN tunnel.
+    Vtep(Ipv4Addr),
+}
 
-impl PortHandle {
-    /// The handle of remote VTEP `ip`, as the FDB stores MACs behind it.
-    pub fn vtep(ip: Ipv4Addr) -> PortHandle {
-        PortHandle {
-            slot: TUNNEL_SLOT,
-            uid: VTEP_UID | u64::from(u32::from(ip)),
-        }
+impl From<PortHandle> for Dest {
+    fn from(port: PortHandle) -> Dest {
+        Dest::Port(port)
     }
+}
 
-    /// The remote VTEP this handle names, if it names one.
-    pub fn as_vtep(self) -> Option<Ipv4Addr> {
-        (self.slot == TUNNEL_SLOT).then_some(Ipv4Addr::from(self.uid as u32))
+impl Dest {
+    /// The remote VTEP, for an entry behind the tunnel.
+    pub fn vtep(self) -> Option<Ipv4Addr> {
+        match self {
+            Dest::Vtep(ip) => Some(ip),
+            Dest::Port(_) => None,
+        }
     }
 }
 
 pub struct Fdb {
-    table: AgingMap<PortHandle>,
+    table: AgingMap<Dest>,
     moves: AtomicU64,
 }
 
@@ -50,7 +54,7 @@ pub struct Fdb {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdbRecord {
     pub mac: [u8; 6],
-    pub port: PortHandle,
+    pub dest: Dest,
     pub age_ms: u64,
 }
 
@@ -73,17 +77,17 @@ impl Fdb {
         }
     }
 
-    /// Records that `mac` was seen as a source on `port` at `now_ms`.
-    pub fn learn(&self, mac: [u8; 6], port: PortHandle, now_ms: u64) -> Learned {
-        let learned = self.table.learn(mac_key(mac), port, now_ms);
+    /// Records that `mac` was seen as a source at `dest` at `now_ms`.
+    pub fn learn(&self, mac: [u8; 6], dest: impl Into<Dest>, now_ms: u64) -> Learned {
+        let learned = self.table.learn(mac_key(mac), dest.into(), now_ms);
         if learned == Learned::Changed {
             self.moves.fetch_add(1, Ordering::Relaxed);
         }
         learned
     }
 
-    /// The port `mac` was last seen on, unless it has aged out.
-    pub fn lookup(&self, mac: [u8; 6], now_ms: u64) -> Option<PortHandle> {
+    /// Where `mac` was last seen, unless it has aged out.
+    pub fn lookup(&self, mac: [u8; 6], now_ms: u64) -> Option<Dest> {
         self.table.lookup(mac_key(mac), now_ms)
     }
 
@@ -94,12 +98,18 @@ impl Fdb {
 
     /// Forgets everything learned on a port (it is being deleted).
     pub fn flush_port(&self, uid: u64) -> usize {
-        self.table.retain(|port| port.uid != uid)
+        self.table.retain(|dest| !matches!(dest, Dest::Port(p) if p.uid == uid))
+    }
+
+    /// Forgets every MAC learned behind remote VTEP `ip` (it is being
+    /// removed).
+    pub fn flush_vtep(&self, ip: Ipv4Addr) -> usize {
+        self.table.retain(|dest| *dest != Dest::Vtep(ip))
     }
 
     /// Forgets every MAC learned behind the tunnel (it is being removed).
     pub fn flush_tunnel(&self) -> usize {
-        self.table.retain(|port| port.slot != TUNNEL_SLOT)
+        self.table.retain(|dest| matches!(dest, Dest::Port(_)))
     }
 
     /// Entries that have not aged out, sorted by MAC.
@@ -109,7 +119,7 @@ impl Fdb {
             .into_iter()
             .map(|r| FdbRecord {
                 mac: key_mac(r.key),
-                port: r.value,
+                dest: r.value,
                 age_ms: r.age_ms,
             })
             .collect()
@@ -156,7 +166,7 @@ mod tests {
         assert_eq!(fdb.lookup(A, 0), None);
         assert_eq!(fdb.learn(A, P1, 0), Learned::New);
         assert_eq!(fdb.learn(A, P1, 10), Learned::Refreshed);
-        assert_eq!(fdb.lookup(A, 20), Some(P1));
+        assert_eq!(fdb.lookup(A, 20), Some(Dest::Port(P1)));
         assert_eq!(fdb.lookup(B, 20), None);
         assert_eq!(fdb.len(), 1);
     }
@@ -166,11 +176,15 @@ mod tests {
         let fdb = Fdb::new(100, 2);
         fdb.learn(A, P1, 0);
         fdb.learn(B, P2, 1_500);
-        assert_eq!(fdb.lookup(A, 2_000), Some(P1), "exactly the aging time is still alive");
+        assert_eq!(
+            fdb.lookup(A, 2_000),
+            Some(Dest::Port(P1)),
+            "exactly the aging time is still alive"
+        );
         assert_eq!(fdb.lookup(A, 2_001), None, "aged out before any sweep");
         assert_eq!(fdb.sweep(2_001), 1);
         assert_eq!(fdb.len(), 1);
-        assert_eq!(fdb.lookup(B, 2_001), Some(P2));
+        assert_eq!(fdb.lookup(B, 2_001), Some(Dest::Port(P2)));
     }
 
     #[test]
@@ -178,7 +192,7 @@ mod tests {
         let fdb = Fdb::new(100, 1);
         fdb.learn(A, P1, 0);
         fdb.learn(A, P1, 900);
-        assert_eq!(fdb.lookup(A, 1_800), Some(P1));
+        assert_eq!(fdb.lookup(A, 1_800), Some(Dest::Port(P1)));
     }
 
     #[test]
@@ -186,7 +200,7 @@ mod tests {
         let fdb = Fdb::new(100, 300);
         fdb.learn(A, P1, 0);
         assert_eq!(fdb.learn(A, P2, 5), Learned::Changed);
-        assert_eq!(fdb.lookup(A, 6), Some(P2));
+        assert_eq!(fdb.lookup(A, 6), Some(Dest::Port(P2)));
         assert_eq!(fdb.moves(), 1);
         assert_eq!(fdb.len(), 1);
     }
@@ -223,16 +237,32 @@ mod tests {
         fdb.learn(B, P2, 0);
         assert_eq!(fdb.flush_port(P1.uid), 1);
         assert_eq!(fdb.lookup(A, 1), None);
-        assert_eq!(fdb.lookup(B, 1), Some(P2));
+        assert_eq!(fdb.lookup(B, 1), Some(Dest::Port(P2)));
         let recs = fdb.records(1);
         assert_eq!(
             recs,
             vec![FdbRecord {
                 mac: B,
-                port: P2,
+                dest: Dest::Port(P2),
                 age_ms: 1
             }]
         );
+    }
+
+    #[test]
+    fn entries_behind_vteps_are_flushed_by_vtep_or_all_at_once() {
+        let fdb = Fdb::new(100, 300);
+        let (v1, v2) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        fdb.learn(A, Dest::Vtep(v1), 0);
+        fdb.learn(B, Dest::Vtep(v2), 0);
+        fdb.learn([2, 0, 0, 0, 0, 0xc], P1, 0);
+        assert_eq!(fdb.lookup(A, 1), Some(Dest::Vtep(v1)));
+        assert_eq!(fdb.flush_port(P1.uid), 1, "a port's flush leaves the VTEPs' entries");
+        assert_eq!(fdb.flush_vtep(v1), 1);
+        assert_eq!((fdb.lookup(A, 1), fdb.lookup(B, 1)), (None, Some(Dest::Vtep(v2))));
+        fdb.learn([2, 0, 0, 0, 0, 0xc], P1, 0);
+        assert_eq!(fdb.flush_tunnel(), 1, "every VTEP's, no port's");
+        assert_eq!(fdb.len(), 1);
     }
 
     #[test]
@@ -254,6 +284,6 @@ mod tests {
             w.join().unwrap();
         }
         assert_eq!(fdb.len(), 4_000);
-        assert_eq!(fdb.lookup([2, 0, 0, 1, 0, 7], 0), Some(P2));
+        assert_eq!(fdb.lookup([2, 0, 0, 1, 0, 7], 0), Some(Dest::Port(P2)));
     }
 }

@@ -7,11 +7,12 @@ use std::net::Ipv4Addr;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol};
 use vswitch_ctl::Ipv4Net;
 
-use super::{strip_to_ethernet, Ingress, Me, ETH_HDR_LEN};
+use super::{strip_to_ethernet, Me, ETH_HDR_LEN};
 use crate::packet::{Frame, Meta};
-use crate::pipeline::Verdict;
+use crate::pipeline::ingress::Ingress;
 use crate::stats::DropReason;
 use crate::tables::neigh::NeighTable;
+use crate::verdict::Verdict;
 
 /// Length of an Ethernet/IPv4 ARP packet.
 const ARP_LEN: usize = 28;

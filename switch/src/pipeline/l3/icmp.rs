@@ -7,10 +7,11 @@ use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, Ipv4Repr,
 };
 
-use super::{strip_to_ethernet, Ingress, Me, ETH_HDR_LEN, IPV4_HDR_LEN, REPLY_TTL};
+use super::{strip_to_ethernet, Me, ETH_HDR_LEN, IPV4_HDR_LEN, REPLY_TTL};
 use crate::packet::{Frame, Meta};
-use crate::pipeline::Verdict;
+use crate::pipeline::ingress::Ingress;
 use crate::stats::DropReason;
+use crate::verdict::Verdict;
 
 const ICMP_HDR_LEN: usize = 8;
 /// What an ICMP error quotes of the offending packet: its IP header (up to

@@ -23,12 +23,12 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
-use super::memo::Memo;
-use super::NextHop;
-use crate::packet::{Frame, Meta};
+use super::ingress::Ingress;
+use crate::packet::{Batch, Frame, Meta};
 use crate::snapshot::{BridgeL3, Snapshot, UplinkL3};
-use crate::stats::{DropReason, PortCounters};
+use crate::stats::DropReason;
 use crate::tables::neigh::NeighTable;
+use crate::verdict::{NextHop, Verdict};
 
 pub use arp::arp_request;
 pub use icmp::frag_needed;
@@ -39,15 +39,18 @@ const IPV4_HDR_LEN: usize = 20;
 /// The TTL of packets the gateway writes itself.
 const REPLY_TTL: u8 = 64;
 
-/// Where the frame came from.
-pub struct Ingress<'a> {
-    pub snap: &'a Snapshot,
-    pub bridge: u32,
-    pub in_slot: u32,
-    pub counters: &'a PortCounters,
-    pub now_ms: u64,
-    /// What the batch's frames already looked up.
-    pub memo: Memo,
+/// The stage: every frame for the router (`Verdict::L3`): from a bridge
+/// member to its gateway, or from the outside on an uplink.
+pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+    for (frame, out) in batch.frames_mut().iter_mut().zip(verdicts.iter_mut()) {
+        if matches!(out, Verdict::L3) {
+            *out = if at.uplink() {
+                from_uplink(frame, at)
+            } else {
+                process(frame, at)
+            };
+        }
+    }
 }
 
 /// Who answers: the gateway, or the uplink's outside address.

@@ -15,13 +15,15 @@ use smoltcp::wire::{EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet
 
 use super::arp::{arp, ArpLeg};
 use super::icmp::{self, CODE_NET_UNREACHABLE, CODE_TTL_EXCEEDED};
-use super::{ethernet, leg, set_macs, Ingress, Me, ETH_HDR_LEN, IPV4_HDR_LEN};
+use super::{ethernet, leg, set_macs, Me, ETH_HDR_LEN, IPV4_HDR_LEN};
 use crate::packet::Frame;
+use crate::pipeline::ingress::Ingress;
 use crate::pipeline::memo::Route;
 use crate::pipeline::nat::{self, Side};
-use crate::pipeline::{NextHop, Verdict};
 use crate::snapshot::{BridgeL3, Snapshot, UplinkL3};
 use crate::stats::DropReason;
+use crate::tables::fdb::Dest;
+use crate::verdict::{FloodFrom, NextHop, Verdict};
 
 /// Handles a frame l2 sent here.
 pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
@@ -47,7 +49,7 @@ pub fn process(frame: &mut Frame, at: &Ingress<'_>) -> Verdict {
             // Err: ARP between containers, and gratuitous ARP: a bridge floods it.
             let verdict = arp(frame, offset, &leg, at).unwrap_or(Verdict::Flood {
                 bridge: at.bridge,
-                except: Some(at.in_slot),
+                from: FloodFrom::Port(at.in_slot),
             });
             at.memo.forget_tables();
             verdict
@@ -121,8 +123,11 @@ pub fn deliver_via(snap: &Snapshot, hop: NextHop, mac: [u8; 6], now_ms: u64) -> 
 fn deliver(snap: &Snapshot, bridge: u32, mac: [u8; 6], now_ms: u64) -> Verdict {
     let learned = snap.bridge(bridge).and_then(|b| b.fdb.lookup(mac, now_ms));
     match learned {
-        Some(port) if snap.is_usable(port) => Verdict::Forward(port.slot),
-        _ => Verdict::Flood { bridge, except: None },
+        Some(Dest::Port(port)) if snap.is_usable(port) => Verdict::Forward(port.slot),
+        _ => Verdict::Flood {
+            bridge,
+            from: FloodFrom::Router,
+        },
     }
 }
 

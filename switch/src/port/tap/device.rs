@@ -6,12 +6,11 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Mutex;
 
 use vswitch_ctl::MacAddr;
 
 use super::{TapPort, TUNNEL_HDR_LEN};
-use crate::packet::{MAX_FRAME_LEN, VNET_HDR_LEN};
+use crate::packet::VNET_HDR_LEN;
 use crate::sys::netlink::{self, LinkChange};
 use crate::sys::netns::{self, Home, NetnsError};
 use crate::sys::{ifreq_with_name, read_mac_here, valid_ifname};
@@ -220,7 +219,7 @@ impl TapPort {
     }
 
     /// The port around a descriptor bound to its device: the offloads the
-    /// kernel may use set, a segment buffer for an uplink.
+    /// kernel may use set.
     fn from_tun(file: File, spec: TapSpec<'_>) -> Result<TapPort, TapError> {
         let fd = file.as_raw_fd();
         // The header size first: tunnel offloads with a 12-byte header make
@@ -232,12 +231,6 @@ impl TapPort {
         Ok(TapPort {
             file,
             tunnel_gso,
-            // Only an uplink sends tunnel frames; a container's TAP needs none.
-            segment: Mutex::new(if spec.tunnel_gso {
-                vec![0; MAX_FRAME_LEN]
-            } else {
-                Vec::new()
-            }),
             home: None,
         })
     }

@@ -21,13 +21,9 @@ mod device;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Mutex, PoisonError};
-
-use vswitch_vxlan::{encapsulate, write_headers, Outer, OuterCsum, OVERHEAD};
 
 use super::{PortFault, PortIo};
-use crate::offload::{OffloadRequest, Segmenter};
-use crate::packet::{Batch, Frame, PacketPool, VnetHdr, MAX_FRAME_LEN, VNET_HDR_LEN};
+use crate::packet::{Batch, Frame, GsoType, PacketPool, MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::stats::{DropReason, PortCounters};
 use crate::sys::netns::Home;
 
@@ -42,7 +38,8 @@ const NO_OFFLOAD_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 /// The tunnel header's last 12 bytes for a frame that is no tunnel
 /// super-frame: no hash, no offsets.
 const PLAIN_EXTENSION: [u8; TUNNEL_HDR_LEN - VNET_HDR_LEN] = [0; TUNNEL_HDR_LEN - VNET_HDR_LEN];
-/// ... and for one we send whole: the outer transport header after the
+/// ... and for a tunnel super-frame (sealed by the pipeline's encapsulate
+/// stage, `GsoType::UdpTunnel`): the outer transport header after the
 /// outer Ethernet and IPv4 headers (34), the inner network header after all
 /// the outer headers and the inner Ethernet header (64), little-endian.
 const TUNNEL_EXTENSION: [u8; TUNNEL_HDR_LEN - VNET_HDR_LEN] = [0, 0, 0, 0, 0, 0, 0, 0, 34, 0, 64, 0];
@@ -52,9 +49,6 @@ pub struct TapPort {
     /// The kernel took the UDP-tunnel offloads: reads and writes carry the
     /// 24-byte header, and tunnel super-frames cross whole.
     tunnel_gso: bool,
-    /// Where a frame for a tunnel is cut or finished and encapsulated, one
-    /// piece at a time (allocated once, for uplinks only).
-    segment: Mutex<Vec<u8>>,
     /// The namespace the device was made in, when it is not vswitchd's:
     /// the descriptor holds it alive, so its going is watched by name.
     home: Option<Home>,
@@ -92,92 +86,6 @@ impl TapPort {
                 Some(libc::EIO) => DropReason::TxLinkDown,
                 _ => DropReason::TxError,
             }),
-        }
-    }
-
-    /// Sends a frame inside a VXLAN packet: the outer headers written in
-    /// front of it in one vectored write. A checksum left to the device
-    /// stays left to it (its start moves by the outer headers); a TCP
-    /// super-frame is cut here first, each segment in its own packet.
-    fn send_tunnelled(&self, frame: &Frame, outer: &Outer, counters: &PortCounters) {
-        let data = frame.data();
-        let (vnet, inner) = match frame.meta.eth_offset.map(usize::from) {
-            Some(VNET_HDR_LEN) => (VnetHdr::new_checked(data), &data[VNET_HDR_LEN..]),
-            Some(0) => (None, data),
-            _ => return counters.drop(DropReason::TxError),
-        };
-        let request = vnet.as_ref().map(OffloadRequest::from_vnet).unwrap_or_default();
-        let mut headers = [0u8; OVERHEAD];
-        let shift = |at: u16| u16::try_from(usize::from(at) + OVERHEAD).ok();
-        // An outer checksum covers the inner frame as it leaves: that one is
-        // finished here, below, with the rest.
-        let zero_csum = outer.csum == OuterCsum::Zero;
-        if request.gso.is_none() && zero_csum {
-            let mut hdr = NO_OFFLOAD_HDR;
-            if let Some((start, offset)) = request.csum {
-                let Some(start) = shift(start) else {
-                    return counters.drop(DropReason::TxOversize);
-                };
-                VnetHdr::write_needs_csum(&mut hdr, start, offset);
-            }
-            if write_headers(&mut headers, outer, inner.len()).is_err() {
-                return counters.drop(DropReason::TxOversize);
-            }
-            let parts = [
-                IoSlice::new(&hdr),
-                IoSlice::new(self.extension(&PLAIN_EXTENSION)),
-                IoSlice::new(&headers),
-                IoSlice::new(inner),
-            ];
-            return self.write_frame(&parts, OVERHEAD + inner.len(), false, counters);
-        }
-        // The kernel segments a tunnel super-frame itself, when it can.
-        let whole = (self.tunnel_gso && zero_csum && write_headers(&mut headers, outer, inner.len()).is_ok())
-            .then(|| {
-                let gso_type = VnetHdr::tunnel_gso_type(request.gso?)?;
-                let (start, offset) = request.csum?;
-                let hdr_len = vnet.as_ref().map_or(0, |h| h.hdr_len());
-                let mut hdr = NO_OFFLOAD_HDR;
-                let csum = (shift(start)?, offset);
-                VnetHdr::write_gso(&mut hdr, gso_type, shift(hdr_len)?, request.gso_size, csum);
-                Some(hdr)
-            })
-            .flatten();
-        if let Some(hdr) = whole {
-            let parts = [
-                IoSlice::new(&hdr),
-                IoSlice::new(&TUNNEL_EXTENSION),
-                IoSlice::new(&headers),
-                IoSlice::new(inner),
-            ];
-            return self.write_frame(&parts, OVERHEAD + inner.len(), true, counters);
-        }
-        // Otherwise each segment (or the one frame) is finished here and
-        // encapsulated whole in the scratch buffer.
-        let mut segments = match Segmenter::new(inner, request) {
-            Ok(s) => s,
-            Err(_) => return counters.drop(DropReason::TxSegmentError),
-        };
-        let mut buf = self.segment.lock().unwrap_or_else(PoisonError::into_inner);
-        if buf.len() <= OVERHEAD {
-            return counters.drop(DropReason::TxError);
-        }
-        while let Some(next) = segments.next_into(&mut buf[OVERHEAD..]) {
-            let Ok(n) = next else {
-                return counters.drop(DropReason::TxSegmentError);
-            };
-            if encapsulate(&mut buf[..OVERHEAD + n], outer).is_err() {
-                return counters.drop(DropReason::TxOversize);
-            }
-            let parts = [
-                IoSlice::new(&NO_OFFLOAD_HDR),
-                IoSlice::new(self.extension(&PLAIN_EXTENSION)),
-                IoSlice::new(&buf[..OVERHEAD + n]),
-            ];
-            self.write_frame(&parts, OVERHEAD + n, false, counters);
-        }
-        if request.gso.is_some() {
-            counters.tx_gso_packets.add(1);
         }
     }
 
@@ -241,15 +149,14 @@ impl PortIo for TapPort {
             let Some(frame) = batch.get(usize::from(i)) else {
                 continue;
             };
-            if let Some(outer) = &frame.meta.encap {
-                self.send_tunnelled(frame, outer, counters);
-                continue;
-            }
             // A frame from a port without offloads is complete as it is: an
             // all-zero virtio-net header ("nothing to do") goes in front.
             let data = frame.data();
             let gso = frame.meta.gso.is_some();
-            let ext = self.extension(&PLAIN_EXTENSION);
+            let ext = match frame.meta.gso {
+                Some(GsoType::UdpTunnel { .. }) => self.extension(&TUNNEL_EXTENSION),
+                _ => self.extension(&PLAIN_EXTENSION),
+            };
             match frame.meta.eth_offset.map(usize::from) {
                 Some(VNET_HDR_LEN) => {
                     let (hdr, eth) = data.split_at(VNET_HDR_LEN);
