@@ -76,6 +76,12 @@ impl Ipv4Net {
         other.prefix >= self.prefix && self.contains(other.addr)
     }
 
+    /// The same network as the `ipnet` type the datapath uses.
+    pub fn to_ipnet(&self) -> ipnet::Ipv4Net {
+        // `new` refuses only prefixes over 32, which this type never holds.
+        ipnet::Ipv4Net::new(self.addr, self.prefix).unwrap_or_default()
+    }
+
     pub fn is_host(&self, ip: Ipv4Addr) -> bool {
         self.contains(ip) && ip != self.addr && ip != self.broadcast()
     }

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use vswitch_ctl::Ipv4Net;
+use ipnet::Ipv4Net;
 use vswitch_nat::table::ConnTable;
 use vswitch_vxlan::Vni;
 

@@ -8,7 +8,6 @@ use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
 use tracing::warn;
-use vswitch_ctl::Ipv4Net;
 use vswitch_vxlan::{Vni, ETH_HDR_LEN, OVERHEAD};
 
 use super::config::{BridgeConfig, DesiredState, PortKind};
@@ -140,7 +139,7 @@ impl Manager {
             Some(UplinkL3 {
                 slot: entry.slot,
                 ip: u.ip,
-                net: Ipv4Net::new(u.ip, u.prefix)?,
+                net: ipnet::Ipv4Net::new(u.ip, u.prefix).ok()?.trunc(),
                 gw: u.gw,
                 mac: u.mac?.0,
                 neigh: exit_live.uplink_neigh.clone(),
@@ -165,7 +164,7 @@ impl Manager {
             zone: exit_live.slot as u16,
         });
         Some(BridgeL3 {
-            subnet,
+            subnet: subnet.to_ipnet(),
             gateway,
             gateway_mac: gateway_mac(name),
             routes_to,
