@@ -25,6 +25,56 @@ use crate::tables::fdb::{Fdb, PortHandle};
 use crate::tables::neigh::NeighTable;
 use crate::tables::publish::PublishTable;
 
+/// An IPv4 network as the datapath tests it: the `ipnet` network the
+/// control plane gives, with its first and last address worked out once.
+/// (`ipnet`'s `contains` and `broadcast` work out the masks on every call:
+/// ~45 instructions more per routed frame, callgrind on the `routed`
+/// benchmark.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net4 {
+    pub net: Ipv4Net,
+    first: u32,
+    last: u32,
+}
+
+impl From<Ipv4Net> for Net4 {
+    fn from(net: Ipv4Net) -> Net4 {
+        Net4 {
+            net,
+            first: u32::from(net.network()),
+            last: u32::from(net.broadcast()),
+        }
+    }
+}
+
+impl std::str::FromStr for Net4 {
+    type Err = ipnet::AddrParseError;
+
+    fn from_str(text: &str) -> Result<Net4, Self::Err> {
+        Ok(Net4::from(text.parse::<Ipv4Net>()?.trunc()))
+    }
+}
+
+impl Net4 {
+    #[inline]
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (self.first..=self.last).contains(&u32::from(ip))
+    }
+
+    #[inline]
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.last)
+    }
+
+    /// An address a host of the network may have: neither the network's
+    /// own address nor its broadcast.
+    #[inline]
+    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
+        let ip = u32::from(ip);
+        self.first < ip && ip < self.last
+    }
+}
+
 /// Who a guarded port is: the only MAC and IPv4 address it may send as
 /// (`pipeline::guard` enforces it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +137,7 @@ pub struct TunnelIn {
 
 /// A routed bridge: vswitchd is the gateway of its subnet.
 pub struct BridgeL3 {
-    pub subnet: Ipv4Net,
+    pub subnet: Net4,
     pub gateway: Ipv4Addr,
     pub gateway_mac: [u8; 6],
     /// Bridges (slots) this one routes to, itself first.
@@ -116,7 +166,7 @@ pub struct NatL3 {
 pub struct UplinkL3 {
     pub slot: u32,
     pub ip: Ipv4Addr,
-    pub net: Ipv4Net,
+    pub net: Net4,
     pub gw: Ipv4Addr,
     pub mac: [u8; 6],
     pub neigh: Arc<NeighTable>,

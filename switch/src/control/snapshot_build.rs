@@ -139,7 +139,7 @@ impl Manager {
             Some(UplinkL3 {
                 slot: entry.slot,
                 ip: u.ip,
-                net: ipnet::Ipv4Net::new(u.ip, u.prefix).ok()?.trunc(),
+                net: ipnet::Ipv4Net::new(u.ip, u.prefix).ok()?.trunc().into(),
                 gw: u.gw,
                 mac: u.mac?.0,
                 neigh: exit_live.uplink_neigh.clone(),
@@ -164,7 +164,7 @@ impl Manager {
             zone: exit_live.slot as u16,
         });
         Some(BridgeL3 {
-            subnet: subnet.to_ipnet(),
+            subnet: subnet.to_ipnet().into(),
             gateway,
             gateway_mac: gateway_mac(name),
             routes_to,

@@ -34,11 +34,13 @@ impl From<Malformed> for DropReason {
 }
 
 /// The stage: every frame classified on an uplink is opened when it is a
-/// tunnel's, or settled and handed to the router when it is not.
-pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+/// tunnel's, or settled and handed to the router when it is not. True when
+/// some frame goes on to the router.
+pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) -> bool {
     if !at.uplink() {
-        return;
+        return false;
     }
+    let mut routed = false;
     let vnet_hdr = at.input.vnet_hdr;
     for (frame, out) in batch.frames_mut().iter_mut().zip(verdicts.iter_mut()) {
         if !matches!(out, Verdict::Underlay) {
@@ -49,7 +51,9 @@ pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
             let settled = if vnet_hdr { Ok(()) } else { l4sum::settle_frame(frame) };
             settled.map_or_else(Verdict::Drop, |()| Verdict::L3)
         });
+        routed |= matches!(out, Verdict::L3);
     }
+    routed
 }
 
 /// A frame received on an uplink: the verdict for its inner frame when it

@@ -143,7 +143,7 @@ fn decide(snap: &Snapshot, bridge: u32, vtep: Ipv4Addr, frame: &mut Frame, now_m
     if frame.meta.gso.is_none() && inner.len() > tunnel.max_inner {
         return Verdict::Drop(DropReason::TunnelTooBig);
     }
-    let hop = if up.net.contains(&vtep) { vtep } else { up.gw };
+    let hop = if up.net.contains(vtep) { vtep } else { up.gw };
     let mut outer = Outer {
         src_mac: up.mac,
         dst_mac: [0; 6],

@@ -35,6 +35,7 @@ pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
     }
 }
 
+#[inline]
 pub fn check(frame: &Frame, guard: &SourceGuard) -> Result<(), DropReason> {
     let offset = frame.meta.eth_offset.map_or(0, usize::from);
     let eth = EthernetFrame::new_checked(&frame.data()[offset..]).map_err(|_| DropReason::Malformed)?;

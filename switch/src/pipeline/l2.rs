@@ -34,11 +34,13 @@ pub enum Source {
 }
 
 /// The stage: every frame of a member port that classify and the guard
-/// let through (`Verdict::L2`) is learned and forwarded.
-pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
+/// let through (`Verdict::L2`) is learned and forwarded. True when some
+/// frame goes on to the router.
+pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) -> bool {
     let Some(bridge) = at.snap.bridge(at.bridge) else {
-        return;
+        return false;
     };
+    let mut routed = false;
     let from = Source::Port(PortHandle {
         slot: at.in_slot,
         uid: at.input.port.uid,
@@ -46,8 +48,10 @@ pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
     for (frame, out) in batch.frames().iter().zip(verdicts.iter_mut()) {
         if matches!(out, Verdict::L2) {
             *out = decide(at.snap, at.bridge, bridge, from, frame, at.now_ms, &at.memo);
+            routed |= matches!(out, Verdict::L3);
         }
     }
+    routed
 }
 
 /// Learns the source and decides where the frame goes. On a routed bridge,

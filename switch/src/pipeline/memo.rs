@@ -52,6 +52,7 @@ pub struct Memo {
 
 impl Memo {
     /// Learns `src` on `port` unless this batch already did.
+    #[inline]
     pub fn learn(&self, fdb: &Fdb, src: [u8; 6], port: Dest, now_ms: u64) {
         if self.learned.get() == Some((src, port)) {
             return;
@@ -69,6 +70,7 @@ impl Memo {
     }
 
     /// Where `dst` was learned in `fdb`, the ingress bridge's.
+    #[inline]
     pub fn lookup(&self, fdb: &Fdb, dst: [u8; 6], now_ms: u64) -> Option<Dest> {
         match self.looked_up.get() {
             Some((mac, out)) if mac == dst => out,

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use crate::snapshot::Net4;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol};
 
 use super::{strip_to_ethernet, Me, ETH_HDR_LEN};
@@ -20,7 +20,7 @@ const ARP_LEN: usize = 28;
 /// One leg's view of an ARP packet: whose network it is, who we are there,
 /// and what else we answer for.
 pub(super) struct ArpLeg<'a> {
-    pub net: &'a Ipv4Net,
+    pub net: &'a Net4,
     pub neigh: &'a NeighTable,
     pub me: Me,
     /// The internal port, which shares the gateway's MAC: replies to `me`
@@ -50,7 +50,7 @@ pub(super) fn arp(frame: &mut Frame, offset: usize, leg: &ArpLeg<'_>, at: &Ingre
         return Ok(Verdict::Drop(DropReason::Malformed));
     };
     let me = leg.me;
-    if is_host(leg.net, source_protocol_addr) && source_protocol_addr != me.ip && source_hardware_addr.is_unicast() {
+    if leg.net.is_host(source_protocol_addr) && source_protocol_addr != me.ip && source_hardware_addr.is_unicast() {
         leg.neigh.learn(source_protocol_addr, source_hardware_addr.0, at.now_ms);
     }
     let to_me = EthernetFrame::new_unchecked(&frame.data()[offset..]).dst_addr().0 == me.mac;
@@ -94,10 +94,4 @@ pub fn arp_request(frame: &mut Frame, me: Me, target: Ipv4Addr) {
     }
     frame.fill(&out);
     frame.meta = Meta::generated(EthernetProtocol::Arp);
-}
-
-/// An address of `net` a host may have: neither its network address nor
-/// its broadcast.
-fn is_host(net: &Ipv4Net, ip: Ipv4Addr) -> bool {
-    net.contains(&ip) && ip != net.network() && ip != net.broadcast()
 }

@@ -194,7 +194,7 @@ fn facts_after_nat(
 fn bridge_for<'a>(snap: &'a Snapshot, l3: &BridgeL3, dst: Ipv4Addr) -> Option<(u32, &'a BridgeL3)> {
     l3.routes_to.iter().find_map(|&slot| {
         let out = snap.bridge(slot)?.l3.as_ref()?;
-        out.subnet.contains(&dst).then_some((slot, out))
+        out.subnet.contains(dst).then_some((slot, out))
     })
 }
 
@@ -226,7 +226,7 @@ fn route(frame: &mut Frame, offset: usize, l3: &BridgeL3, at: &Ingress<'_>) -> V
             Some(up) if dst == up.ip => return local(frame, offset, up.me(), facts.echo_request, at),
             Some(up) => (
                 NextHop::Uplink(at.bridge),
-                if up.net.contains(&dst) { dst } else { up.gw },
+                if up.net.contains(dst) { dst } else { up.gw },
             ),
             // The host routes what no bridge holds, as the docker0 host does.
             None if l3.internal.is_some() => return l3.internal.map_or(Verdict::Consumed, Verdict::Forward),
