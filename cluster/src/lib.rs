@@ -11,6 +11,8 @@
 //! It runs on its own thread with a single-threaded tokio runtime (the etcd
 //! client is async); the control socket reaches it through [`ClusterHandle`].
 
+#![forbid(unsafe_code)]
+
 mod agent;
 pub mod error;
 pub mod model;

@@ -6,6 +6,8 @@
 //! object, with a non-zero exit) on stdout. It talks to vswitchd only
 //! through the control protocol.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::process::ExitCode;
 

@@ -5,6 +5,8 @@
 //! types live here so both ends agree by construction; `vswitchd` depends on
 //! this crate, never the other way round.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod mac;
 pub mod net;

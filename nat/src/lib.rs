@@ -19,6 +19,8 @@
 //! The pipeline stage in `switch/` calls these; `fuzz/` drives them all with
 //! arbitrary packets.
 
+#![forbid(unsafe_code)]
+
 pub mod checksum;
 pub mod frag;
 #[doc(hidden)]

@@ -14,6 +14,8 @@
 //! are read and written through smoltcp's views; only the VXLAN header,
 //! which smoltcp does not know, has a view of its own.
 
+#![forbid(unsafe_code)]
+
 pub mod decap;
 pub mod encap;
 pub mod flow;

@@ -30,8 +30,8 @@
 //! counters; they never call the control plane, open a device or make a
 //! syscall (the ports' tx bursts, called by the tx step, do the I/O).
 //! Nothing here allocates: the queues are sized when a snapshot arrives.
-//! The vocabulary the stages share is in `verdict`, `ingress` and
-//! `scratch`, which import no stage.
+//! The vocabulary the stages share is in `crate::verdict`, `ingress` and
+//! `scratch`, which import no stage (`switch/tests/layering.rs` checks).
 
 pub mod classify;
 pub mod decap;
@@ -115,5 +115,7 @@ pub fn run_held(
 mod tests;
 #[cfg(test)]
 mod tests_encap;
+#[cfg(test)]
+mod tests_stages;
 #[cfg(test)]
 mod tests_vxlan;

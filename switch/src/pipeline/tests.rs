@@ -250,12 +250,12 @@ fn a_batch_returns_every_frame_to_the_pool() {
 
 // --- L3: two routed bridges, 10.1.0.0/24 (ports 0, 1) and 10.2.0.0/24 (port 2).
 
-const GW_A: [u8; 6] = [2, 0x76, 0x73, 0, 0, 1];
+pub(super) const GW_A: [u8; 6] = [2, 0x76, 0x73, 0, 0, 1];
 const GW_B: [u8; 6] = [2, 0x76, 0x73, 0, 0, 2];
-const MAC_C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+pub(super) const MAC_C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
 
 impl World {
-    fn routed() -> World {
+    pub(super) fn routed() -> World {
         let mut w = World::new(3, 2, 100);
         for (slot, (net, gw, mac)) in [
             ("10.1.0.0/24", [10, 1, 0, 1], GW_A),
@@ -285,7 +285,7 @@ impl World {
     }
 }
 
-fn ipv4_udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
+pub(super) fn ipv4_udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
     let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src, dst, ttl)
         .udp(1000, 2000);

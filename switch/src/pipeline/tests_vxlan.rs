@@ -1,4 +1,4 @@
-//! The VXLAN stage over in-memory ports: a bridge (ports 0 and 1) with a
+//! The tunnel stages (in and out) over in-memory ports: a bridge (ports 0 and 1) with a
 //! tunnel to two remote VTEPs, carried by the uplink (port 2) of a second
 //! bridge. What the uplink "sends" is real VXLAN, read back with the
 //! library's own decapsulation.

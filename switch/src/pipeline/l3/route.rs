@@ -6,7 +6,7 @@
 //! as destination, its TTL decremented with an incremental checksum update
 //! (RFC 1624), and goes through the out bridge's FDB like any other frame.
 //! A frame whose neighbour is unknown is held while the gateway asks (see
-//! `pipeline::hold_unresolved`). NAT (`pipeline::nat`) runs first, so the
+//! `pipeline::hold`). NAT (`pipeline::nat`) runs first, so the
 //! route is chosen for the translated destination.
 
 use std::net::Ipv4Addr;
