@@ -18,9 +18,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use vswitch_ctl::client::{call, ClientError};
-use vswitch_ctl::{
-    AddPort, AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request,
-};
+use vswitch_ctl::network::RuntimeNetwork;
+use vswitch_ctl::{AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request};
 
 use crate::env::Env;
 use crate::inside;
@@ -156,35 +155,23 @@ impl Net {
         Ok(have)
     }
 
+    /// Makes the bridge, its internal port and its masquerade in one
+    /// transaction (`RuntimeNetwork`, as the Docker driver does).
     fn create_bridge(&self, subnet: Ipv4Net) -> Result<(), CniError> {
-        let made = self.vs(&Request::AddBr {
-            name: self.bridge.clone(),
-            aging_secs: None,
-            max_macs: None,
-            subnet: Some(subnet),
-            gateway: self.conf.gateway,
-            ip_range: None,
-            uplink_via: self.conf.uplink.clone(),
-        });
-        match made {
-            Ok(_) => {}
-            // Another ADD made it a moment ago.
-            Err(e) if e.code == Code::Refused && e.msg.contains("already exists") => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let internal = format!("vsc{:08x}", fnv1a(self.bridge.as_bytes()));
-        self.vs(&Request::AddPort(AddPort {
+        let network = RuntimeNetwork {
             bridge: self.bridge.clone(),
-            name: internal,
-            port_type: PortType::Internal,
-            netns: None,
-            ifname: None,
-            mac: None,
-            mode: None,
-            queue: None,
-            iface: None,
-        }))?;
-        Ok(())
+            subnet,
+            gateway: self.conf.gateway,
+            uplink_via: self.conf.uplink.clone(),
+            internal: format!("vsc{:08x}", fnv1a(self.bridge.as_bytes())),
+            masquerade: self.conf.masquerade == Some(true),
+        };
+        match self.vs(&network.create()) {
+            Ok(_) => Ok(()),
+            // Another ADD made it a moment ago (nothing of this one was made).
+            Err(e) if e.code == Code::Refused && e.msg.contains("already exists") => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn add(&self, env: &Env) -> Result<Value, CniError> {

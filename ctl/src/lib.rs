@@ -10,6 +10,7 @@
 pub mod client;
 pub mod mac;
 pub mod net;
+pub mod network;
 pub mod proto;
 pub mod records;
 

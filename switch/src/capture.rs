@@ -10,20 +10,18 @@
 //! drains the ring when vsctl asks (swapping each filled buffer for an
 //! empty one, so the lock is held for no copy) and applies the capture's
 //! filter, if it has one, outside the lock; a capture nobody reads for
-//! [`IDLE_LIMIT`] stops itself (vsctl killed, say).
+//! `session::IDLE_LIMIT` stops itself (vsctl killed, say).
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::packet::Frame;
+use crate::session::Session;
 
 /// Bytes kept of each frame.
 pub const SNAPLEN: usize = 9216;
 /// Frames the ring holds between two reads.
 pub const RING: usize = 512;
-/// A capture not read for this long stops.
-pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 pub const RX: u8 = 1;
 pub const TX: u8 = 2;
@@ -45,7 +43,6 @@ struct Ring {
     /// Frames still to capture (None: until stopped).
     remaining: Option<u64>,
     skipped: u64,
-    last_read: Instant,
 }
 
 /// Which frames a capture keeps (an Ethernet frame, cut at [`SNAPLEN`]).
@@ -65,17 +62,13 @@ pub struct Drained {
 /// A port's capture: which directions are armed, the ring and the filter.
 #[derive(Default)]
 pub struct CaptureSlot {
-    armed: AtomicU8,
-    ring: Mutex<Option<Ring>>,
+    /// The ring; armed with the directions captured.
+    session: Session<Ring>,
     /// Used by the reader only, never by the poll thread.
     filter: Mutex<Option<Filter>>,
 }
 
 impl CaptureSlot {
-    fn ring(&self) -> MutexGuard<'_, Option<Ring>> {
-        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn filter(&self) -> MutexGuard<'_, Option<Filter>> {
         self.filter.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -83,49 +76,60 @@ impl CaptureSlot {
     /// Whether direction `dir` (RX or TX) is being captured.
     #[inline]
     pub fn armed(&self, dir: u8) -> bool {
-        self.armed.load(Ordering::Relaxed) & dir != 0
+        self.session.armed() & dir != 0
     }
 
     /// Starts capturing `dirs`, the first `count` frames (all, without a
     /// filter; the count is of frames copied, before the filter); false if
     /// a capture is already running.
     pub fn start(&self, dirs: u8, count: Option<u64>, filter: Option<Filter>) -> bool {
-        let mut ring = self.ring();
-        if ring.is_some() {
-            return false;
-        }
-        *self.filter() = filter;
-        *ring = Some(Ring {
+        let ring = Ring {
             bufs: (0..RING).map(|_| Vec::with_capacity(SNAPLEN)).collect(),
             info: vec![(0, 0, false); RING],
             start: 0,
             len: 0,
             remaining: count,
             skipped: 0,
-            last_read: Instant::now(),
-        });
-        self.armed.store(dirs, Ordering::Relaxed);
-        true
+        };
+        // The filter is the reader's (the control thread's, which also
+        // starts and stops): set once the capture is ours.
+        let started = self.session.start(dirs, ring);
+        if started {
+            *self.filter() = filter;
+        }
+        started
     }
 
     pub fn stop(&self) {
-        self.armed.store(0, Ordering::Relaxed);
-        *self.ring() = None;
+        self.session.stop();
         *self.filter() = None;
     }
 
     /// Copies the frames `which` of `frames` (poll thread, armed only).
     /// `offset(frame)` is where its Ethernet header starts.
     pub fn record<'a>(&self, frames: impl Iterator<Item = &'a Frame>, offset: impl Fn(&Frame) -> usize, tx: bool) {
-        let mut guard = self.ring();
-        let Some(ring) = guard.as_mut() else { return };
         let unix_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        let done = self.session.with(|ring| {
+            Self::copy(ring, frames, offset, tx, unix_ns);
+            ring.remaining == Some(0)
+        });
+        // Enough: no more frames are taken (the reader stops it).
+        if done == Some(true) {
+            self.session.disarm();
+        }
+    }
+
+    fn copy<'a>(
+        ring: &mut Ring,
+        frames: impl Iterator<Item = &'a Frame>,
+        offset: impl Fn(&Frame) -> usize,
+        tx: bool,
+        unix_ns: u64,
+    ) {
         for frame in frames {
             if ring.remaining == Some(0) {
-                // Enough: no more frames are taken (the reader stops it).
-                self.armed.store(0, Ordering::Relaxed);
                 break;
             }
             if ring.len == RING {
@@ -166,8 +170,10 @@ impl CaptureSlot {
 
     /// Empties the ring: (frames, skipped so far, the count was reached).
     fn take(&self) -> Option<(Vec<Captured>, u64, bool)> {
-        let mut guard = self.ring();
-        let ring = guard.as_mut()?;
+        self.session.read(Self::empty)
+    }
+
+    fn empty(ring: &mut Ring) -> (Vec<Captured>, u64, bool) {
         let mut out = Vec::with_capacity(ring.len);
         while ring.len > 0 {
             let i = ring.start;
@@ -184,16 +190,16 @@ impl CaptureSlot {
             ring.start = (ring.start + 1) % RING;
             ring.len -= 1;
         }
-        ring.last_read = Instant::now();
         let done = ring.remaining == Some(0);
-        Some((out, ring.skipped, done))
+        (out, ring.skipped, done)
     }
 
-    /// Stops a capture nobody has read for [`IDLE_LIMIT`] (housekeeping).
+    /// Stops a capture nobody has read for `session::IDLE_LIMIT`
+    /// (housekeeping).
     pub fn expire_idle(&self) -> bool {
-        let idle = self.ring().as_ref().is_some_and(|r| r.last_read.elapsed() > IDLE_LIMIT);
+        let idle = self.session.expire_idle();
         if idle {
-            self.stop();
+            *self.filter() = None;
         }
         idle
     }

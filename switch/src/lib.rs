@@ -20,6 +20,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod pmd;
 pub mod port;
+pub mod session;
 pub mod snapshot;
 pub mod stats;
 pub mod sys;

@@ -10,18 +10,15 @@
 //! reads them (`control::trace`). A trace nobody reads for 10 s stops.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
 use crate::packet::Frame;
+use crate::session::Session;
 use crate::verdict::Verdict;
 
 /// Records held between two reads.
 pub const MAX_RECORDS: usize = 256;
-pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The headers of a frame, as far as they parse.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,85 +96,69 @@ pub struct TraceRecord {
 struct Ring {
     records: Vec<TraceRecord>,
     remaining: u64,
-    last_read: Instant,
 }
+
+/// The session's one armed bit.
+const ARMED: u8 = 1;
 
 #[derive(Default)]
 pub struct TraceSlot {
-    armed: AtomicBool,
-    ring: Mutex<Option<Ring>>,
+    session: Session<Ring>,
 }
 
 impl TraceSlot {
-    fn ring(&self) -> MutexGuard<'_, Option<Ring>> {
-        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     #[inline]
     pub fn armed(&self) -> bool {
-        self.armed.load(Ordering::Relaxed)
+        self.session.armed() != 0
     }
 
     /// Traces the next `count` frames; false when a trace runs already.
     pub fn start(&self, count: u64) -> bool {
-        let mut ring = self.ring();
-        if ring.is_some() {
-            return false;
-        }
-        *ring = Some(Ring {
+        let ring = Ring {
             records: Vec::with_capacity(MAX_RECORDS),
             remaining: count,
-            last_read: Instant::now(),
-        });
-        self.armed.store(count > 0, Ordering::Relaxed);
-        true
+        };
+        self.session.start(if count > 0 { ARMED } else { 0 }, ring)
     }
 
     pub fn stop(&self) {
-        self.armed.store(false, Ordering::Relaxed);
-        *self.ring() = None;
+        self.session.stop();
     }
 
     /// How many more frames the trace wants (poll thread, armed only).
     pub fn wanted(&self) -> usize {
-        self.ring()
-            .as_ref()
-            .map_or(0, |r| (r.remaining as usize).min(MAX_RECORDS - r.records.len()))
+        (self.session)
+            .with(|r| (r.remaining as usize).min(MAX_RECORDS - r.records.len()))
+            .unwrap_or(0)
     }
 
     /// Keeps `records` (at most what is still wanted).
     pub fn record(&self, records: &[TraceRecord]) {
-        let mut guard = self.ring();
-        let Some(ring) = guard.as_mut() else { return };
-        for r in records {
-            if ring.remaining == 0 || ring.records.len() == MAX_RECORDS {
-                break;
+        let done = self.session.with(|ring| {
+            for r in records {
+                if ring.remaining == 0 || ring.records.len() == MAX_RECORDS {
+                    break;
+                }
+                // Within the capacity reserved at start: no allocation.
+                ring.records.push(*r);
+                ring.remaining -= 1;
             }
-            // Within the capacity reserved at start: no allocation.
-            ring.records.push(*r);
-            ring.remaining -= 1;
-        }
-        if ring.remaining == 0 {
-            self.armed.store(false, Ordering::Relaxed);
+            ring.remaining == 0
+        });
+        if done == Some(true) {
+            self.session.disarm();
         }
     }
 
     /// Takes the records so far; `done` when the count was reached. None
     /// when no trace runs.
     pub fn drain(&self) -> Option<(Vec<TraceRecord>, bool)> {
-        let mut guard = self.ring();
-        let ring = guard.as_mut()?;
-        let out = ring.records.drain(..).collect();
-        ring.last_read = Instant::now();
-        Some((out, ring.remaining == 0))
+        (self.session).read(|ring| (ring.records.drain(..).collect(), ring.remaining == 0))
     }
 
+    /// Stops a trace nobody has read for `session::IDLE_LIMIT`.
     pub fn expire_idle(&self) -> bool {
-        let idle = self.ring().as_ref().is_some_and(|r| r.last_read.elapsed() > IDLE_LIMIT);
-        if idle {
-            self.stop();
-        }
-        idle
+        self.session.expire_idle()
     }
 }
 

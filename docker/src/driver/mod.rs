@@ -22,7 +22,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use vswitch_ctl::client::{call, ClientError};
-use vswitch_ctl::{AddPort, Ipv4Net, MacAddr, NatProto, PortType, Reply, Request};
+use vswitch_ctl::network::RuntimeNetwork;
+use vswitch_ctl::{Ipv4Net, MacAddr, NatProto, Reply, Request};
 
 use crate::api::{self, CreateEndpoint, CreateNetwork, EndpointRef, Join, NetworkOnly, PortBinding};
 use crate::options::{self, NetworkOptions};
@@ -192,15 +193,6 @@ impl Driver {
             .clone()
             .unwrap_or_else(|| format!("dk-{}", short(&req.network_id, 12)));
         let internal = format!("vsn{}", short(&req.network_id, 12));
-        self.vsctl(&Request::AddBr {
-            name: bridge.clone(),
-            aging_secs: None,
-            max_macs: None,
-            subnet: Some(subnet),
-            gateway: Some(gateway),
-            ip_range: None,
-            uplink_via: opts.uplink.clone(),
-        })?;
         let network = Network {
             bridge: bridge.clone(),
             subnet,
@@ -208,38 +200,23 @@ impl Driver {
             internal: internal.clone(),
             port_type: opts.port_type,
             masquerade: opts.masquerade,
-            uplink: opts.uplink,
+            uplink: opts.uplink.clone(),
         };
-        let rest = || -> Result<(), DriverError> {
-            self.vsctl(&Request::AddPort(AddPort {
-                bridge: bridge.clone(),
-                name: internal.clone(),
-                port_type: PortType::Internal,
-                netns: None,
-                ifname: None,
-                mac: None,
-                mode: None,
-                queue: None,
-                iface: None,
-            }))?;
-            if network.masquerade {
-                self.vsctl(&Request::SetNat {
-                    bridge: bridge.clone(),
-                    masquerade: true,
-                })?;
-            }
-            Ok(())
+        // The bridge, its internal port and masquerade: one transaction,
+        // as the CNI plugin makes its networks.
+        let made = RuntimeNetwork {
+            bridge: bridge.clone(),
+            subnet,
+            gateway: Some(gateway),
+            uplink_via: opts.uplink,
+            internal,
+            masquerade: network.masquerade,
         };
-        let mut result = rest();
-        if result.is_ok() {
-            self.state.networks.insert(req.network_id.clone(), network);
-            result = self.save();
-            if result.is_err() {
-                self.state.networks.remove(&req.network_id);
-            }
-        }
-        if let Err(err) = result {
+        self.vsctl(&made.create())?;
+        self.state.networks.insert(req.network_id.clone(), network);
+        if let Err(err) = self.save() {
             // A failed create leaves nothing behind.
+            self.state.networks.remove(&req.network_id);
             let _ = self.vsctl(&Request::DelBr { name: bridge });
             return Err(err);
         }

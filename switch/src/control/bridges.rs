@@ -5,8 +5,9 @@ use std::net::Ipv4Addr;
 use tracing::info;
 use vswitch_ctl::Ipv4Net;
 
-use super::attach::next_free;
 use super::config::{BridgeConfig, Shared, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
+use super::ipam::next_free;
+use super::validate::valid_name;
 use super::{ControlError, Manager};
 
 const MAX_AGING_SECS: u64 = 1_000_000;
@@ -22,11 +23,6 @@ pub(super) struct NewBridge {
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
     pub uplink_via: Option<String>,
-}
-
-/// Names of bridges and ports: letters, digits, '.', '-', '_'.
-pub(super) fn valid_name(name: &str, max_len: usize) -> bool {
-    !name.is_empty() && name.len() <= max_len && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// `value`, or an error naming `what` and the range it must be in.

@@ -22,7 +22,7 @@ impl Manager {
             Some(Ok(live)) => Ok(live),
             Some(Err(reason)) => Err(ControlError::PortDown {
                 port: port.to_string(),
-                reason: reason.clone(),
+                reason: reason.to_string(),
             }),
             None => Err(ControlError::NoPort(port.to_string())),
         }

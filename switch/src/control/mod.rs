@@ -33,6 +33,7 @@ mod ctfile;
 mod delta;
 mod dispatch;
 mod error;
+mod ipam;
 mod nat;
 mod ports;
 mod restore;
@@ -82,11 +83,22 @@ struct LiveBridge {
     published: Arc<PublishTable>,
 }
 
+/// Why a configured port has no live device.
+#[derive(Debug, Clone, thiserror::Error)]
+enum NotLive {
+    /// Its device could not be opened at start-up (the error chain).
+    #[error("error: {0}")]
+    NotRestored(String),
+    /// The namespace it was made in is gone (`Manager::release_orphans`).
+    #[error("failed: its network namespace was deleted")]
+    NamespaceGone,
+}
+
 /// A configured port or uplink: live, or not, with the reason.
 struct PortEntry {
     bridge: String,
     slot: u32,
-    live: Result<Arc<LivePort>, String>,
+    live: Result<Arc<LivePort>, NotLive>,
     /// The bridge's uplink (a router leg), not one of its ports.
     uplink: bool,
 }
@@ -407,7 +419,7 @@ impl Manager {
     }
 
     /// Records a port (or an uplink) in the lowest free slot.
-    fn insert_entry(&mut self, name: String, bridge: String, live: Result<Arc<LivePort>, String>, uplink: bool) {
+    fn insert_entry(&mut self, name: String, bridge: String, live: Result<Arc<LivePort>, NotLive>, uplink: bool) {
         let slot = free_slot(self.ports.values().map(|p| p.slot));
         let entry = PortEntry {
             bridge,

@@ -11,8 +11,8 @@ use std::net::Ipv4Addr;
 use tracing::{info, warn};
 use vswitch_ctl::{Ipv4Net, MacAddr};
 
-use super::bridges::valid_name;
 use super::config::{AfxdpConfig, BridgeConfig, PortConfig, PortKind, UplinkConfig, XdpChoice};
+use super::validate::valid_name;
 use super::{fnv1a, gateway_mac, ControlError, Manager, Txn};
 use crate::port::afxdp::{AfXdpPort, Attachment};
 use crate::port::tap::{self, TapPort, TapSpec};

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::attach::{configure_address, overlay_mtu};
 use super::config::PortKind;
 use super::ports::{configure_internal, open_port_io, open_uplink_io, route_uplink_via_internal};
-use super::{error_chain, ControlError, Manager};
+use super::{error_chain, ControlError, Manager, NotLive};
 use crate::port::{LivePort, PortIo};
 
 impl Manager {
@@ -90,13 +90,13 @@ impl Manager {
         name: &str,
         bridge: &str,
         opened: Result<Box<dyn PortIo>, ControlError>,
-    ) -> Result<Arc<LivePort>, String> {
+    ) -> Result<Arc<LivePort>, NotLive> {
         match opened {
             Ok(io) => Ok(self.make_live(name.to_string(), io)),
             Err(err) => {
                 let msg = error_chain(&err);
                 warn!(port = %name, bridge = %bridge, error = %msg, "port not restored");
-                Err(format!("error: {msg}"))
+                Err(NotLive::NotRestored(msg))
             }
         }
     }

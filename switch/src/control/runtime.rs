@@ -21,12 +21,9 @@
 use tracing::{debug, info};
 use vswitch_ctl::{AttachmentInfo, PublishRule};
 
-use super::{Manager, PortEntry, Retired};
+use super::{Manager, NotLive, PortEntry, Retired};
 use crate::sys::find_by_mac;
 use crate::sys::netns::Home;
-
-/// What `show` says of a port closed by [`Manager::release_orphans`].
-const NAMESPACE_GONE: &str = "failed: its network namespace was deleted";
 
 impl Manager {
     pub(super) fn list_attachments(&self) -> Vec<AttachmentInfo> {
@@ -87,7 +84,7 @@ impl Manager {
             let Some(entry) = self.ports.get_mut(name) else {
                 continue;
             };
-            let live = std::mem::replace(&mut entry.live, Err(NAMESPACE_GONE.to_string()));
+            let live = std::mem::replace(&mut entry.live, Err(NotLive::NamespaceGone));
             let fdb = self.bridges.get(&entry.bridge).map(|b| b.fdb.clone());
             let closed = PortEntry {
                 bridge: entry.bridge.clone(),

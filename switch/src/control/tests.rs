@@ -8,8 +8,8 @@ use vswitch_ctl::{NatProto, PublishRule, Reply, Request};
 use vswitch_nat::table::ConnTable;
 use vswitch_nat::tuple::Proto;
 
-use super::bridges::valid_name;
 use super::store::{Store, JOURNAL_FILE, STATE_FILE};
+use super::validate::valid_name;
 use super::*;
 use crate::snapshot::Snapshot;
 

@@ -65,6 +65,11 @@ pub enum Invalid {
     },
 }
 
+/// Names of bridges and ports: letters, digits, '.', '-', '_'.
+pub(super) fn valid_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty() && name.len() <= max_len && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// Two networks share addresses.
 pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(b.addr()) || b.contains(a.addr())

@@ -32,7 +32,7 @@ impl Manager {
     pub(super) fn port_state(entry: &PortEntry) -> String {
         match &entry.live {
             Ok(live) => live.state(),
-            Err(reason) => reason.clone(),
+            Err(reason) => reason.to_string(),
         }
     }
 
