@@ -15,12 +15,10 @@ use tonic::transport::Endpoint;
 use tracing::{info, warn};
 use vswitch_ctl::{Reply, Request, Response};
 
-use crate::error::ClusterError;
+use crate::error::{within, ClusterError, CALL_TIMEOUT};
 use crate::sync::Agent;
 use crate::{ClusterConfig, Command};
 
-/// How long one etcd call may take before the session is given up.
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a member has to answer the first read of a new connection:
 /// short, so a member that accepts connections but does not answer (still
 /// starting, or cut off from the others) is passed over quickly.
@@ -31,16 +29,6 @@ const LOCAL_TICK: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Runs an etcd call with the call timeout.
-pub(crate) async fn within<T>(
-    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, ClusterError> {
-    match timeout(CALL_TIMEOUT, fut).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(ClusterError::Timeout(CALL_TIMEOUT.as_millis() as u64)),
-    }
-}
 
 /// Why a session ended.
 enum Ended {

@@ -1,6 +1,9 @@
 //! What the cluster agent refuses or fails at, in words a user can act on.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use tokio::time::timeout;
 
 use vswitch_ctl::Ipv4Net;
 
@@ -48,4 +51,18 @@ pub enum ClusterError {
     Transport(#[from] tonic::transport::Error),
     #[error("etcd did not answer within {0} ms")]
     Timeout(u64),
+}
+
+/// How long one etcd call may take before it counts as failed (and the
+/// agent gives its session up).
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs an etcd call with the call timeout.
+pub(crate) async fn within<T>(
+    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, ClusterError> {
+    match timeout(CALL_TIMEOUT, fut).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ClusterError::Timeout(CALL_TIMEOUT.as_millis() as u64)),
+    }
 }

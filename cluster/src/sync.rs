@@ -15,8 +15,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp
 use tracing::{info, warn};
 use vswitch_ctl::{Ipv4Net, LocalNetwork, NetCreate, Reply, Request};
 
-use crate::agent::within;
-use crate::error::ClusterError;
+use crate::error::{within, ClusterError};
 use crate::model::{slice_gateway, Held, Keys, NetworkDef, NodeRecord, SliceKey, SliceRecord, View};
 use crate::model::{DEFAULT_HOST_PREFIX, DEFAULT_PORT};
 use crate::owned::Owned;
