@@ -15,6 +15,7 @@ use crate::verdict::Verdict;
 
 /// The stage: every frame of the batch classified, and sent on to the
 /// switch (a bridge member's) or to the underlay's side (an uplink's).
+#[inline]
 pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
     let vnet_hdr = at.input.vnet_hdr;
     let next = if at.uplink() { Verdict::Underlay } else { Verdict::L2 };

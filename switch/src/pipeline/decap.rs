@@ -36,6 +36,7 @@ impl From<Malformed> for DropReason {
 /// The stage: every frame classified on an uplink is opened when it is a
 /// tunnel's, or settled and handed to the router when it is not. True when
 /// some frame goes on to the router.
+#[inline]
 pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) -> bool {
     if !at.uplink() {
         return false;

@@ -46,6 +46,7 @@ const IPV4_MAX_LEN: usize = u16::MAX as usize;
 /// copies floods from local ports to every remote VTEP. Copies go to the
 /// end of the batch; when it or the pool is full they are dropped and
 /// counted on the ingress port.
+#[inline]
 pub fn pass(at: &Ingress<'_>, batch: &mut Batch, pool: &mut PacketPool, verdicts: &mut [Verdict]) {
     if !at.snap.tunnels {
         return;

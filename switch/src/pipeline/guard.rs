@@ -22,6 +22,7 @@ use crate::stats::DropReason;
 use crate::verdict::Verdict;
 
 /// The stage: every classified frame of a guarded port checked.
+#[inline]
 pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
     let Some(guard) = &at.input.guard else {
         return;

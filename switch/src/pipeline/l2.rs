@@ -36,6 +36,7 @@ pub enum Source {
 /// The stage: every frame of a member port that classify and the guard
 /// let through (`Verdict::L2`) is learned and forwarded. True when some
 /// frame goes on to the router.
+#[inline]
 pub fn pass(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) -> bool {
     let Some(bridge) = at.snap.bridge(at.bridge) else {
         return false;

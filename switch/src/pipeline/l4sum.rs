@@ -31,6 +31,7 @@ use vswitch_vxlan::ETH_HDR_LEN;
 /// (AF_XDP) settled. An uplink's are settled once the tunnel stage knows
 /// whether they are a tunnel's (whose checksums are settled when opened),
 /// and a TAP's header says what it left undone.
+#[inline]
 pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
     if at.input.vnet_hdr || at.uplink() {
         return;

@@ -41,6 +41,7 @@ const REPLY_TTL: u8 = 64;
 
 /// The stage: every frame for the router (`Verdict::L3`): from a bridge
 /// member to its gateway, or from the outside on an uplink.
+#[inline]
 pub fn pass(batch: &mut Batch, at: &Ingress<'_>, verdicts: &mut [Verdict]) {
     for (frame, out) in batch.frames_mut().iter_mut().zip(verdicts.iter_mut()) {
         if matches!(out, Verdict::L3) {
