@@ -307,7 +307,7 @@ fn arp(op: u16, src_mac: [u8; 6], src_ip: [u8; 4], dst_mac: [u8; 6], target_ip: 
 }
 
 /// Parses a frame with etherparse: (src MAC, dst MAC, IPv4 header, IP payload).
-fn parsed_ipv4(frame: &[u8]) -> ([u8; 6], [u8; 6], etherparse::Ipv4Header, Vec<u8>) {
+pub(super) fn parsed_ipv4(frame: &[u8]) -> ([u8; 6], [u8; 6], etherparse::Ipv4Header, Vec<u8>) {
     let p = etherparse::PacketHeaders::from_ethernet_slice(frame).expect("parses");
     let Some(etherparse::LinkHeader::Ethernet2(eth)) = p.link else {
         panic!("ethernet")

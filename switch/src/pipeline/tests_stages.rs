@@ -144,3 +144,111 @@ fn the_router_decides_each_frame_sent_to_it_and_only_those() {
     );
     batch.release(&mut w.pool);
 }
+
+// --- NAT and fragments: port 0 on a masquerading bridge whose uplink is
+// port 1, the outside's gateway known to the uplink.
+
+const UPLINK_IP: [u8; 4] = [198, 51, 100, 2];
+const UPLINK_MAC: [u8; 6] = [2, 0x76, 0x74, 0, 0, 1];
+const OUTSIDE_GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+const INSIDE: [u8; 4] = [10, 1, 0, 2];
+const FAR: [u8; 4] = [203, 0, 113, 9];
+
+fn masquerading() -> World {
+    let mut w = World::routed();
+    let neigh = std::sync::Arc::new(crate::tables::neigh::NeighTable::default());
+    neigh.learn(Ipv4Addr::new(198, 51, 100, 1), OUTSIDE_GW_MAC, NOW);
+    let port1 = w.snap.ports[1].as_mut().expect("port 1");
+    port1.uplink = true;
+    let br = w.snap.bridges[0].as_mut().expect("bridge 0");
+    br.ports = vec![0];
+    let l3 = br.l3.as_mut().expect("l3");
+    l3.uplink = Some(crate::snapshot::UplinkL3 {
+        slot: 1,
+        ip: UPLINK_IP.into(),
+        net: "198.51.100.0/24".parse().expect("a network"),
+        gw: Ipv4Addr::new(198, 51, 100, 1),
+        mac: UPLINK_MAC,
+        neigh,
+        tunnels: Vec::new(),
+    });
+    l3.nat = Some(crate::snapshot::NatL3 {
+        masquerade: true,
+        published: Vec::new(),
+        ct: std::sync::Arc::new(vswitch_nat::table::ConnTable::new(64)),
+        zone: 0,
+    });
+    w
+}
+
+/// One fragment of a UDP datagram (id 77) from INSIDE to FAR: `payload` at
+/// byte `offset` of the IP payload, more to come or not.
+fn fragment(offset: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+    let mut ip = etherparse::Ipv4Header::new(payload.len() as u16, 64, etherparse::IpNumber::UDP, INSIDE, FAR)
+        .expect("a header");
+    ip.identification = 77;
+    ip.more_fragments = more;
+    ip.fragment_offset = etherparse::IpFragOffset::try_new(offset / 8).expect("an offset");
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = Vec::new();
+    etherparse::Ethernet2Header {
+        source: MAC_A,
+        destination: GW_A,
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .write(&mut out)
+    .expect("written");
+    ip.write(&mut out).expect("written");
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The source address and the destination MAC of a frame as it leaves.
+fn source_and_next_hop(frame: &crate::packet::Frame) -> ([u8; 4], [u8; 6]) {
+    let eth = &frame.data()[frame.meta.eth_offset.map_or(0, usize::from)..];
+    let (_, dst_mac, ip, _) = super::tests::parsed_ipv4(eth);
+    (ip.source, dst_mac)
+}
+
+#[test]
+fn the_router_masquerades_and_a_later_fragment_waits_for_its_first() {
+    let mut w = masquerading();
+    // The first fragment: UDP header (ports 4000 -> 53, length of the whole
+    // datagram, no checksum) and 8 bytes; the second: 8 more bytes.
+    let mut first = vec![0x0f, 0xa0, 0, 53, 0, 24, 0, 0];
+    first.extend_from_slice(b"eight by");
+    let second = b"tes more".to_vec();
+
+    // The later fragment first: the router cannot translate it yet.
+    let mut batch = batch_of(&mut w, [0; VNET_HDR_LEN], &[fragment(16, false, &second)]);
+    let at = Ingress::new(&w.snap, 0, 0, NOW).expect("port");
+    let mut v = [Verdict::L3; 1];
+    classify::pass(&mut batch, &at, &mut v);
+    v[0] = Verdict::L3;
+    l3::pass(&mut batch, &at, &mut v);
+    assert_eq!(v[0], Verdict::Drop(DropReason::FragNoFirst));
+    w.scratch.verdicts[0] = v[0];
+    super::frags::pass(&at, &mut batch, &mut w.pool, &mut w.scratch);
+    assert_eq!(w.scratch.verdicts[0], Verdict::Consumed, "taken out of the batch");
+    assert_eq!(w.scratch.held(), 1);
+    batch.release(&mut w.pool);
+
+    // The first fragment: masqueraded out of the uplink.
+    let mut batch = batch_of(&mut w, [0; VNET_HDR_LEN], &[fragment(0, true, &first)]);
+    let at = Ingress::new(&w.snap, 0, 0, NOW).expect("port");
+    classify::pass(&mut batch, &at, &mut v);
+    v[0] = Verdict::L3;
+    l3::pass(&mut batch, &at, &mut v);
+    assert_eq!(v[0], Verdict::Forward(1));
+    assert_eq!(source_and_next_hop(&batch.frames()[0]), (UPLINK_IP, OUTSIDE_GW_MAC));
+    batch.release(&mut w.pool);
+
+    // Now the held one goes the same way, translated the same.
+    let mut out = Batch::default();
+    super::frags::release(&w.snap, 0, &mut out, &mut w.pool, &mut w.scratch, NOW + 1);
+    assert_eq!(w.scratch.held(), 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(w.scratch.verdicts[0], Verdict::Forward(1));
+    assert_eq!(source_and_next_hop(&out.frames()[0]), (UPLINK_IP, OUTSIDE_GW_MAC));
+    out.release(&mut w.pool);
+}
