@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
 use tonic::transport::Endpoint;
 use tracing::{info, warn};
-use vswitch_ctl::{Reply, Request, Response};
+use vswitch_ctl::{req, Reply, Request, Response};
 
 use crate::error::{within, ClusterError, CALL_TIMEOUT};
 use crate::sync::Agent;
@@ -228,7 +228,7 @@ impl Agent {
     async fn online(&mut self, client: &mut Client, request: Request) -> Response {
         let result = match request {
             Request::NetCreate(req) => self.net_create(client, req).await.map(|()| Reply::Done),
-            Request::NetDelete { name } => self.net_delete(client, &name).await.map(|()| Reply::Done),
+            Request::NetDelete(req::NetDelete { name }) => self.net_delete(client, &name).await.map(|()| Reply::Done),
             Request::NetList => Ok(Reply::Networks(self.view.network_infos())),
             Request::ClusterLeave | Request::ClusterJoin => Ok(Reply::Done),
             other => Err(ClusterError::NotCluster(format!("{other:?}"))),

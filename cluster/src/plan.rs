@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use vswitch_ctl::{AddVxlan, BridgeInfo, Ipv4Net, Request};
+use vswitch_ctl::{req, BridgeInfo, Ipv4Net, Request};
 
 use crate::model::{slice_gateway, NetworkDef};
 
@@ -76,9 +76,9 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
                 range: have.ip_range,
             });
         }
-        out.push(Request::DelBr {
+        out.push(Request::DelBr(req::DelBr {
             name: want.name.to_string(),
-        });
+        }));
         out.push(add_br(want));
         out.push(add_vxlan(want));
         return Ok(out);
@@ -86,24 +86,24 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
     match &have.tunnel {
         None => out.push(add_vxlan(want)),
         Some(t) if t.vni != want.def.vni || t.port != want.def.port || t.underlay != want.underlay => {
-            out.push(Request::DelVxlan {
+            out.push(Request::DelVxlan(req::DelVxlan {
                 bridge: want.name.to_string(),
-            });
+            }));
             out.push(add_vxlan(want));
         }
         Some(t) => {
             let have: BTreeSet<Ipv4Addr> = t.remotes.iter().copied().collect();
             for ip in have.difference(want.remotes) {
-                out.push(Request::DelVtep {
+                out.push(Request::DelVtep(req::DelVtep {
                     bridge: want.name.to_string(),
                     ip: *ip,
-                });
+                }));
             }
             for ip in want.remotes.difference(&have) {
-                out.push(Request::AddVtep {
+                out.push(Request::AddVtep(req::AddVtep {
                     bridge: want.name.to_string(),
                     ip: *ip,
-                });
+                }));
             }
         }
     }
@@ -111,7 +111,7 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
 }
 
 fn add_br(want: &Want) -> Request {
-    Request::AddBr {
+    Request::AddBr(req::AddBr {
         name: want.name.to_string(),
         aging_secs: None,
         max_macs: None,
@@ -119,11 +119,11 @@ fn add_br(want: &Want) -> Request {
         gateway: Some(slice_gateway(&want.slice)),
         ip_range: Some(want.slice),
         uplink_via: None,
-    }
+    })
 }
 
 fn add_vxlan(want: &Want) -> Request {
-    Request::AddVxlan(AddVxlan {
+    Request::AddVxlan(req::AddVxlan {
         bridge: want.name.to_string(),
         vni: want.def.vni,
         port: Some(want.def.port),
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(reqs.len(), 2);
         assert!(matches!(
             &reqs[0],
-            Request::AddBr { name, subnet: Some(s), gateway: Some(g), ip_range: Some(r), .. }
+            Request::AddBr(req::AddBr { name, subnet: Some(s), gateway: Some(g), ip_range: Some(r), .. })
                 if name == "blue" && *s == d.subnet && *g == Ipv4Addr::new(10, 200, 3, 1) && *r == want.slice
         ));
         assert!(matches!(
@@ -272,14 +272,14 @@ mod tests {
         assert_eq!(
             reqs,
             vec![
-                Request::DelVtep {
+                Request::DelVtep(req::DelVtep {
                     bridge: "blue".into(),
                     ip: ip(13)
-                },
-                Request::AddVtep {
+                }),
+                Request::AddVtep(req::AddVtep {
                     bridge: "blue".into(),
                     ip: ip(14)
-                },
+                }),
             ]
         );
         let same: BTreeSet<_> = [ip(12), ip(13)].into();
@@ -302,8 +302,8 @@ mod tests {
         let want = want(&d, "10.200.9.0/24", &remotes);
         let mut have = ours(&[]);
         let reqs = plan(&want, Some(&have), true).expect("plan");
-        assert!(matches!(&reqs[0], Request::DelBr { .. }));
-        assert!(matches!(&reqs[1], Request::AddBr { ip_range: Some(r), .. } if *r == want.slice));
+        assert!(matches!(&reqs[0], Request::DelBr(_)));
+        assert!(matches!(&reqs[1], Request::AddBr(req::AddBr { ip_range: Some(r), .. }) if *r == want.slice));
         have.leases.push(LeaseInfo {
             ip: Ipv4Addr::new(10, 200, 3, 2),
             netns: "c1".into(),
@@ -320,7 +320,7 @@ mod tests {
         let remotes = BTreeSet::new();
         let want = want(&d, "10.200.3.0/24", &remotes);
         let reqs = plan(&want, Some(&ours(&[])), true).expect("plan");
-        assert!(matches!(&reqs[0], Request::DelVxlan { .. }));
+        assert!(matches!(&reqs[0], Request::DelVxlan(_)));
         assert!(matches!(&reqs[1], Request::AddVxlan(v) if v.vni == 43));
     }
 

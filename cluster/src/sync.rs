@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use tracing::{info, warn};
-use vswitch_ctl::{Ipv4Net, LocalNetwork, NetCreate, Reply, Request};
+use vswitch_ctl::{req, Ipv4Net, LocalNetwork, Reply, Request};
 
 use crate::error::{within, ClusterError};
 use crate::model::{slice_gateway, Held, Keys, NetworkDef, NodeRecord, SliceKey, SliceRecord, View};
@@ -180,7 +180,7 @@ impl Agent {
                 continue;
             }
             if bridges.iter().any(|b| b.name == name) {
-                match self.apply(&name, vec![Request::DelBr { name: name.clone() }]) {
+                match self.apply(&name, vec![Request::DelBr(req::DelBr { name: name.clone() })]) {
                     Ok(()) => info!(network = %name, "network deleted from the cluster: bridge removed"),
                     Err((_, refusal)) => warn!(network = %name, %refusal, "cannot remove a deleted network's bridge"),
                 }
@@ -309,14 +309,14 @@ impl Agent {
 
     /// `net-create`: validated against a fresh read of every network, written
     /// only if no network changed since that read.
-    pub(crate) async fn net_create(&mut self, client: &mut Client, req: NetCreate) -> Result<(), ClusterError> {
+    pub(crate) async fn net_create(&mut self, client: &mut Client, net: req::NetCreate) -> Result<(), ClusterError> {
         let def = NetworkDef {
-            subnet: req.subnet,
-            vni: req.vni,
-            host_prefix: req.host_prefix.unwrap_or(DEFAULT_HOST_PREFIX),
-            port: req.port.unwrap_or(DEFAULT_PORT),
+            subnet: net.subnet,
+            vni: net.vni,
+            host_prefix: net.host_prefix.unwrap_or(DEFAULT_HOST_PREFIX),
+            port: net.port.unwrap_or(DEFAULT_PORT),
         };
-        def.check(&req.name)?;
+        def.check(&net.name)?;
         let nets = self.keys.nets();
         let read = within(client.get(nets.as_str(), Some(GetOptions::new().with_prefix()))).await?;
         let revision = read.header().map_or(0, |h| h.revision());
@@ -324,11 +324,11 @@ impl Agent {
         for kv in read.kvs() {
             current.put(&self.keys, kv.key(), kv.value(), kv.lease());
         }
-        if let Some(clash) = current.clash(&req.name, &def) {
+        if let Some(clash) = current.clash(&net.name, &def) {
             return Err(clash);
         }
         let value = serde_json::to_vec(&def).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
-        let key = self.keys.net(&req.name);
+        let key = self.keys.net(&net.name);
         let txn = Txn::new()
             .when([
                 Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
@@ -338,7 +338,7 @@ impl Agent {
         if !within(client.txn(txn)).await?.succeeded() {
             return Err(ClusterError::Contended);
         }
-        info!(network = %req.name, subnet = %def.subnet, vni = def.vni, "network created in the cluster");
+        info!(network = %net.name, subnet = %def.subnet, vni = def.vni, "network created in the cluster");
         Ok(())
     }
 
@@ -369,9 +369,11 @@ impl Agent {
             let requests = tunnel
                 .remotes
                 .iter()
-                .map(|ip| Request::DelVtep {
-                    bridge: bridge.name.clone(),
-                    ip: *ip,
+                .map(|ip| {
+                    Request::DelVtep(req::DelVtep {
+                        bridge: bridge.name.clone(),
+                        ip: *ip,
+                    })
                 })
                 .collect();
             if let Err((_, refusal)) = self.apply(&bridge.name, requests) {

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use vswitch_ctl::client::{call, ClientError};
 use vswitch_ctl::network::RuntimeNetwork;
-use vswitch_ctl::{AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request};
+use vswitch_ctl::{req, AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request};
 
 use crate::env::Env;
 use crate::inside;
@@ -147,10 +147,10 @@ impl Net {
             )));
         }
         if let Some(m) = self.conf.masquerade.filter(|m| *m != br.masquerade) {
-            self.vs(&Request::SetNat {
+            self.vs(&Request::SetNat(req::SetNat {
                 bridge: self.bridge.clone(),
                 masquerade: m,
-            })?;
+            }))?;
         }
         Ok(have)
     }
@@ -208,7 +208,7 @@ impl Net {
         self.ensure_bridge()?;
         // A second network of the container leaves its default route alone.
         let default_route = seen.default_routes.is_empty();
-        let reply = self.vs(&Request::Attach {
+        let reply = self.vs(&Request::Attach(req::Attach {
             bridge: self.bridge.clone(),
             netns: netns.to_string(),
             port_type: self.port_type,
@@ -219,15 +219,15 @@ impl Net {
             handoff: false,
             default_route: Some(default_route),
             allow_any_src: false,
-        })?;
+        }))?;
         let Reply::Attached(a) = reply else {
             return Err(CniError::new(Code::Io, "vswitchd answered attach with something else"));
         };
         if let Err(err) = self.publish(a.ip) {
-            let _ = self.vs(&Request::Detach {
+            let _ = self.vs(&Request::Detach(req::Detach {
                 bridge: self.bridge.clone(),
                 netns: netns.to_string(),
-            });
+            }));
             return Err(err);
         }
         let added = Added {
@@ -264,7 +264,7 @@ impl Net {
                     ),
                 ));
             }
-            self.vs(&Request::Publish {
+            self.vs(&Request::Publish(req::Publish {
                 bridge: self.bridge.clone(),
                 rule: PublishRule {
                     proto,
@@ -272,7 +272,7 @@ impl Net {
                     to_ip: ip,
                     to_port: m.container_port,
                 },
-            })?;
+            }))?;
         }
         Ok(())
     }
@@ -293,10 +293,10 @@ impl Net {
     }
 
     fn detach(&self, a: &AttachmentInfo) -> Result<(), CniError> {
-        match self.vs(&Request::Detach {
+        match self.vs(&Request::Detach(req::Detach {
             bridge: a.bridge.clone(),
             netns: a.netns.clone(),
-        }) {
+        })) {
             Ok(_) => Ok(()),
             Err(e) if e.code == Code::Refused && e.msg.contains("is not attached") => Ok(()),
             Err(e) => Err(e),

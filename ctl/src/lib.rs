@@ -13,6 +13,7 @@ pub mod net;
 pub mod network;
 pub mod proto;
 pub mod records;
+pub mod req;
 
 pub use mac::{MacAddr, MacParseError};
 pub use net::{Ipv4Net, NetParseError};

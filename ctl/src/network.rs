@@ -7,7 +7,8 @@
 use std::net::Ipv4Addr;
 
 use crate::net::Ipv4Net;
-use crate::proto::{AddPort, PortType, Request};
+use crate::proto::{PortType, Request};
+use crate::req;
 
 /// What a runtime asks for when it makes a network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl RuntimeNetwork {
     /// The transaction that makes the network.
     pub fn create(&self) -> Request {
         let mut requests = vec![
-            Request::AddBr {
+            Request::AddBr(req::AddBr {
                 name: self.bridge.clone(),
                 aging_secs: None,
                 max_macs: None,
@@ -35,8 +36,8 @@ impl RuntimeNetwork {
                 gateway: self.gateway,
                 ip_range: None,
                 uplink_via: self.uplink_via.clone(),
-            },
-            Request::AddPort(AddPort {
+            }),
+            Request::AddPort(req::AddPort {
                 bridge: self.bridge.clone(),
                 name: self.internal.clone(),
                 port_type: PortType::Internal,
@@ -49,12 +50,12 @@ impl RuntimeNetwork {
             }),
         ];
         if self.masquerade {
-            requests.push(Request::SetNat {
+            requests.push(Request::SetNat(req::SetNat {
                 bridge: self.bridge.clone(),
                 masquerade: true,
-            });
+            }));
         }
-        Request::Transaction { requests }
+        Request::Transaction(req::Transaction { requests })
     }
 }
 
@@ -72,16 +73,19 @@ mod tests {
             internal: "vsnx".into(),
             masquerade: false,
         };
-        let Request::Transaction { requests } = net.create() else {
+        let Request::Transaction(req::Transaction { requests }) = net.create() else {
             panic!("a transaction")
         };
         assert_eq!(requests.len(), 2);
         assert!(requests.iter().all(|r| r.not_transactional().is_none()));
         assert!(matches!(&requests[1], Request::AddPort(p) if p.port_type == PortType::Internal && p.bridge == "br-x"));
         net.masquerade = true;
-        let Request::Transaction { requests } = net.create() else {
+        let Request::Transaction(req::Transaction { requests }) = net.create() else {
             panic!("a transaction")
         };
-        assert!(matches!(&requests[2], Request::SetNat { masquerade: true, .. }));
+        assert!(matches!(
+            &requests[2],
+            Request::SetNat(req::SetNat { masquerade: true, .. })
+        ));
     }
 }

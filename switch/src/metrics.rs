@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tracing::{debug, warn};
-use vswitch_ctl::{BridgeInfo, ClusterInfo, CtStatsInfo, PmdStats, PortStats, Reply, Request, Response};
+use vswitch_ctl::{req, BridgeInfo, ClusterInfo, CtStatsInfo, PmdStats, PortStats, Reply, Request, Response};
 
 use crate::control::socket::Handler;
 
@@ -42,7 +42,7 @@ impl Scrape {
             }
         };
         let mut s = Scrape::default();
-        if let Some(Reply::PortStats(p)) = ask(Request::PortStats { port: None }) {
+        if let Some(Reply::PortStats(p)) = ask(Request::PortStats(req::PortStats { port: None })) {
             s.ports = p;
         }
         if let Some(Reply::PmdStats(p)) = ask(Request::PmdStats) {

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 use vswitch_ctl::client::{call, ClientError};
 use vswitch_ctl::network::RuntimeNetwork;
-use vswitch_ctl::{Ipv4Net, MacAddr, NatProto, Reply, Request};
+use vswitch_ctl::{req, Ipv4Net, MacAddr, NatProto, Reply, Request};
 
 use crate::api::{self, CreateEndpoint, CreateNetwork, EndpointRef, Join, NetworkOnly, PortBinding};
 use crate::options::{self, NetworkOptions};
@@ -217,7 +217,7 @@ impl Driver {
         if let Err(err) = self.save() {
             // A failed create leaves nothing behind.
             self.state.networks.remove(&req.network_id);
-            let _ = self.vsctl(&Request::DelBr { name: bridge });
+            let _ = self.vsctl(&Request::DelBr(req::DelBr { name: bridge }));
             return Err(err);
         }
         info!(network = short(&req.network_id, 12), %bridge, %subnet, %gateway, "network created");
@@ -235,9 +235,9 @@ impl Driver {
         for id in left {
             self.forget_endpoint(&id)?;
         }
-        match self.vsctl(&Request::DelBr {
+        match self.vsctl(&Request::DelBr(req::DelBr {
             name: net.bridge.clone(),
-        }) {
+        })) {
             Ok(_) => {}
             Err(DriverError::Vswitch(ClientError::Refused(msg))) if msg.contains("does not exist") => {}
             Err(err) => return Err(err),
@@ -342,7 +342,7 @@ impl Driver {
         if req.sandbox_key.is_empty() {
             return Err(DriverError::BadRequest("Join without a SandboxKey".into()));
         }
-        let reply = self.vsctl(&Request::Attach {
+        let reply = self.vsctl(&Request::Attach(req::Attach {
             bridge: net.bridge.clone(),
             netns: req.sandbox_key.clone(),
             port_type: net.port_type,
@@ -353,7 +353,7 @@ impl Driver {
             handoff: true,
             default_route: None,
             allow_any_src: false,
-        })?;
+        }))?;
         let Reply::Attached(attached) = reply else {
             return Err(DriverError::Invalid(
                 "vswitchd answered attach with something else".into(),
@@ -398,7 +398,7 @@ impl Driver {
             return Ok(());
         };
         let bridge = self.network(&ep.network)?.bridge.clone();
-        match self.vsctl(&Request::Detach { bridge, netns: sandbox }) {
+        match self.vsctl(&Request::Detach(req::Detach { bridge, netns: sandbox })) {
             Ok(_) => {}
             // Gone already (a previous try, or vswitchd's state lost it).
             Err(DriverError::Vswitch(ClientError::Refused(msg))) if msg.contains("not attached") => {}

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use vswitch_ctl::client::ClientError;
-use vswitch_ctl::{PublishRule, Reply, Request};
+use vswitch_ctl::{req, PublishRule, Reply, Request};
 
 use super::{short, Driver, DriverError};
 use crate::api::{self, ExternalConnectivity, PortBinding};
@@ -111,10 +111,10 @@ impl Driver {
                     to_ip: ep.ip,
                     to_port: b.port,
                 };
-                match self.vsctl(&Request::Publish {
+                match self.vsctl(&Request::Publish(req::Publish {
                     bridge: net.bridge.clone(),
                     rule,
-                }) {
+                })) {
                     Ok(_) => {}
                     Err(DriverError::Vswitch(ClientError::Refused(msg))) if msg.contains("already published") => {
                         continue; // Taken on the uplink address.
@@ -149,11 +149,11 @@ impl Driver {
         let bridge = self.network(&ep.network)?.bridge.clone();
         let list = ep.published.clone();
         for p in &list {
-            match self.vsctl(&Request::Unpublish {
+            match self.vsctl(&Request::Unpublish(req::Unpublish {
                 bridge: bridge.clone(),
                 proto: p.proto,
                 port: p.host_port,
-            }) {
+            })) {
                 Ok(_) => {}
                 Err(DriverError::Vswitch(ClientError::Refused(msg))) if msg.contains("not published") => {}
                 Err(err) => return Err(err),

@@ -16,45 +16,25 @@
 use std::net::Ipv4Addr;
 
 use tracing::info;
-use vswitch_ctl::{AttachInfo, MacAddr};
+use vswitch_ctl::{req, AttachInfo};
 use vswitch_vxlan::OVERHEAD;
 
-use super::config::{DesiredState, Lease, PortKind};
+use super::config::{DesiredState, Lease};
 use super::ipam::{lease_mac, next_free};
-use super::ports::NewPort;
 use super::{fnv1a, ControlError, Manager};
 use crate::sys::netlink::{self, LinkChange};
 use crate::sys::netns::{self, NetnsError};
 use crate::sys::read_mtu;
 
-/// `attach` as asked.
-pub(super) struct Attach {
-    pub bridge: String,
-    pub netns: String,
-    pub kind: PortKind,
-    pub ip: Option<Ipv4Addr>,
-    /// None: eth0, or for a handoff the port's name.
-    pub ifname: Option<String>,
-    pub mac: Option<MacAddr>,
-    pub owner: Option<String>,
-    /// Leave the device in vswitchd's namespace for the runtime to move.
-    pub handoff: bool,
-    /// Give the namespace a default route via the gateway (a second
-    /// network of a container usually must not take it over).
-    pub default_route: bool,
-    /// No source guard on the port.
-    pub allow_any_src: bool,
-}
-
 /// The interface an attached namespace gets unless told otherwise.
 const DEFAULT_IFNAME: &str = "eth0";
 
 impl Manager {
-    pub(super) fn attach(&mut self, request: Attach) -> Result<AttachInfo, ControlError> {
-        let Attach {
+    pub(super) fn attach(&mut self, request: req::Attach) -> Result<AttachInfo, ControlError> {
+        let req::Attach {
             bridge,
             netns,
-            kind,
+            port_type,
             ip,
             ifname,
             mac,
@@ -63,6 +43,7 @@ impl Manager {
             default_route,
             allow_any_src,
         } = request;
+        let default_route = default_route.unwrap_or(true);
         let (br, subnet) = self.routed_bridge(&bridge)?;
         let Some(gateway) = br.gateway else {
             return Err(ControlError::NoSubnet(bridge));
@@ -108,9 +89,17 @@ impl Manager {
             (None, true) => port.clone(),
             (None, false) => DEFAULT_IFNAME.to_string(),
         };
-        let mut new = NewPort::into_netns(&bridge, &port, kind, &netns, &ifname);
-        new.mac = Some(mac.unwrap_or_else(|| lease_mac(ip)));
-        let mut config = self.port_config(new)?;
+        let mut config = self.port_config(req::AddPort {
+            bridge: bridge.clone(),
+            name: port.clone(),
+            port_type,
+            netns: Some(netns.clone()),
+            ifname: Some(ifname.clone()),
+            mac: Some(mac.unwrap_or_else(|| lease_mac(ip))),
+            mode: None,
+            queue: None,
+            iface: None,
+        })?;
         if handoff {
             config.moves_to = config.netns.take();
         }

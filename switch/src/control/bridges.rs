@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::info;
-use vswitch_ctl::Ipv4Net;
+use vswitch_ctl::req;
 
 use super::config::{BridgeConfig, Shared, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
 use super::ipam::next_free;
@@ -13,17 +13,6 @@ use super::{ControlError, Manager};
 const MAX_AGING_SECS: u64 = 1_000_000;
 const MAX_MACS_LIMIT: usize = 1 << 20;
 const MAX_BRIDGE_NAME: usize = 32;
-
-/// `add-br` as asked.
-pub(super) struct NewBridge {
-    pub name: String,
-    pub aging_secs: Option<u64>,
-    pub max_macs: Option<usize>,
-    pub subnet: Option<Ipv4Net>,
-    pub gateway: Option<Ipv4Addr>,
-    pub ip_range: Option<Ipv4Net>,
-    pub uplink_via: Option<String>,
-}
 
 /// `value`, or an error naming `what` and the range it must be in.
 fn in_range(what: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ControlError> {
@@ -35,8 +24,8 @@ fn in_range(what: &'static str, value: u64, min: u64, max: u64) -> Result<u64, C
 }
 
 impl Manager {
-    pub(super) fn add_br(&mut self, new: NewBridge) -> Result<(), ControlError> {
-        let NewBridge {
+    pub(super) fn add_br(&mut self, request: req::AddBr) -> Result<(), ControlError> {
+        let req::AddBr {
             name,
             aging_secs,
             max_macs,
@@ -44,7 +33,7 @@ impl Manager {
             gateway,
             ip_range,
             uplink_via,
-        } = new;
+        } = request;
         if uplink_via.is_some() && subnet.is_none() {
             return Err(ControlError::Option("--uplink-via needs --subnet"));
         }

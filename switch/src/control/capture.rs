@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use tracing::info;
-use vswitch_ctl::{CaptureChunk, CaptureDirection, CapturedFrame};
+use vswitch_ctl::{req, CaptureChunk, CaptureDirection, CapturedFrame};
 
 use super::{ControlError, Manager};
 use crate::capture::{self, Drained, Filter, SNAPLEN};
@@ -28,20 +28,15 @@ impl Manager {
         }
     }
 
-    pub(super) fn capture_start(
-        &self,
-        port: &str,
-        count: Option<u64>,
-        direction: CaptureDirection,
-        filter: Option<&str>,
-    ) -> Result<(), ControlError> {
+    pub(super) fn capture_start(&self, request: req::CaptureStart) -> Result<(), ControlError> {
+        let (port, count, direction) = (request.port.as_str(), request.count, request.direction);
         let dirs = match direction {
             CaptureDirection::Rx => capture::RX,
             CaptureDirection::Tx => capture::TX,
             CaptureDirection::Both => capture::RX | capture::TX,
         };
         let live = self.live_port(port)?;
-        let filter = filter.map(compile).transpose()?;
+        let filter = request.filter.as_deref().map(compile).transpose()?;
         if !live.capture.start(dirs, count, filter) {
             return Err(ControlError::CaptureRunning(port.to_string()));
         }

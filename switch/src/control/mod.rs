@@ -239,16 +239,29 @@ impl Manager {
         };
         let out = change(&mut txn)?;
         let Txn { desired, opened } = txn;
-        if desired == self.desired && opened.is_empty() {
-            return Ok(out);
-        }
-        desired.validate()?;
-        self.store
-            .save(&self.desired, &desired)
-            .map_err(ControlError::Persist)?;
-        let old = std::mem::replace(&mut self.desired, desired);
-        self.apply_and_publish(&old, opened);
+        let before = std::mem::replace(&mut self.desired, desired);
+        self.conclude(before, opened)?;
         Ok(out)
+    }
+
+    /// The ending every change shares, a single request's and a whole
+    /// transaction's: `self.desired` holds the edited state, `before` the
+    /// state it replaces. Validated, saved, applied and published; if the
+    /// validation or the save fails, `before` comes back and the devices
+    /// opened for the change close as they are dropped. A change that left
+    /// the state as it was and opened nothing saves and publishes nothing.
+    fn conclude(&mut self, before: DesiredState, opened: Vec<Opened>) -> Result<(), ControlError> {
+        if self.desired == before && opened.is_empty() {
+            return Ok(());
+        }
+        let saved = (self.desired.validate().map_err(ControlError::from))
+            .and_then(|()| self.store.save(&before, &self.desired).map_err(ControlError::Persist));
+        if let Err(e) = saved {
+            self.desired = before;
+            return Err(e);
+        }
+        self.apply_and_publish(&before, opened);
+        Ok(())
     }
 
     /// Makes a committed change the switch's: applies it, publishes a

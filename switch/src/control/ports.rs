@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
-use vswitch_ctl::{Ipv4Net, MacAddr};
+use vswitch_ctl::{req, Ipv4Net, MacAddr};
 
 use super::config::{AfxdpConfig, BridgeConfig, PortConfig, PortKind, UplinkConfig, XdpChoice};
 use super::validate::valid_name;
@@ -23,52 +23,8 @@ use crate::sys::{netlink, read_mac, valid_ifname};
 /// Highest interface queue an AF_XDP port may bind.
 const MAX_QUEUE: u32 = 255;
 
-/// `add-port` as asked.
-pub(super) struct NewPort {
-    pub bridge: String,
-    pub name: String,
-    pub kind: PortKind,
-    pub netns: Option<String>,
-    pub ifname: Option<String>,
-    pub mac: Option<MacAddr>,
-    pub mode: Option<XdpChoice>,
-    pub queue: Option<u32>,
-    pub iface: Option<String>,
-}
-
-impl NewPort {
-    /// A TAP or AF_XDP port into `netns`, as `attach` creates them.
-    pub fn into_netns(bridge: &str, name: &str, kind: PortKind, netns: &str, ifname: &str) -> NewPort {
-        NewPort {
-            bridge: bridge.to_string(),
-            name: name.to_string(),
-            kind,
-            netns: Some(netns.to_string()),
-            ifname: Some(ifname.to_string()),
-            mac: None,
-            mode: None,
-            queue: None,
-            iface: None,
-        }
-    }
-}
-
-/// `add-uplink` as asked.
-pub(super) struct NewUplink {
-    pub bridge: String,
-    pub iface: String,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub gw: Ipv4Addr,
-    pub kind: PortKind,
-    pub mode: XdpChoice,
-    pub netns: Option<String>,
-    pub shared: bool,
-    pub mac: Option<MacAddr>,
-}
-
 impl Manager {
-    pub(super) fn add_port(&mut self, request: NewPort) -> Result<(), ControlError> {
+    pub(super) fn add_port(&mut self, request: req::AddPort) -> Result<(), ControlError> {
         let bridge = request.bridge.clone();
         let config = self.port_config(request)?;
         let (name, kind) = (config.name.clone(), config.port_type);
@@ -84,11 +40,11 @@ impl Manager {
     /// Checks an `add-port` request's options and makes its configuration.
     /// What depends on the rest of the switch (names taken, interfaces in
     /// use) is checked with the whole state, in the transaction.
-    pub(super) fn port_config(&self, request: NewPort) -> Result<PortConfig, ControlError> {
-        let NewPort {
+    pub(super) fn port_config(&self, request: req::AddPort) -> Result<PortConfig, ControlError> {
+        let req::AddPort {
             bridge,
             name,
-            kind,
+            port_type,
             netns,
             ifname,
             mac,
@@ -96,6 +52,7 @@ impl Manager {
             queue,
             iface,
         } = request;
+        let (kind, mode): (PortKind, Option<XdpChoice>) = (port_type.into(), mode.map(Into::into));
         if !valid_name(&name, libc::IFNAMSIZ - 1) {
             return Err(ControlError::BadPortName(name));
         }
@@ -201,19 +158,20 @@ impl Manager {
         Ok(())
     }
 
-    pub(super) fn add_uplink(&mut self, request: NewUplink) -> Result<(), ControlError> {
-        let NewUplink {
+    pub(super) fn add_uplink(&mut self, request: req::AddUplink) -> Result<(), ControlError> {
+        let req::AddUplink {
             bridge,
             iface,
             ip,
             prefix,
             gw,
-            kind,
+            port_type,
             mode,
             netns,
             shared,
             mac,
         } = request;
+        let (kind, mode): (PortKind, XdpChoice) = (port_type.into(), mode.unwrap_or_default().into());
         let (br, _) = self.routed_bridge(&bridge)?;
         if let Some(u) = &br.uplink {
             return Err(ControlError::UplinkExists {

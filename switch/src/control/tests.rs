@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use vswitch_ctl::{NatProto, PublishRule, Reply, Request};
+use vswitch_ctl::{req, NatProto, PublishRule, Reply, Request};
 use vswitch_nat::table::ConnTable;
 use vswitch_nat::tuple::Proto;
 
@@ -60,7 +60,7 @@ fn manager(dir: &Path) -> Manager {
 }
 
 fn add_br(name: &str, subnet: &str) -> Request {
-    Request::AddBr {
+    Request::AddBr(req::AddBr {
         name: name.into(),
         aging_secs: None,
         max_macs: None,
@@ -68,11 +68,11 @@ fn add_br(name: &str, subnet: &str) -> Request {
         gateway: None,
         ip_range: None,
         uplink_via: None,
-    }
+    })
 }
 
 fn publish(port: u16) -> Request {
-    Request::Publish {
+    Request::Publish(req::Publish {
         bridge: "br0".into(),
         rule: PublishRule {
             proto: NatProto::Tcp,
@@ -80,7 +80,7 @@ fn publish(port: u16) -> Request {
             to_ip: "10.1.0.5".parse().unwrap(),
             to_port: 80,
         },
-    }
+    })
 }
 
 /// What a client can see of the switch: the state it shows and the
@@ -110,21 +110,21 @@ fn a_failed_save_changes_nothing() {
     let journal = block_saves(&dir);
     let changes = [
         add_br("br2", "10.3.0.0/24"),
-        Request::DelBr { name: "br1".into() },
-        Request::LinkBr {
+        Request::DelBr(req::DelBr { name: "br1".into() }),
+        Request::LinkBr(req::LinkBr {
             a: "br0".into(),
             b: "br1".into(),
-        },
-        Request::SetNat {
+        }),
+        Request::SetNat(req::SetNat {
             bridge: "br0".into(),
             masquerade: true,
-        },
+        }),
         publish(9090),
-        Request::Unpublish {
+        Request::Unpublish(req::Unpublish {
             bridge: "br0".into(),
             proto: NatProto::Tcp,
             port: 8080,
-        },
+        }),
     ];
     for request in changes {
         let err = m.handle(request.clone()).expect_err("the save must fail");
@@ -144,7 +144,7 @@ fn a_failed_save_changes_nothing() {
     unblock_saves(&dir, journal);
     assert_eq!(saved_files(&dir), file);
     m.handle(publish(9090)).unwrap();
-    m.handle(Request::DelBr { name: "br1".into() }).unwrap();
+    m.handle(Request::DelBr(req::DelBr { name: "br1".into() })).unwrap();
     assert!(m.bridges["br0"].published.get(Proto::Tcp, 9090).is_some());
     assert_eq!(m.bridges.len(), 1);
     assert!(seen(&m).1 > before.1, "a new snapshot was published");
@@ -182,14 +182,16 @@ fn an_invalid_change_is_refused_whole() {
 fn an_address_range_must_lie_in_the_subnet() {
     let dir = temp_dir("range");
     let mut m = manager(&dir);
-    let with_range = |name: &str, range: &str| Request::AddBr {
-        name: name.into(),
-        aging_secs: None,
-        max_macs: None,
-        subnet: Some("10.1.0.0/24".parse().unwrap()),
-        gateway: None,
-        ip_range: Some(range.parse().unwrap()),
-        uplink_via: None,
+    let with_range = |name: &str, range: &str| {
+        Request::AddBr(req::AddBr {
+            name: name.into(),
+            aging_secs: None,
+            max_macs: None,
+            subnet: Some("10.1.0.0/24".parse().unwrap()),
+            gateway: None,
+            ip_range: Some(range.parse().unwrap()),
+            uplink_via: None,
+        })
     };
     for range in ["10.2.0.0/25", "10.1.0.0/23"] {
         let text = error_chain(&m.handle(with_range("br0", range)).unwrap_err());
@@ -213,10 +215,10 @@ fn a_change_that_changes_nothing_saves_nothing() {
     m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
     let generation = seen(&m).1;
     block_saves(&dir);
-    let off = Request::SetNat {
+    let off = Request::SetNat(req::SetNat {
         bridge: "br0".into(),
         masquerade: false,
-    };
+    });
     assert_eq!(m.handle(off).unwrap(), Reply::Done, "already off: no save needed");
     assert_eq!(seen(&m).1, generation);
     fs::remove_dir_all(dir).unwrap();
@@ -245,7 +247,7 @@ fn tunnel_requests_that_cannot_work_are_refused_with_the_reason() {
     let mut m = manager(&dir);
     m.handle(add_br("ov", "10.1.0.0/24")).unwrap();
     let vxlan = |vni: u32, underlay: Option<&str>, remotes: &[&str]| {
-        Request::AddVxlan(vswitch_ctl::AddVxlan {
+        Request::AddVxlan(req::AddVxlan {
             bridge: "ov".into(),
             vni,
             port: None,
@@ -276,10 +278,10 @@ fn tunnel_requests_that_cannot_work_are_refused_with_the_reason() {
     assert_eq!(
         refused(
             &mut m,
-            Request::AddVtep {
+            Request::AddVtep(req::AddVtep {
                 bridge: "ov".into(),
                 ip: vtep
-            }
+            })
         ),
         "bridge 'ov' has no tunnel (add-vxlan)"
     );
@@ -296,7 +298,7 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
     let dir = temp_dir("via");
     let mut m = manager(&dir);
     let via = |name: &str, subnet: &str, via: &str| match add_br(name, subnet) {
-        Request::AddBr {
+        Request::AddBr(req::AddBr {
             name,
             aging_secs,
             max_macs,
@@ -304,7 +306,7 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
             gateway,
             ip_range,
             ..
-        } => Request::AddBr {
+        }) => Request::AddBr(req::AddBr {
             name,
             aging_secs,
             max_macs,
@@ -312,7 +314,7 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
             gateway,
             ip_range,
             uplink_via: Some(via.into()),
-        },
+        }),
         other => other,
     };
     let refused = |m: &mut Manager, r: Request| error_chain(&m.handle(r).unwrap_err());
@@ -322,30 +324,31 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
     m.handle(via("d1", "10.2.0.0/24", "br0")).unwrap();
     m.handle(via("d2", "10.3.0.0/24", "br0")).unwrap();
     assert!(refused(&mut m, via("d3", "10.4.0.0/24", "d1")).contains("which is not a routed bridge of its own way out"));
-    assert!(
-        refused(&mut m, Request::DelBr { name: "br0".into() }).starts_with("bridge 'd1' leaves through bridge 'br0'")
-    );
+    assert!(refused(&mut m, Request::DelBr(req::DelBr { name: "br0".into() }))
+        .starts_with("bridge 'd1' leaves through bridge 'br0'"));
 
     // One rule per port of the one address.
     m.handle(publish(8080)).unwrap();
-    let on_d1 = |port: u16| Request::Publish {
-        bridge: "d1".into(),
-        rule: PublishRule {
-            proto: NatProto::Tcp,
-            port,
-            to_ip: "10.2.0.5".parse().unwrap(),
-            to_port: 80,
-        },
+    let on_d1 = |port: u16| {
+        Request::Publish(req::Publish {
+            bridge: "d1".into(),
+            rule: PublishRule {
+                proto: NatProto::Tcp,
+                port,
+                to_ip: "10.2.0.5".parse().unwrap(),
+                to_port: 80,
+            },
+        })
     };
     assert_eq!(
         refused(&mut m, on_d1(8080)),
         "port tcp/8080 is already published on bridge 'br0'"
     );
     m.handle(on_d1(8081)).unwrap();
-    m.handle(Request::SetNat {
+    m.handle(Request::SetNat(req::SetNat {
         bridge: "d2".into(),
         masquerade: true,
-    })
+    }))
     .unwrap();
 
     // The datapath's view: one zone (the uplink bridge's), every published
@@ -375,9 +378,9 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
         saved.bridge("d2").and_then(|b| b.uplink_via.clone()),
         Some("br0".into())
     );
-    m.handle(Request::DelBr { name: "d1".into() }).unwrap();
-    m.handle(Request::DelBr { name: "d2".into() }).unwrap();
-    m.handle(Request::DelBr { name: "br0".into() }).unwrap();
+    m.handle(Request::DelBr(req::DelBr { name: "d1".into() })).unwrap();
+    m.handle(Request::DelBr(req::DelBr { name: "d2".into() })).unwrap();
+    m.handle(Request::DelBr(req::DelBr { name: "br0".into() })).unwrap();
     fs::remove_dir_all(dir).unwrap();
 }
 
@@ -402,11 +405,11 @@ fn a_rule_among_rules_takes_effect_without_a_new_snapshot() {
         std::ptr::eq(old.ports.as_slice(), new.ports.as_slice()),
         "the lists a change does not touch stay shared with the copy before it"
     );
-    m.handle(Request::Unpublish {
+    m.handle(Request::Unpublish(req::Unpublish {
         bridge: "br0".into(),
         proto: NatProto::Tcp,
         port: 8081,
-    })
+    }))
     .unwrap();
     assert!(m.bridges["br0"].published.get(Proto::Tcp, 8081).is_none());
     assert_eq!(Store::open(&dir).unwrap().0, m.desired);

@@ -60,18 +60,7 @@ impl Manager {
         };
         let count = replies.len();
         let changed = self.desired != batch.before || !batch.opened.is_empty();
-        if changed {
-            let saved = self
-                .desired
-                .validate()
-                .map_err(ControlError::from)
-                .and_then(|()| (self.store.save(&batch.before, &self.desired)).map_err(ControlError::Persist));
-            if let Err(e) = saved {
-                self.desired = batch.before;
-                return Err(e);
-            }
-            self.apply_and_publish(&batch.before, batch.opened);
-        }
+        self.conclude(batch.before, batch.opened)?;
         for after in batch.after {
             after(self);
         }

@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::info;
-use vswitch_ctl::{AddVxlan, MacAddr, TunnelInfo};
+use vswitch_ctl::{req, MacAddr, TunnelInfo};
 use vswitch_vxlan::header::VNI_MAX;
 use vswitch_vxlan::IANA_PORT;
 
@@ -25,8 +25,8 @@ const SOFTWARE_PATH: &str = "software segmentation";
 const GSO_PATH: &str = "tunnel GSO";
 
 impl Manager {
-    pub(super) fn add_vxlan(&mut self, request: AddVxlan) -> Result<(), ControlError> {
-        let AddVxlan {
+    pub(super) fn add_vxlan(&mut self, request: req::AddVxlan) -> Result<(), ControlError> {
+        let req::AddVxlan {
             bridge,
             vni,
             port,

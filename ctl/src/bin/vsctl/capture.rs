@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
-use vswitch_ctl::{CaptureDirection, Reply, Request};
+use vswitch_ctl::{req, CaptureDirection, Reply, Request};
 
 use crate::call;
 
@@ -87,12 +87,12 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
     let mut started = Vec::new();
     let mut refused = None;
     for port in &c.ports {
-        let start = Request::CaptureStart {
+        let start = Request::CaptureStart(req::CaptureStart {
             port: port.clone(),
             count: if vsctl_counts { None } else { c.count },
             direction: c.direction,
             filter: filter.cloned(),
-        };
+        });
         match call(c.socket, &start) {
             Ok(_) => started.push(port.clone()),
             // A bridge's port that is down has nothing to capture.
@@ -116,7 +116,9 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
             let mut all_done = true;
             let mut round_skipped = 0;
             for port in &started {
-                let Reply::Captured(chunk) = call(c.socket, &Request::CaptureRead { port: port.clone() })? else {
+                let Reply::Captured(chunk) =
+                    call(c.socket, &Request::CaptureRead(req::CaptureRead { port: port.clone() }))?
+                else {
                     bail!("vswitchd answered capture-read with something else");
                 };
                 all_done &= chunk.done;
@@ -142,7 +144,7 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
         }
     })();
     for port in &started {
-        let _ = call(c.socket, &Request::CaptureStop { port: port.clone() });
+        let _ = call(c.socket, &Request::CaptureStop(req::CaptureStop { port: port.clone() }));
     }
     match filter {
         Some(_) => eprintln!(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vswitch_ctl::{AddPort, AddVxlan, Ipv4Net, MacAddr, NetCreate, PublishRule, Reply, Request, DEFAULT_SOCKET};
+use vswitch_ctl::{req, Ipv4Net, MacAddr, PublishRule, Reply, Request, DEFAULT_SOCKET};
 
 mod args;
 mod capture;
@@ -364,7 +364,7 @@ fn transaction(segments: &[&[OsString]]) -> anyhow::Result<()> {
             requests.push(request);
         }
     }
-    let replies = match call(&socket, &Request::Transaction { requests })? {
+    let replies = match call(&socket, &Request::Transaction(req::Transaction { requests }))? {
         Reply::Replies(replies) => replies,
         other => anyhow::bail!("vswitchd answered a transaction with {other:?}"),
     };
@@ -427,7 +427,7 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             gateway,
             ip_range,
             uplink_via,
-        } => Request::AddBr {
+        } => Request::AddBr(req::AddBr {
             name,
             aging_secs: aging,
             max_macs,
@@ -435,8 +435,8 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             gateway,
             ip_range,
             uplink_via,
-        },
-        Command::DelBr { name } => Request::DelBr { name },
+        }),
+        Command::DelBr { name } => Request::DelBr(req::DelBr { name }),
         Command::ListBr => Request::ListBr,
         Command::AddPort {
             bridge,
@@ -448,7 +448,7 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             mode,
             queue,
             iface,
-        } => Request::AddPort(AddPort {
+        } => Request::AddPort(req::AddPort {
             bridge,
             name,
             port_type: port_type.into(),
@@ -459,11 +459,11 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             queue,
             iface,
         }),
-        Command::DelPort { bridge, name } => Request::DelPort { bridge, name },
-        Command::ListPorts { bridge } => Request::ListPorts { bridge },
+        Command::DelPort { bridge, name } => Request::DelPort(req::DelPort { bridge, name }),
+        Command::ListPorts { bridge } => Request::ListPorts(req::ListPorts { bridge }),
         Command::Show => Request::Show,
-        Command::FdbShow { bridge } => Request::FdbShow { bridge },
-        Command::PortStats { port, .. } => Request::PortStats { port },
+        Command::FdbShow { bridge } => Request::FdbShow(req::FdbShow { bridge }),
+        Command::PortStats { port, .. } => Request::PortStats(req::PortStats { port }),
         Command::PmdStats => Request::PmdStats,
         Command::Attach {
             bridge,
@@ -475,7 +475,7 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             owner,
             no_default_route,
             allow_any_src,
-        } => Request::Attach {
+        } => Request::Attach(req::Attach {
             bridge,
             netns,
             port_type: port_type.into(),
@@ -489,12 +489,12 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             handoff: false,
             default_route: Some(!no_default_route),
             allow_any_src,
-        },
+        }),
         Command::ListAttachments => Request::ListAttachments,
-        Command::Detach { bridge, netns } => Request::Detach { bridge, netns },
-        Command::LinkBr { a, b } => Request::LinkBr { a, b },
-        Command::UnlinkBr { a, b } => Request::UnlinkBr { a, b },
-        Command::NeighShow { bridge } => Request::NeighShow { bridge },
+        Command::Detach { bridge, netns } => Request::Detach(req::Detach { bridge, netns }),
+        Command::LinkBr { a, b } => Request::LinkBr(req::LinkBr { a, b }),
+        Command::UnlinkBr { a, b } => Request::UnlinkBr(req::UnlinkBr { a, b }),
+        Command::NeighShow { bridge } => Request::NeighShow(req::NeighShow { bridge }),
         Command::AddUplink {
             bridge,
             iface,
@@ -505,7 +505,7 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             netns,
             shared,
             mac,
-        } => Request::AddUplink {
+        } => Request::AddUplink(req::AddUplink {
             bridge,
             iface,
             ip,
@@ -516,18 +516,18 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             netns,
             shared,
             mac,
-        },
-        Command::DelUplink { bridge } => Request::DelUplink { bridge },
-        Command::SetNat { bridge, mode } => Request::SetNat {
+        }),
+        Command::DelUplink { bridge } => Request::DelUplink(req::DelUplink { bridge }),
+        Command::SetNat { bridge, mode } => Request::SetNat(req::SetNat {
             bridge,
             masquerade: matches!(mode, NatMode::Masquerade),
-        },
+        }),
         Command::Publish {
             bridge,
             proto,
             port,
             to: (to_ip, to_port),
-        } => Request::Publish {
+        } => Request::Publish(req::Publish {
             bridge,
             rule: PublishRule {
                 proto: proto.into(),
@@ -535,15 +535,15 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
                 to_ip,
                 to_port,
             },
-        },
-        Command::Unpublish { bridge, proto, port } => Request::Unpublish {
+        }),
+        Command::Unpublish { bridge, proto, port } => Request::Unpublish(req::Unpublish {
             bridge,
             proto: proto.into(),
             port,
-        },
-        Command::ListPublished { bridge } => Request::ListPublished { bridge },
-        Command::CtShow { bridge } => Request::CtShow { bridge },
-        Command::CtFlush { bridge, addr } => Request::CtFlush { bridge, addr },
+        }),
+        Command::ListPublished { bridge } => Request::ListPublished(req::ListPublished { bridge }),
+        Command::CtShow { bridge } => Request::CtShow(req::CtShow { bridge }),
+        Command::CtFlush { bridge, addr } => Request::CtFlush(req::CtFlush { bridge, addr }),
         Command::CtStats => Request::CtStats,
         Command::CtSave => Request::CtSave,
         Command::Trace {
@@ -589,7 +589,7 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             remotes,
             no_learn,
             udp_csum,
-        } => Request::AddVxlan(AddVxlan {
+        } => Request::AddVxlan(req::AddVxlan {
             bridge,
             vni,
             port: Some(port),
@@ -598,26 +598,26 @@ fn to_request(command: Command, socket: &Path, json: bool) -> anyhow::Result<Opt
             learn: !no_learn,
             udp_csum,
         }),
-        Command::DelVxlan { bridge } => Request::DelVxlan { bridge },
-        Command::AddVtep { bridge, ip } => Request::AddVtep { bridge, ip },
-        Command::DelVtep { bridge, ip } => Request::DelVtep { bridge, ip },
-        Command::FdbAdd { bridge, mac, vtep } => Request::FdbAdd { bridge, mac, vtep },
-        Command::FdbDel { bridge, mac } => Request::FdbDel { bridge, mac },
-        Command::VtepShow { bridge } => Request::VtepShow { bridge },
+        Command::DelVxlan { bridge } => Request::DelVxlan(req::DelVxlan { bridge }),
+        Command::AddVtep { bridge, ip } => Request::AddVtep(req::AddVtep { bridge, ip }),
+        Command::DelVtep { bridge, ip } => Request::DelVtep(req::DelVtep { bridge, ip }),
+        Command::FdbAdd { bridge, mac, vtep } => Request::FdbAdd(req::FdbAdd { bridge, mac, vtep }),
+        Command::FdbDel { bridge, mac } => Request::FdbDel(req::FdbDel { bridge, mac }),
+        Command::VtepShow { bridge } => Request::VtepShow(req::VtepShow { bridge }),
         Command::NetCreate {
             name,
             subnet,
             vni,
             host_prefix,
             port,
-        } => Request::NetCreate(NetCreate {
+        } => Request::NetCreate(req::NetCreate {
             name,
             subnet,
             vni,
             host_prefix: Some(host_prefix),
             port: Some(port),
         }),
-        Command::NetDelete { name } => Request::NetDelete { name },
+        Command::NetDelete { name } => Request::NetDelete(req::NetDelete { name }),
         Command::NetList => Request::NetList,
         Command::ClusterStatus => Request::ClusterStatus,
         Command::ClusterLeave => Request::ClusterLeave,

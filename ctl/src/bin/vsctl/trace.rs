@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vswitch_ctl::{Reply, Request};
+use vswitch_ctl::{req, Reply, Request};
 
 use crate::{call, print};
 
@@ -14,9 +14,9 @@ pub fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
         if bridges.iter().any(|b| b == target) {
             if let Reply::Ports(ports) = call(
                 socket,
-                &Request::ListPorts {
+                &Request::ListPorts(req::ListPorts {
                     bridge: target.to_string(),
-                },
+                }),
             )? {
                 if ports.is_empty() {
                     anyhow::bail!("bridge '{target}' has no ports");
@@ -33,10 +33,10 @@ pub fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
 pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
     let mut started = Vec::new();
     for port in &ports {
-        let start = Request::TraceStart {
+        let start = Request::TraceStart(req::TraceStart {
             port: port.clone(),
             count,
-        };
+        });
         match call(socket, &start) {
             Ok(_) => started.push(port.clone()),
             Err(err) if ports.len() > 1 => eprintln!("vsctl: {port} not traced: {err:#}"),
@@ -49,7 +49,8 @@ pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bo
         loop {
             std::thread::sleep(std::time::Duration::from_millis(20));
             for port in &started {
-                let Reply::Traced(chunk) = call(socket, &Request::TraceRead { port: port.clone() })? else {
+                let Reply::Traced(chunk) = call(socket, &Request::TraceRead(req::TraceRead { port: port.clone() }))?
+                else {
                     anyhow::bail!("vswitchd answered trace-read with something else");
                 };
                 for f in chunk.frames {
@@ -67,7 +68,7 @@ pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bo
         }
     })();
     for port in &started {
-        let _ = call(socket, &Request::TraceStop { port: port.clone() });
+        let _ = call(socket, &Request::TraceStop(req::TraceStop { port: port.clone() }));
     }
     result?;
     if json {

@@ -1,0 +1,395 @@
+//! One struct per request: the fields of each `Request` variant, named by
+//! the variant (`Request::AddBr(req::AddBr { .. })`). vsctl, the runtimes
+//! and the cluster agent build them; vswitchd's control plane hands each to
+//! the one function that handles it. On the wire a request is one JSON
+//! object, its `cmd` tag beside these fields (`{"cmd":"add-br","name":"br0"}`).
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{PortType, Request, XdpModeRequest};
+use crate::records::{CaptureDirection, NatProto, PublishRule};
+use crate::{Ipv4Net, MacAddr};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddBr {
+    pub name: String,
+    /// Seconds a learned MAC lives without being seen again.
+    #[serde(default)]
+    pub aging_secs: Option<u64>,
+    /// Cap on learned MACs; beyond it new sources are flooded to, not learned.
+    #[serde(default)]
+    pub max_macs: Option<usize>,
+    /// The bridge's IPv4 subnet: vswitchd becomes its gateway and hands out addresses.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    /// The gateway address (default: the subnet's first host address).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Where in the subnet this host's addresses come from (default: all of it).
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
+    /// Leave through this other bridge's uplink (masquerade and published
+    /// ports on its address); routes between the two.
+    #[serde(default)]
+    pub uplink_via: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelBr {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelPort {
+    pub bridge: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPorts {
+    pub bridge: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbShow {
+    pub bridge: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    #[serde(default)]
+    pub port: Option<String>,
+}
+
+/// Creates a port into namespace `netns`, gives it an address from the
+/// bridge's subnet and a default route via the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    pub bridge: String,
+    pub netns: String,
+    pub port_type: PortType,
+    /// A specific address; None picks the next free one.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// Default eth0 (with `handoff`, the port's name).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// The runtime's ID for this attachment (container, endpoint).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Leave the device in vswitchd's namespace, unconfigured, for the
+    /// runtime to move into `netns` itself (Docker's Join).
+    #[serde(default)]
+    pub handoff: bool,
+    /// Set the namespace's default route via the gateway (default
+    /// true; false for a second network of a container).
+    #[serde(default)]
+    pub default_route: Option<bool>,
+    /// No source guard: the port may send from any MAC and address.
+    #[serde(default)]
+    pub allow_any_src: bool,
+}
+
+/// Deletes the port attached for `netns`, releases its address and
+/// unpublishes the ports that led to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detach {
+    pub bridge: String,
+    pub netns: String,
+}
+
+/// Allows routing between two bridges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkBr {
+    pub a: String,
+    pub b: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlinkBr {
+    pub a: String,
+    pub b: String,
+}
+
+/// Attaches the interface toward the outside world to a bridge's gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddUplink {
+    pub bridge: String,
+    pub iface: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gw: Ipv4Addr,
+    pub port_type: PortType,
+    #[serde(default)]
+    pub mode: Option<XdpModeRequest>,
+    /// A TAP uplink moved into this network namespace.
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// An AF_XDP uplink on an interface the host keeps using: only the
+    /// uplink's MAC and ARP for its address go to vswitchd.
+    #[serde(default)]
+    pub shared: bool,
+    /// The uplink's own MAC (a shared or TAP uplink; default derived
+    /// from the interface's name).
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelUplink {
+    pub bridge: String,
+}
+
+/// Masquerade a bridge's connections out of its uplink (or stop).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetNat {
+    pub bridge: String,
+    pub masquerade: bool,
+}
+
+/// Publish a container's port on the uplink address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    pub bridge: String,
+    pub rule: PublishRule,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpublish {
+    pub bridge: String,
+    pub proto: NatProto,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPublished {
+    pub bridge: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtShow {
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtFlush {
+    #[serde(default)]
+    pub bridge: Option<String>,
+    #[serde(default)]
+    pub addr: Option<Ipv4Addr>,
+}
+
+/// Starts copying a port's frames (`vsctl capture`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStart {
+    pub port: String,
+    /// Frames to take before stopping (None: until stopped).
+    #[serde(default)]
+    pub count: Option<u64>,
+    pub direction: CaptureDirection,
+    /// Only frames matching this tcpdump expression are returned
+    /// (compiled by vswitchd's libpcap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+/// The frames captured since the last read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureRead {
+    pub port: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStop {
+    pub port: String,
+}
+
+/// Notes what the pipeline decides for the next `count` frames a port
+/// receives (`vsctl trace`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStart {
+    pub port: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRead {
+    pub port: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStop {
+    pub port: String,
+}
+
+/// The neighbour (ARP) tables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighShow {
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelVxlan {
+    pub bridge: String,
+}
+
+/// A remote VTEP that floods reach.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddVtep {
+    pub bridge: String,
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelVtep {
+    pub bridge: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A static remote MAC, behind `vtep`; never ages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbAdd {
+    pub bridge: String,
+    pub mac: MacAddr,
+    pub vtep: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbDel {
+    pub bridge: String,
+    pub mac: MacAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VtepShow {
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDelete {
+    pub name: String,
+}
+
+/// Several changes applied as one (`vsctl A -- B`): one save, one
+/// snapshot, all or nothing. Answered with `Reply::Replies`, one per
+/// request, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub requests: Vec<Request>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetCreate {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub vni: u32,
+    /// The size of each host's slice (default 24).
+    #[serde(default)]
+    pub host_prefix: Option<u8>,
+    /// The VXLAN UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddVxlan {
+    pub bridge: String,
+    pub vni: u32,
+    /// The UDP port (default 4789).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The bridge whose uplink carries the tunnel (default: this bridge's).
+    #[serde(default)]
+    pub underlay: Option<String>,
+    /// Remote VTEPs that floods reach.
+    #[serde(default)]
+    pub remotes: Vec<Ipv4Addr>,
+    /// Learn remote MACs from what arrives (default true).
+    #[serde(default = "yes")]
+    pub learn: bool,
+    /// Compute the outer UDP checksum on send (default: zero, as RFC 7348
+    /// allows over IPv4).
+    #[serde(default)]
+    pub udp_csum: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddPort {
+    pub bridge: String,
+    pub name: String,
+    pub port_type: PortType,
+    #[serde(default)]
+    pub netns: Option<String>,
+    #[serde(default)]
+    pub ifname: Option<String>,
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// AF_XDP only: XDP mode.
+    #[serde(default)]
+    pub mode: Option<XdpModeRequest>,
+    /// AF_XDP only: the interface queue to bind.
+    #[serde(default)]
+    pub queue: Option<u32>,
+    /// AF_XDP only: bind to this existing interface instead of creating a veth pair.
+    #[serde(default)]
+    pub iface: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire spelling vswitchd, vsctl and the runtimes already speak:
+    /// one object, the `cmd` tag beside the request's fields.
+    #[test]
+    fn a_request_is_one_object_with_its_tag_beside_its_fields() {
+        let del = Request::DelBr(DelBr { name: "br0".into() });
+        assert_eq!(
+            serde_json::to_string(&del).expect("json"),
+            r#"{"cmd":"del-br","name":"br0"}"#
+        );
+        let txn = Request::Transaction(Transaction {
+            requests: vec![del.clone(), Request::Show],
+        });
+        assert_eq!(
+            serde_json::to_string(&txn).expect("json"),
+            r#"{"cmd":"transaction","requests":[{"cmd":"del-br","name":"br0"},{"cmd":"show"}]}"#
+        );
+        let back: Request = serde_json::from_str(r#"{"cmd":"del-br","name":"br0"}"#).expect("parses");
+        assert_eq!(back, del);
+    }
+
+    #[test]
+    fn fields_left_out_take_their_defaults() {
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"attach","bridge":"br0","netns":"c1","port_type":"tap","ip":"10.20.0.9"}"#)
+                .expect("parses");
+        let Request::Attach(a) = r else { panic!("attach: {r:?}") };
+        assert_eq!((a.bridge.as_str(), a.netns.as_str()), ("br0", "c1"));
+        assert_eq!(a.ip, Some(Ipv4Addr::new(10, 20, 0, 9)));
+        assert_eq!((a.handoff, a.default_route, a.mac), (false, None, None));
+        let r: Request = serde_json::from_str(r#"{"cmd":"add-vxlan","bridge":"br0","vni":7}"#).expect("parses");
+        let Request::AddVxlan(v) = r else {
+            panic!("add-vxlan: {r:?}")
+        };
+        assert!(v.learn && !v.udp_csum && v.remotes.is_empty());
+    }
+
+    #[test]
+    fn a_missing_field_or_a_wrong_type_is_refused() {
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"del-br"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"add-vtep","bridge":"b","ip":"not-an-ip"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"no-such-command"}"#).is_err());
+    }
+}
