@@ -15,6 +15,8 @@ pub enum ClusterError {
     BadVni(u32),
     #[error("the VXLAN port must not be 0")]
     BadPort,
+    #[error(transparent)]
+    BadSubnet(#[from] vswitch_ctl::NetParseError),
     #[error(
         "host prefix /{host_prefix} does not fit subnet {subnet}: it must be longer than the subnet's and at most /30"
     )]

@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
-use vswitch_ctl::{HostSlice, Ipv4Net, NetworkInfo};
+use vswitch_ctl::{check_subnet, HostSlice, Ipv4Net, NetworkInfo, SubnetExt};
 
 use crate::error::ClusterError;
 
@@ -48,7 +48,8 @@ impl NetworkDef {
         if self.port == 0 {
             return Err(ClusterError::BadPort);
         }
-        if self.host_prefix <= self.subnet.prefix() || self.host_prefix > 30 {
+        check_subnet(&self.subnet)?;
+        if self.host_prefix <= self.subnet.prefix_len() || self.host_prefix > 30 {
             return Err(ClusterError::BadHostPrefix {
                 host_prefix: self.host_prefix,
                 subnet: self.subnet,
@@ -59,7 +60,7 @@ impl NetworkDef {
 
     /// How many host slices the network has.
     pub fn slice_count(&self) -> u64 {
-        1u64 << (self.host_prefix - self.subnet.prefix())
+        1u64 << (self.host_prefix - self.subnet.prefix_len())
     }
 
     /// The `index`th host slice, if there is one.
@@ -69,18 +70,18 @@ impl NetworkDef {
         }
         let size = 1u64 << (32 - self.host_prefix);
         let base = u64::from(u32::from(self.subnet.addr())) + index * size;
-        Ipv4Net::new(Ipv4Addr::from(u32::try_from(base).ok()?), self.host_prefix)
+        Ipv4Net::new(Ipv4Addr::from(u32::try_from(base).ok()?), self.host_prefix).ok()
     }
 
     /// True when `slice` is one of the network's host slices.
     pub fn has_slice(&self, slice: &Ipv4Net) -> bool {
-        slice.prefix() == self.host_prefix && self.subnet.contains(slice.addr())
+        slice.prefix_len() == self.host_prefix && self.subnet.contains(slice)
     }
 }
 
 /// The gateway a host serves a slice with: the slice's first host address.
 pub fn slice_gateway(slice: &Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(slice.addr()) + 1)
+    slice.first_host()
 }
 
 /// Network and node names: they become bridge names and key components.
@@ -140,7 +141,7 @@ impl Keys {
     }
 
     pub fn slice(&self, net: &str, slice: &Ipv4Net) -> String {
-        format!("{}slices/{net}/{}-{}", self.prefix, slice.addr(), slice.prefix())
+        format!("{}slices/{net}/{}-{}", self.prefix, slice.network(), slice.prefix_len())
     }
 
     /// What a key under the prefix names, or None for a foreign key.
@@ -152,7 +153,10 @@ impl Keys {
             ("nodes", Some(node), None, None) if valid_name(node) => Key::Node(node.to_string()),
             ("slices", Some(net), Some(slice), None) if valid_name(net) => {
                 let (addr, prefix) = slice.split_once('-')?;
-                let net_slice = format!("{addr}/{prefix}").parse::<Ipv4Net>().ok()?;
+                let net_slice = format!("{addr}/{prefix}")
+                    .parse::<Ipv4Net>()
+                    .ok()
+                    .filter(|n| n.trunc() == *n)?;
                 Key::Slice(net.to_string(), net_slice)
             }
             _ => return None,
@@ -192,11 +196,11 @@ pub struct SliceKey(pub u32, pub u8);
 
 impl SliceKey {
     pub fn of(net: &Ipv4Net) -> SliceKey {
-        SliceKey(u32::from(net.addr()), net.prefix())
+        SliceKey(u32::from(net.network()), net.prefix_len())
     }
 
     pub fn net(&self) -> Option<Ipv4Net> {
-        Ipv4Net::new(Ipv4Addr::from(self.0), self.1)
+        Ipv4Net::new(Ipv4Addr::from(self.0), self.1).ok().map(|n| n.trunc())
     }
 }
 
@@ -323,7 +327,7 @@ impl View {
                     vni: def.vni,
                     other: other.clone(),
                 })
-            } else if o.subnet.covers(&def.subnet) || def.subnet.covers(&o.subnet) {
+            } else if o.subnet.contains(&def.subnet) || def.subnet.contains(&o.subnet) {
                 Some(ClusterError::SubnetOverlaps {
                     subnet: def.subnet,
                     existing: o.subnet,

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use serde_json::Value;
 use vswitch_ctl::client::{call, ClientError};
 use vswitch_ctl::network::RuntimeNetwork;
-use vswitch_ctl::{req, AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request};
+use vswitch_ctl::{
+    parse_subnet, req, AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request,
+};
 
 use crate::env::Env;
 use crate::inside;
@@ -118,10 +120,7 @@ impl Net {
     fn ensure_bridge(&self) -> Result<Ipv4Net, CniError> {
         let invalid = |msg: String| CniError::new(Code::InvalidConfig, msg);
         let subnet: Option<Ipv4Net> = match &self.conf.subnet {
-            Some(s) => Some(
-                s.parse()
-                    .map_err(|_| invalid(format!("subnet '{s}' is not an IPv4 network")))?,
-            ),
+            Some(s) => Some(parse_subnet(s).map_err(|e| invalid(e.to_string()))?),
             None => None,
         };
         let existing = self.show()?.into_iter().find(|b| b.name == self.bridge);

@@ -16,7 +16,7 @@ pub mod records;
 pub mod req;
 
 pub use mac::{MacAddr, MacParseError};
-pub use net::{Ipv4Net, NetParseError};
+pub use net::{check_subnet, parse_subnet, Ipv4Net, NetParseError, SubnetExt};
 pub use proto::*;
 pub use records::*;
 

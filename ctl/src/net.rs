@@ -1,17 +1,21 @@
-//! IPv4 networks as they appear on the command line and in JSON: `10.20.0.0/24`.
+//! Networks as vswitch uses them: `ipnet`'s types (dual stack, the
+//! ecosystem's), plus what a bridge's subnet must be and the few questions
+//! the control plane asks of one.
+//!
+//! `ipnet` accepts any prefix and keeps host bits (`10.20.0.5/24` is a
+//! valid `Ipv4Net` there); a bridge's subnet is stricter: a network with
+//! its host bits clear and room for a gateway and hosts. [`parse_subnet`]
+//! (the CLI and the runtimes' configuration) and [`check_subnet`] (what
+//! arrives as JSON) say so with one message. On the wire and in the saved
+//! state a network is spelled as before, `10.20.0.0/24`.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// An IPv4 network: address with the host bits clear, and prefix length.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    prefix: u8,
-}
+/// The prefix lengths a bridge's subnet may have: at least a /30 (a
+/// gateway and one host), at most a /8.
+pub const SUBNET_PREFIXES: std::ops::RangeInclusive<u8> = 8..=30;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetParseError {
@@ -23,108 +27,49 @@ pub enum NetParseError {
     HostBits { text: String, network: String },
 }
 
-impl Ipv4Net {
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Net> {
-        (prefix <= 32).then(|| Ipv4Net {
-            addr: Ipv4Addr::from(u32::from(addr) & Self::mask_of(prefix)),
-            prefix,
-        })
-    }
+/// A bridge's subnet from its text: an IPv4 network, host bits clear, a
+/// prefix in [`SUBNET_PREFIXES`].
+pub fn parse_subnet(text: &str) -> Result<Ipv4Net, NetParseError> {
+    let net: Ipv4Net = text.parse().map_err(|_| NetParseError::Syntax(text.to_string()))?;
+    check_subnet(&net).map(|()| net)
+}
 
-    fn mask_of(prefix: u8) -> u32 {
-        if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix))
-        }
+/// Whether `net` may be a bridge's subnet (see [`parse_subnet`]).
+pub fn check_subnet(net: &Ipv4Net) -> Result<(), NetParseError> {
+    if !SUBNET_PREFIXES.contains(&net.prefix_len()) {
+        return Err(NetParseError::Prefix(net.to_string()));
     }
-
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
+    if net.trunc() != *net {
+        return Err(NetParseError::HostBits {
+            text: net.to_string(),
+            network: net.trunc().to_string(),
+        });
     }
+    Ok(())
+}
 
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    pub fn mask(&self) -> u32 {
-        Self::mask_of(self.prefix)
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr)
-    }
-
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-
-    /// Addresses a host may have: all but the network and broadcast ones.
-    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
-        let first = u32::from(self.addr) + 1;
-        let last = u32::from(self.broadcast());
-        (first..last).map(Ipv4Addr::from)
-    }
-
+/// What the control plane asks of a subnet beyond `ipnet`'s own methods.
+pub trait SubnetExt {
+    /// An address a host may have: in the network, neither its network
+    /// nor its broadcast address.
+    fn is_host(&self, ip: Ipv4Addr) -> bool;
     /// Every address of the network, its network and broadcast ones too.
-    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
-        (u32::from(self.addr)..=u32::from(self.broadcast())).map(Ipv4Addr::from)
-    }
-
-    /// True when every address of `other` is one of ours.
-    pub fn covers(&self, other: &Ipv4Net) -> bool {
-        other.prefix >= self.prefix && self.contains(other.addr)
-    }
-
-    /// The same network as the `ipnet` type the datapath uses.
-    pub fn to_ipnet(&self) -> ipnet::Ipv4Net {
-        // `new` refuses only prefixes over 32, which this type never holds.
-        ipnet::Ipv4Net::new(self.addr, self.prefix).unwrap_or_default()
-    }
-
-    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
-        self.contains(ip) && ip != self.addr && ip != self.broadcast()
-    }
+    fn addresses(&self) -> impl Iterator<Item = Ipv4Addr>;
+    /// The network's first host address (a gateway's default).
+    fn first_host(&self) -> Ipv4Addr;
 }
 
-impl FromStr for Ipv4Net {
-    type Err = NetParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let syntax = || NetParseError::Syntax(text.to_string());
-        let (addr, prefix) = text.split_once('/').ok_or_else(syntax)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| syntax())?;
-        let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(NetParseError::Prefix(text.to_string()));
-        }
-        let net = Ipv4Net::new(addr, prefix).ok_or_else(syntax)?;
-        if net.addr != addr {
-            return Err(NetParseError::HostBits {
-                text: text.to_string(),
-                network: net.to_string(),
-            });
-        }
-        Ok(net)
+impl SubnetExt for Ipv4Net {
+    fn is_host(&self, ip: Ipv4Addr) -> bool {
+        self.contains(&ip) && ip != self.network() && ip != self.broadcast()
     }
-}
 
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+    fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        (u32::from(self.network())..=u32::from(self.broadcast())).map(Ipv4Addr::from)
     }
-}
 
-impl Serialize for Ipv4Net {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv4Net {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+    fn first_host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network()).saturating_add(1))
     }
 }
 
@@ -134,30 +79,39 @@ mod tests {
 
     #[test]
     fn parse_and_query() {
-        let net: Ipv4Net = "10.20.0.0/24".parse().unwrap();
+        let net = parse_subnet("10.20.0.0/24").unwrap();
         assert_eq!(net.to_string(), "10.20.0.0/24");
-        assert!(net.contains("10.20.0.77".parse().unwrap()));
-        assert!(!net.contains("10.20.1.1".parse().unwrap()));
+        assert!(net.contains(&"10.20.0.77".parse::<Ipv4Addr>().unwrap()));
+        assert!(!net.contains(&"10.20.1.1".parse::<Ipv4Addr>().unwrap()));
         assert_eq!(net.broadcast(), "10.20.0.255".parse::<Ipv4Addr>().unwrap());
         assert_eq!(net.hosts().count(), 254);
-        assert_eq!(net.hosts().next(), Some("10.20.0.1".parse().unwrap()));
-        assert!(!net.is_host(net.addr()) && !net.is_host(net.broadcast()));
+        assert_eq!(net.addresses().count(), 256);
+        assert_eq!(net.hosts().next(), Some(net.first_host()));
+        assert_eq!(net.first_host(), "10.20.0.1".parse::<Ipv4Addr>().unwrap());
+        assert!(!net.is_host(net.network()) && !net.is_host(net.broadcast()));
+        assert!(net.is_host("10.20.0.254".parse().unwrap()));
     }
 
     #[test]
-    fn bad_networks() {
-        assert!(matches!("10.20.0.0".parse::<Ipv4Net>(), Err(NetParseError::Syntax(_))));
-        assert!(matches!(
-            "10.20.0.0/31".parse::<Ipv4Net>(),
-            Err(NetParseError::Prefix(_))
-        ));
-        assert!(matches!(
-            "10.20.0.1/24".parse::<Ipv4Net>(),
-            Err(NetParseError::HostBits { .. })
-        ));
-        assert!(matches!(
-            "10.300.0.0/24".parse::<Ipv4Net>(),
-            Err(NetParseError::Syntax(_))
-        ));
+    fn bad_subnets() {
+        assert!(matches!(parse_subnet("10.20.0.0"), Err(NetParseError::Syntax(_))));
+        assert!(matches!(parse_subnet("10.20.0.0/31"), Err(NetParseError::Prefix(_))));
+        assert!(matches!(parse_subnet("10.0.0.0/7"), Err(NetParseError::Prefix(_))));
+        let err = parse_subnet("10.20.0.1/24").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid subnet '10.20.0.1/24': host bits are set (did you mean 10.20.0.0/24?)"
+        );
+        assert!(matches!(parse_subnet("10.300.0.0/24"), Err(NetParseError::Syntax(_))));
+        assert!(matches!(parse_subnet("fd00::/64"), Err(NetParseError::Syntax(_))));
+    }
+
+    /// The saved state and the JSON protocol keep their spelling.
+    #[test]
+    fn a_network_is_spelled_as_before_in_json() {
+        let net = parse_subnet("10.20.0.0/24").unwrap();
+        assert_eq!(serde_json::to_string(&net).unwrap(), r#""10.20.0.0/24""#);
+        let back: Ipv4Net = serde_json::from_str(r#""10.20.0.0/24""#).unwrap();
+        assert_eq!(back, net);
     }
 }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 use vswitch_ctl::client::{call, ClientError};
 use vswitch_ctl::network::RuntimeNetwork;
-use vswitch_ctl::{req, Ipv4Net, MacAddr, NatProto, Reply, Request};
+use vswitch_ctl::{parse_subnet, req, MacAddr, NatProto, Reply, Request, SubnetExt};
 
 use crate::api::{self, CreateEndpoint, CreateNetwork, EndpointRef, Join, NetworkOnly, PortBinding};
 use crate::options::{self, NetworkOptions};
@@ -182,10 +182,9 @@ impl Driver {
                 pools.len()
             )));
         };
-        let subnet: Ipv4Net = (data.pool.parse())
-            .map_err(|_| DriverError::Invalid(format!("subnet '{}' is not an IPv4 network", data.pool)))?;
+        let subnet = parse_subnet(&data.pool).map_err(|e| DriverError::Invalid(e.to_string()))?;
         let gateway = match data.gateway.as_str() {
-            "" => Ipv4Addr::from(u32::from(subnet.addr()) + 1),
+            "" => subnet.first_host(),
             gw => address(gw, "gateway")?,
         };
         let bridge = opts

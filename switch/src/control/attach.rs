@@ -16,7 +16,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::info;
-use vswitch_ctl::{req, AttachInfo};
+use vswitch_ctl::{req, AttachInfo, SubnetExt};
 use vswitch_vxlan::OVERHEAD;
 
 use super::config::{DesiredState, Lease};
@@ -122,14 +122,14 @@ impl Manager {
                 return Ok(());
             }
             let route = default_route.then_some(gateway);
-            configure_address(&netns, &ifname, ip, subnet.prefix(), route, mtu).map_err(ControlError::Address)
+            configure_address(&netns, &ifname, ip, subnet.prefix_len(), route, mtu).map_err(ControlError::Address)
         })?;
         let mac = self.desired.port(&port).and_then(|(_, p)| p.mac);
         info!(bridge = %bridge, netns = %netns, %ip, port = %port, handoff, "namespace attached");
         Ok(AttachInfo {
             port,
             ip,
-            prefix: subnet.prefix(),
+            prefix: subnet.prefix_len(),
             gateway,
             ifname,
             mac,

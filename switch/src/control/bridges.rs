@@ -1,9 +1,7 @@
 //! Bridges: `add-br`, `del-br`, `link-br` and `unlink-br`.
 
-use std::net::Ipv4Addr;
-
 use tracing::info;
-use vswitch_ctl::req;
+use vswitch_ctl::{check_subnet, req, SubnetExt};
 
 use super::config::{BridgeConfig, Shared, DEFAULT_AGING_SECS, DEFAULT_MAX_MACS};
 use super::ipam::next_free;
@@ -51,7 +49,13 @@ impl Manager {
         in_range("max-macs", max_macs as u64, 1, MAX_MACS_LIMIT as u64)?;
         let gateway = match subnet {
             Some(net) => {
-                let gw = gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(net.addr()) + 1));
+                // What a client other than vsctl sends is held to what
+                // vsctl's parser asks (ipnet accepts host bits, any prefix).
+                check_subnet(&net)?;
+                if let Some(range) = &ip_range {
+                    check_subnet(range)?;
+                }
+                let gw = gateway.unwrap_or_else(|| net.first_host());
                 if !net.is_host(gw) {
                     return Err(ControlError::BadGateway {
                         gateway: gw,
@@ -59,7 +63,7 @@ impl Manager {
                     });
                 }
                 if let Some(range) = ip_range {
-                    if !net.covers(&range) || next_free(net, Some(range), gw, &[]).is_none() {
+                    if !net.contains(&range) || next_free(net, Some(range), gw, &[]).is_none() {
                         return Err(ControlError::BadIpRange { range, subnet: net });
                     }
                 }

@@ -62,6 +62,8 @@ pub enum ControlError {
     },
     #[error("bridge '{0}' has no subnet (add-br --subnet)")]
     NoSubnet(String),
+    #[error(transparent)]
+    BadSubnet(#[from] vswitch_ctl::NetParseError),
     #[error("gateway {gateway} is not a host address of {subnet}")]
     BadGateway { gateway: Ipv4Addr, subnet: Ipv4Net },
     #[error("address range {range} is not part of {subnet}, or holds no host address but the gateway")]

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use vswitch_ctl::{Ipv4Net, MacAddr};
+use vswitch_ctl::{Ipv4Net, MacAddr, SubnetExt};
 
 use super::config::Lease;
 

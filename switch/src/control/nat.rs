@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::info;
-use vswitch_ctl::{ConnEntry, CtStatsInfo};
+use vswitch_ctl::{ConnEntry, CtStatsInfo, SubnetExt};
 use vswitch_nat::tcp::TcpState;
 use vswitch_nat::tuple::{Proto, Tuple};
 
@@ -33,7 +33,7 @@ impl Manager {
             // Masqueraded connections cannot go on untranslated (the zone
             // may be shared with the bridges of one way out: this one's only).
             self.when_committed(move |m| {
-                m.ct.flush(|c| c.orig.zone == zone && c.reply.dst != c.orig.src && subnet.contains(c.orig.src));
+                m.ct.flush(|c| c.orig.zone == zone && c.reply.dst != c.orig.src && subnet.contains(&c.orig.src));
             });
         }
         info!(bridge, masquerade, "NAT changed");

@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
-use vswitch_ctl::{req, Ipv4Net, MacAddr};
+use vswitch_ctl::{req, Ipv4Net, MacAddr, SubnetExt};
 
 use super::config::{AfxdpConfig, BridgeConfig, PortConfig, PortKind, UplinkConfig, XdpChoice};
 use super::validate::valid_name;
@@ -203,7 +203,7 @@ impl Manager {
         if mac.is_some_and(|m| m.0[0] & 1 != 0 || m.0 == [0; 6]) {
             return Err(ControlError::Option("--mac must be a unicast, non-zero address"));
         }
-        let valid = Ipv4Net::new(ip, prefix).is_some_and(|n| n.is_host(ip) && n.is_host(gw) && ip != gw);
+        let valid = Ipv4Net::new(ip, prefix).is_ok_and(|n| n.is_host(ip) && n.is_host(gw) && ip != gw);
         if !valid {
             return Err(ControlError::BadUplinkAddress { ip, prefix, gw });
         }
@@ -284,7 +284,7 @@ impl Txn {
             p.mac = mac;
         }
         if let (PortKind::Internal, Some((subnet, gateway))) = (config.port_type, gateway) {
-            configure_internal(&config.ifname, gateway, subnet.prefix()).map_err(ControlError::InternalAddress)?;
+            configure_internal(&config.ifname, gateway, subnet.prefix_len()).map_err(ControlError::InternalAddress)?;
         }
         self.open(&config.name, io);
         Ok(())

@@ -44,7 +44,7 @@ impl Manager {
             };
             for port in br.ports.iter().filter(|p| p.port_type == PortKind::Internal) {
                 if self.ports.get(&port.name).is_some_and(|p| p.live.is_ok()) {
-                    if let Err(err) = configure_internal(&port.ifname, gateway, subnet.prefix()) {
+                    if let Err(err) = configure_internal(&port.ifname, gateway, subnet.prefix_len()) {
                         warn!(port = %port.name, %err, "gateway address not restored on the internal port");
                     }
                 }
@@ -63,7 +63,9 @@ impl Manager {
                 };
                 let mtu = overlay_mtu(&desired, &br.name);
                 let route = (!lease.no_default_route).then_some(gateway);
-                if let Err(err) = configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix(), route, mtu) {
+                if let Err(err) =
+                    configure_address(&lease.netns, &port.ifname, lease.ip, subnet.prefix_len(), route, mtu)
+                {
                     warn!(netns = %lease.netns, ip = %lease.ip, error = %error_chain(&err), "address not restored");
                 }
             }

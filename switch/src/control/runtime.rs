@@ -29,7 +29,7 @@ impl Manager {
     pub(super) fn list_attachments(&self) -> Vec<AttachmentInfo> {
         let mut out = Vec::new();
         for br in &self.desired.bridges {
-            let prefix = br.subnet.map_or(32, |s| s.prefix());
+            let prefix = br.subnet.map_or(32, |s| s.prefix_len());
             for lease in &br.leases {
                 let port = br.ports.iter().find(|p| p.name == lease.port);
                 let state = match self.ports.get(&lease.port) {

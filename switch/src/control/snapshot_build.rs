@@ -164,7 +164,7 @@ impl Manager {
             zone: exit_live.slot as u16,
         });
         Some(BridgeL3 {
-            subnet: subnet.to_ipnet().into(),
+            subnet: subnet.into(),
             gateway,
             gateway_mac: gateway_mac(name),
             routes_to,

@@ -169,6 +169,15 @@ fn an_invalid_change_is_refused_whole() {
             "subnet 10.0.0.0/8 of bridge 'big' overlaps 10.1.0.0/24 of bridge 'br0'",
         ),
         (publish(8080), "port tcp/8080 is already published on bridge 'br0'"),
+        // What another client than vsctl sends is held to vsctl's rules.
+        (
+            add_br("hb", "10.5.0.1/24"),
+            "invalid subnet '10.5.0.1/24': host bits are set (did you mean 10.5.0.0/24?)",
+        ),
+        (
+            add_br("tiny", "10.6.0.0/31"),
+            "invalid subnet '10.6.0.0/31': the prefix must be between 8 and 30",
+        ),
     ] {
         let text = error_chain(&m.handle(request).unwrap_err());
         assert_eq!(text, expected);

@@ -72,7 +72,7 @@ pub(super) fn valid_name(name: &str, max_len: usize) -> bool {
 
 /// Two networks share addresses.
 pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    a.contains(b.addr()) || b.contains(a.addr())
+    a.contains(b) || b.contains(a)
 }
 
 impl DesiredState {
@@ -176,7 +176,11 @@ impl DesiredState {
         }
         // An uplink's network is outside every bridge; uplinks may share one.
         for br in &self.bridges {
-            let Some(net) = br.uplink.as_ref().and_then(|u| Ipv4Net::new(u.ip, u.prefix)) else {
+            let Some(net) = br
+                .uplink
+                .as_ref()
+                .and_then(|u| Ipv4Net::new(u.ip, u.prefix).ok().map(|n| n.trunc()))
+            else {
                 continue;
             };
             if let Some((existing, other)) = subnets.iter().find(|(n, _)| overlaps(n, &net)) {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vswitch_ctl::{req, Ipv4Net, MacAddr, PublishRule, Reply, Request, DEFAULT_SOCKET};
+use vswitch_ctl::{parse_subnet, req, Ipv4Net, MacAddr, PublishRule, Reply, Request, DEFAULT_SOCKET};
 
 mod args;
 mod capture;
@@ -48,13 +48,13 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_macs: Option<usize>,
         /// IPv4 subnet of the bridge (e.g. 10.20.0.0/24): vswitchd is its gateway and hands out addresses.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subnet)]
         subnet: Option<Ipv4Net>,
         /// Gateway address (default: the subnet's first host address).
         #[arg(long, requires = "subnet")]
         gateway: Option<Ipv4Addr>,
         /// Hand out addresses only from this part of the subnet (e.g. 10.20.0.128/25), so hosts sharing a network never hand out the same address.
-        #[arg(long, requires = "subnet", value_name = "CIDR")]
+        #[arg(long, requires = "subnet", value_name = "CIDR", value_parser = parse_subnet)]
         ip_range: Option<Ipv4Net>,
         /// Leave through the uplink of this other bridge: masquerade and published ports use its address (several bridges may share one uplink).
         #[arg(long, requires = "subnet", value_name = "BRIDGE")]
@@ -294,7 +294,7 @@ enum Command {
     NetCreate {
         name: String,
         /// The network's subnet; each host serves one slice of it.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_subnet)]
         subnet: Ipv4Net,
         /// The VXLAN network identifier, 1 to 16777215.
         #[arg(long)]

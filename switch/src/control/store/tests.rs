@@ -317,3 +317,43 @@ fn a_failed_state_file_write_saves_nothing() {
     assert_eq!((open(&dir), journal_lines(&dir)), (third, 0));
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A state file and journal written by vswitchd at cb07a3b, the last
+/// commit whose networks were ctl's own type (now ipnet's): they load, and
+/// the next save spells the networks as before.
+#[test]
+fn a_state_written_before_the_ipnet_types_loads() {
+    let dir = temp_dir("before-ipnet");
+    fs::write(dir.join(STATE_FILE), include_str!("written-by-cb07a3b/state.json")).unwrap();
+    fs::write(dir.join(JOURNAL_FILE), include_str!("written-by-cb07a3b/state.journal")).unwrap();
+    let (state, mut store) = Store::open(&dir).unwrap();
+    let names: Vec<&str> = state.bridges.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["br0", "br1", "l2only", "br2", "br3"]);
+    let br0 = state.bridge("br0").unwrap();
+    assert_eq!(br0.subnet, Some("10.20.0.0/24".parse().unwrap()));
+    assert_eq!(br0.ip_range, Some("10.20.0.128/25".parse().unwrap()));
+    assert_eq!(
+        state.bridge("br1").unwrap().gateway,
+        Some("10.21.0.254".parse().unwrap())
+    );
+    assert_eq!(
+        state.bridge("br2").unwrap().subnet,
+        Some("10.23.0.0/16".parse().unwrap())
+    );
+    assert_eq!(
+        state.bridge("br3").unwrap().ip_range,
+        Some("10.24.0.64/26".parse().unwrap())
+    );
+    assert_eq!(state.bridge("l2only").unwrap().subnet, None);
+    assert_eq!(state.links, [("br0".to_string(), "br2".to_string())]);
+    state.validate().unwrap();
+
+    let mut next = state.clone();
+    next.bridges.retain(|b| b.name != "br3");
+    store.save(&state, &next).unwrap();
+    let journal = fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
+    let base = fs::read_to_string(dir.join(STATE_FILE)).unwrap();
+    assert!((journal.clone() + &base).contains(r#""10.20.0.0/24""#));
+    assert_eq!(Store::open(&dir).unwrap().0, next);
+    fs::remove_dir_all(dir).unwrap();
+}
