@@ -8,15 +8,18 @@
 //! has no HTTP server to harden. HTTP is tiny_http's (small, synchronous:
 //! dockerd's calls are few and one at a time).
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{debug, info, warn, Level};
 
 mod api;
@@ -54,12 +57,6 @@ struct Args {
     log_level: Level,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -90,19 +87,34 @@ fn claim_socket(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM and SIGINT, blocked in every thread (they inherit the mask of
+/// this one, which blocks them first) and read from a descriptor between
+/// requests: a stop never interrupts a request half done.
+fn stop_signals() -> anyhow::Result<SignalFd> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("cannot block signals")?;
+    SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("cannot read signals")
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
+    let signals = stop_signals()?;
     let mut driver = Driver::new(args.socket.clone(), args.state_dir.clone()).context("loading the driver's state")?;
     claim_socket(&args.plugin_socket)?;
     let server = tiny_http::Server::http_unix(&args.plugin_socket)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.plugin_socket.display()))?;
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
     info!(plugin = %args.plugin_socket.display(), vswitchd = %args.socket.display(), "vswitch-docker ready");
     let mut last_gc = Instant::now();
-    while !STOP.load(Ordering::SeqCst) {
+    loop {
+        match signals.read_signal() {
+            Ok(Some(sig)) => {
+                info!(signal = sig.ssi_signo, "stop asked");
+                break;
+            }
+            Ok(None) => {}
+            Err(err) => warn!(%err, "reading signals failed"),
+        }
         if last_gc.elapsed() >= GC_PERIOD {
             driver.collect_garbage();
             last_gc = Instant::now();
