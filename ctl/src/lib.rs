@@ -19,6 +19,7 @@ pub use mac::{MacAddr, MacParseError};
 pub use net::{check_subnet, parse_subnet, Ipv4Net, NetParseError, SubnetExt};
 pub use proto::*;
 pub use records::*;
+pub use req::Request;
 
 /// Where vswitchd listens and vsctl connects unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

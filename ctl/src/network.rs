@@ -7,8 +7,8 @@
 use std::net::Ipv4Addr;
 
 use crate::net::Ipv4Net;
-use crate::proto::{PortType, Request};
-use crate::req;
+use crate::proto::PortType;
+use crate::req::{self, Request};
 
 /// What a runtime asks for when it makes a network.
 #[derive(Clone, Debug, PartialEq, Eq)]

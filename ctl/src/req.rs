@@ -1,6 +1,6 @@
-//! One struct per request: the fields of each `Request` variant, named by
-//! the variant (`Request::AddBr(req::AddBr { .. })`). vsctl, the runtimes
-//! and the cluster agent build them; vswitchd's control plane hands each to
+//! The requests: [`Request`], and one struct per request holding its
+//! variant's fields, named by the variant (`Request::AddBr(req::AddBr {
+//! .. })`). vsctl, the runtimes and the cluster agent build them; vswitchd's control plane hands each to
 //! the one function that handles it. On the wire a request is one JSON
 //! object, its `cmd` tag beside these fields (`{"cmd":"add-br","name":"br0"}`).
 
@@ -8,9 +8,120 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{PortType, Request, XdpModeRequest};
+use crate::proto::{PortType, XdpModeRequest};
 use crate::records::{CaptureDirection, NatProto, PublishRule};
 use crate::{Ipv4Net, MacAddr};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    AddBr(AddBr),
+    DelBr(DelBr),
+    ListBr,
+    AddPort(AddPort),
+    DelPort(DelPort),
+    ListPorts(ListPorts),
+    Show,
+    FdbShow(FdbShow),
+    PortStats(PortStats),
+    PmdStats,
+    /// Creates a port into namespace `netns`, gives it an address from the
+    /// bridge's subnet and a default route via the gateway.
+    Attach(Attach),
+    /// Deletes the port attached for `netns`, releases its address and
+    /// unpublishes the ports that led to it.
+    Detach(Detach),
+    /// Every attachment (lease) of every bridge, with its owner.
+    ListAttachments,
+    /// Allows routing between two bridges.
+    LinkBr(LinkBr),
+    UnlinkBr(UnlinkBr),
+    /// Attaches the interface toward the outside world to a bridge's gateway.
+    AddUplink(AddUplink),
+    DelUplink(DelUplink),
+    /// Masquerade a bridge's connections out of its uplink (or stop).
+    SetNat(SetNat),
+    /// Publish a container's port on the uplink address.
+    Publish(Publish),
+    Unpublish(Unpublish),
+    ListPublished(ListPublished),
+    CtShow(CtShow),
+    CtFlush(CtFlush),
+    CtStats,
+    /// Saves the connection table next to the configuration now (before an
+    /// upgrade); the next start puts it back.
+    CtSave,
+    /// Starts copying a port's frames (`vsctl capture`).
+    CaptureStart(CaptureStart),
+    /// The frames captured since the last read.
+    CaptureRead(CaptureRead),
+    CaptureStop(CaptureStop),
+    /// Notes what the pipeline decides for the next `count` frames a port
+    /// receives (`vsctl trace`).
+    TraceStart(TraceStart),
+    TraceRead(TraceRead),
+    TraceStop(TraceStop),
+    /// The neighbour (ARP) tables.
+    NeighShow(NeighShow),
+    /// Stretch a bridge over VXLAN.
+    AddVxlan(AddVxlan),
+    DelVxlan(DelVxlan),
+    /// A remote VTEP that floods reach.
+    AddVtep(AddVtep),
+    DelVtep(DelVtep),
+    /// A static remote MAC, behind `vtep`; never ages.
+    FdbAdd(FdbAdd),
+    FdbDel(FdbDel),
+    VtepShow(VtepShow),
+    /// Defines an overlay network for every host of the cluster (etcd).
+    NetCreate(NetCreate),
+    NetDelete(NetDelete),
+    /// The cluster's overlay networks and the hosts' slices of them.
+    NetList,
+    /// This host's part in the cluster: connection, lease, slices, VTEPs.
+    ClusterStatus,
+    /// Leaves the cluster at once (lease revoked): other hosts drop this one.
+    ClusterLeave,
+    /// Joins again after `cluster-leave`.
+    ClusterJoin,
+    /// Several changes applied as one (`vsctl A -- B`): one save, one
+    /// snapshot, all or nothing. Answered with `Reply::Replies`, one per
+    /// request, in order.
+    Transaction(Transaction),
+}
+
+impl Request {
+    /// Why this request cannot be one of a transaction's, if it cannot:
+    /// those that stream (capture, trace), act outside the configuration
+    /// (ct-save) or belong to the cluster agent.
+    pub fn not_transactional(&self) -> Option<&'static str> {
+        match self {
+            Request::Transaction(_) => Some("a transaction cannot hold another"),
+            Request::CaptureStart(_)
+            | Request::CaptureRead(_)
+            | Request::CaptureStop(_)
+            | Request::TraceStart(_)
+            | Request::TraceRead(_)
+            | Request::TraceStop(_) => Some("capture and trace stream; run them on their own"),
+            Request::CtSave => Some("ct-save writes the connection table, not the configuration"),
+            r if r.is_cluster() => Some("cluster commands go to the cluster agent; run them on their own"),
+            _ => None,
+        }
+    }
+
+    /// Requests the cluster agent answers, not the switch's manager.
+    pub fn is_cluster(&self) -> bool {
+        matches!(
+            self,
+            Request::NetCreate(_)
+                | Request::NetDelete(_)
+                | Request::NetList
+                | Request::ClusterStatus
+                | Request::ClusterLeave
+                | Request::ClusterJoin
+        )
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddBr {
