@@ -126,3 +126,6 @@ pub fn set_macs(frame: &mut Frame, offset: usize, dst: [u8; 6], src: [u8; 6]) {
     eth.set_dst_addr(EthernetAddress(dst));
     eth.set_src_addr(EthernetAddress(src));
 }
+
+#[cfg(test)]
+mod tests;
