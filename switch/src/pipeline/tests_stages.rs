@@ -252,3 +252,110 @@ fn the_router_masquerades_and_a_later_fragment_waits_for_its_first() {
     assert_eq!(source_and_next_hop(&out.frames()[0]), (UPLINK_IP, OUTSIDE_GW_MAC));
     out.release(&mut w.pool);
 }
+
+/// What the NAT stage's policy gives a new connection, from each side, to
+/// each address: masquerade out, publishing in, hairpin, nothing else.
+#[test]
+fn nat_policy_translates_only_what_leaves_masqueraded_or_reaches_a_published_port() {
+    use super::nat::{policy, Side};
+    use vswitch_nat::table::{Nat, Seen};
+    use vswitch_nat::tuple::{Proto, Tuple};
+
+    let w = masquerading();
+    let l3 = w.snap.bridges[0].as_ref().expect("bridge 0").l3.as_ref().expect("l3");
+    let nat = l3.nat.as_ref().expect("nat");
+    let published = std::sync::Arc::new(crate::tables::publish::PublishTable::default());
+    published.insert(Proto::Tcp, 8080, (Ipv4Addr::from(INSIDE), 80));
+    let nat = crate::snapshot::NatL3 {
+        published: vec![published],
+        ct: nat.ct.clone(),
+        ..*nat
+    };
+    let seen = |proto, dst: [u8; 4], dst_port| Seen {
+        tuple: Tuple {
+            zone: 0,
+            proto,
+            src: FAR.into(),
+            src_port: 40000,
+            dst: dst.into(),
+            dst_port,
+        },
+        tcp: None,
+    };
+    let gateway = Ipv4Addr::new(10, 1, 0, 1);
+    let to_inside = Some((Ipv4Addr::from(INSIDE), 80));
+    let out = Side::Bridge { leaves: true };
+    for (what, side, s, want) in [
+        (
+            "out of the uplink: the uplink's address",
+            out,
+            seen(Proto::Udp, FAR, 53),
+            Some(Nat {
+                snat: Some(UPLINK_IP.into()),
+                dnat: None,
+            }),
+        ),
+        (
+            "to a linked bridge: untouched",
+            Side::Bridge { leaves: false },
+            seen(Proto::Udp, [10, 2, 0, 5], 53),
+            None,
+        ),
+        (
+            "in to a published port: to the container",
+            Side::Uplink,
+            seen(Proto::Tcp, UPLINK_IP, 8080),
+            Some(Nat {
+                snat: None,
+                dnat: to_inside,
+            }),
+        ),
+        (
+            "a published port from inside (hairpin): the gateway's address too",
+            out,
+            seen(Proto::Tcp, UPLINK_IP, 8080),
+            Some(Nat {
+                snat: Some(gateway),
+                dnat: to_inside,
+            }),
+        ),
+        (
+            "a port not published, or another protocol: nothing",
+            Side::Uplink,
+            seen(Proto::Udp, UPLINK_IP, 8080),
+            None,
+        ),
+        (
+            "from the outside to anywhere else: nothing",
+            Side::Uplink,
+            seen(Proto::Tcp, [10, 1, 0, 2], 80),
+            None,
+        ),
+    ] {
+        let dst = s.tuple.dst;
+        assert_eq!(policy(l3, &nat, side, &s, dst), want, "{what}");
+    }
+    let still = crate::snapshot::NatL3 {
+        masquerade: false,
+        published: Vec::new(),
+        ct: nat.ct.clone(),
+        zone: 0,
+    };
+    assert_eq!(
+        policy(l3, &still, out, &seen(Proto::Udp, FAR, 53), FAR.into()),
+        None,
+        "masquerade off"
+    );
+    let bare = World::routed();
+    let l3 = bare.snap.bridges[0]
+        .as_ref()
+        .expect("bridge 0")
+        .l3
+        .as_ref()
+        .expect("l3");
+    assert_eq!(
+        policy(l3, &nat, out, &seen(Proto::Udp, FAR, 53), FAR.into()),
+        None,
+        "no uplink"
+    );
+}
