@@ -320,6 +320,15 @@ fn a_namespace_deleted_while_attached_is_let_go() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(released, "port state after the namespace went: {}", state(&name));
+    // The descriptor closes once no poll thread holds the snapshot that
+    // named the port, and the socket of the last vsctl call may still be
+    // open in vswitchd for a moment: give both a few seconds.
+    for _ in 0..50 {
+        if fds() < before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         fds() < before,
         "vswitchd still holds the port's descriptor ({} >= {before})",
