@@ -77,6 +77,7 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
             });
         }
         out.push(Request::DelBr(req::DelBr {
+            if_exists: false,
             name: want.name.to_string(),
         }));
         out.push(add_br(want));
@@ -87,6 +88,7 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
         None => out.push(add_vxlan(want)),
         Some(t) if t.vni != want.def.vni || t.port != want.def.port || t.underlay != want.underlay => {
             out.push(Request::DelVxlan(req::DelVxlan {
+                if_exists: false,
                 bridge: want.name.to_string(),
             }));
             out.push(add_vxlan(want));
@@ -95,6 +97,7 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
             let have: BTreeSet<Ipv4Addr> = t.remotes.iter().copied().collect();
             for ip in have.difference(want.remotes) {
                 out.push(Request::DelVtep(req::DelVtep {
+                    if_exists: false,
                     bridge: want.name.to_string(),
                     ip: *ip,
                 }));
@@ -112,6 +115,7 @@ pub fn plan(want: &Want, have: Option<&BridgeInfo>, ours: bool) -> Result<Vec<Re
 
 fn add_br(want: &Want) -> Request {
     Request::AddBr(req::AddBr {
+        may_exist: false,
         name: want.name.to_string(),
         aging_secs: None,
         max_macs: None,
@@ -124,6 +128,7 @@ fn add_br(want: &Want) -> Request {
 
 fn add_vxlan(want: &Want) -> Request {
     Request::AddVxlan(req::AddVxlan {
+        may_exist: false,
         bridge: want.name.to_string(),
         vni: want.def.vni,
         port: Some(want.def.port),
@@ -273,6 +278,7 @@ mod tests {
             reqs,
             vec![
                 Request::DelVtep(req::DelVtep {
+                    if_exists: false,
                     bridge: "blue".into(),
                     ip: ip(13)
                 }),

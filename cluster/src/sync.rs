@@ -180,7 +180,13 @@ impl Agent {
                 continue;
             }
             if bridges.iter().any(|b| b.name == name) {
-                match self.apply(&name, vec![Request::DelBr(req::DelBr { name: name.clone() })]) {
+                match self.apply(
+                    &name,
+                    vec![Request::DelBr(req::DelBr {
+                        if_exists: false,
+                        name: name.clone(),
+                    })],
+                ) {
                     Ok(()) => info!(network = %name, "network deleted from the cluster: bridge removed"),
                     Err((_, refusal)) => warn!(network = %name, %refusal, "cannot remove a deleted network's bridge"),
                 }
@@ -371,6 +377,7 @@ impl Agent {
                 .iter()
                 .map(|ip| {
                     Request::DelVtep(req::DelVtep {
+                        if_exists: false,
                         bridge: bridge.name.clone(),
                         ip: *ip,
                     })

@@ -224,6 +224,7 @@ impl Net {
         };
         if let Err(err) = self.publish(a.ip) {
             let _ = self.vs(&Request::Detach(req::Detach {
+                if_exists: false,
                 bridge: self.bridge.clone(),
                 netns: netns.to_string(),
             }));
@@ -264,6 +265,7 @@ impl Net {
                 ));
             }
             self.vs(&Request::Publish(req::Publish {
+                may_exist: false,
                 bridge: self.bridge.clone(),
                 rule: PublishRule {
                     proto,
@@ -293,6 +295,7 @@ impl Net {
 
     fn detach(&self, a: &AttachmentInfo) -> Result<(), CniError> {
         match self.vs(&Request::Detach(req::Detach {
+            if_exists: false,
             bridge: a.bridge.clone(),
             netns: a.netns.clone(),
         })) {

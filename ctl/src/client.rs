@@ -29,6 +29,8 @@ pub enum ClientError {
     },
     #[error("vswitchd closed the connection without answering")]
     NoAnswer,
+    #[error("vswitchd at {} did not answer within {} s", path.display(), after.as_secs())]
+    TimedOut { path: PathBuf, after: Duration },
     #[error("vswitchd sent an answer this client does not understand")]
     BadAnswer(#[source] serde_json::Error),
     /// vswitchd answered with an error: its message, as is.
@@ -43,17 +45,29 @@ impl ClientError {
     }
 }
 
-/// Sends one request and waits for its answer.
+/// Sends one request and waits for its answer (up to 30 s).
 pub fn call(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
-    let io = |source| ClientError::Io {
-        path: socket.to_path_buf(),
-        source,
+    call_within(socket, request, ANSWER_TIMEOUT)
+}
+
+/// Sends one request and waits up to `timeout` for its answer.
+pub fn call_within(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+    let io = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::TimedOut {
+            path: socket.to_path_buf(),
+            after: timeout,
+        },
+        _ => ClientError::Io {
+            path: socket.to_path_buf(),
+            source,
+        },
     };
     let stream = UnixStream::connect(socket).map_err(|source| ClientError::Unreachable {
         path: socket.to_path_buf(),
         source,
     })?;
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut line = serde_json::to_string(request).map_err(ClientError::BadAnswer)?;
     line.push('\n');
     (&stream).write_all(line.as_bytes()).map_err(io)?;

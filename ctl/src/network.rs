@@ -29,6 +29,7 @@ impl RuntimeNetwork {
     pub fn create(&self) -> Request {
         let mut requests = vec![
             Request::AddBr(req::AddBr {
+                may_exist: false,
                 name: self.bridge.clone(),
                 aging_secs: None,
                 max_macs: None,
@@ -38,6 +39,7 @@ impl RuntimeNetwork {
                 uplink_via: self.uplink_via.clone(),
             }),
             Request::AddPort(req::AddPort {
+                may_exist: false,
                 bridge: self.bridge.clone(),
                 name: self.internal.clone(),
                 port_type: PortType::Internal,

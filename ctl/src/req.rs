@@ -18,6 +18,8 @@ pub enum Request {
     AddBr(AddBr),
     DelBr(DelBr),
     ListBr,
+    /// Changes a bridge's settings in place (`vsctl set bridge BR aging=600`).
+    SetBridge(SetBridge),
     AddPort(AddPort),
     DelPort(DelPort),
     ListPorts(ListPorts),
@@ -145,17 +147,27 @@ pub struct AddBr {
     /// ports on its address); routes between the two.
     #[serde(default)]
     pub uplink_via: Option<String>,
+    /// Nothing to do, and no error, if it is already there (ovs-vsctl's
+    /// `--may-exist`); one of the same name but other settings still fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelBr {
     pub name: String,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelPort {
     pub bridge: String,
     pub name: String,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +223,9 @@ pub struct Attach {
 pub struct Detach {
     pub bridge: String,
     pub netns: String,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 /// Allows routing between two bridges.
@@ -248,11 +263,18 @@ pub struct AddUplink {
     /// from the interface's name).
     #[serde(default)]
     pub mac: Option<MacAddr>,
+    /// Nothing to do, and no error, if it is already there (ovs-vsctl's
+    /// `--may-exist`); one of the same name but other settings still fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelUplink {
     pub bridge: String,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 /// Masquerade a bridge's connections out of its uplink (or stop).
@@ -267,6 +289,10 @@ pub struct SetNat {
 pub struct Publish {
     pub bridge: String,
     pub rule: PublishRule,
+    /// Nothing to do, and no error, if it is already there (ovs-vsctl's
+    /// `--may-exist`); one of the same name but other settings still fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +300,9 @@ pub struct Unpublish {
     pub bridge: String,
     pub proto: NatProto,
     pub port: u16,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,6 +377,9 @@ pub struct NeighShow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelVxlan {
     pub bridge: String,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 /// A remote VTEP that floods reach.
@@ -361,6 +393,9 @@ pub struct AddVtep {
 pub struct DelVtep {
     pub bridge: String,
     pub ip: Ipv4Addr,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 /// A static remote MAC, behind `vtep`; never ages.
@@ -375,6 +410,9 @@ pub struct FdbAdd {
 pub struct FdbDel {
     pub bridge: String,
     pub mac: MacAddr,
+    /// Nothing to do, and no error, if it is not there (`--if-exists`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -429,6 +467,10 @@ pub struct AddVxlan {
     /// allows over IPv4).
     #[serde(default)]
     pub udp_csum: bool,
+    /// Nothing to do, and no error, if it is already there (ovs-vsctl's
+    /// `--may-exist`); one of the same name but other settings still fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -451,6 +493,27 @@ pub struct AddPort {
     /// AF_XDP only: bind to this existing interface instead of creating a veth pair.
     #[serde(default)]
     pub iface: Option<String>,
+    /// Nothing to do, and no error, if it is already there (ovs-vsctl's
+    /// `--may-exist`); one of the same name but other settings still fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
+}
+
+/// `vsctl set bridge NAME KEY=VALUE...`: the settings named change, live
+/// (the learned MACs stay; an entry older than a shorter aging time goes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBridge {
+    pub name: String,
+    /// Seconds a learned MAC lives without being seen again.
+    #[serde(default)]
+    pub aging_secs: Option<u64>,
+    /// Cap on learned MACs.
+    #[serde(default)]
+    pub max_macs: Option<usize>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn yes() -> bool {
@@ -465,7 +528,10 @@ mod tests {
     /// one object, the `cmd` tag beside the request's fields.
     #[test]
     fn a_request_is_one_object_with_its_tag_beside_its_fields() {
-        let del = Request::DelBr(DelBr { name: "br0".into() });
+        let del = Request::DelBr(DelBr {
+            name: "br0".into(),
+            if_exists: false,
+        });
         assert_eq!(
             serde_json::to_string(&del).expect("json"),
             r#"{"cmd":"del-br","name":"br0"}"#

@@ -216,7 +216,10 @@ impl Driver {
         if let Err(err) = self.save() {
             // A failed create leaves nothing behind.
             self.state.networks.remove(&req.network_id);
-            let _ = self.vsctl(&Request::DelBr(req::DelBr { name: bridge }));
+            let _ = self.vsctl(&Request::DelBr(req::DelBr {
+                if_exists: false,
+                name: bridge,
+            }));
             return Err(err);
         }
         info!(network = short(&req.network_id, 12), %bridge, %subnet, %gateway, "network created");
@@ -235,6 +238,7 @@ impl Driver {
             self.forget_endpoint(&id)?;
         }
         match self.vsctl(&Request::DelBr(req::DelBr {
+            if_exists: false,
             name: net.bridge.clone(),
         })) {
             Ok(_) => {}
@@ -397,7 +401,11 @@ impl Driver {
             return Ok(());
         };
         let bridge = self.network(&ep.network)?.bridge.clone();
-        match self.vsctl(&Request::Detach(req::Detach { bridge, netns: sandbox })) {
+        match self.vsctl(&Request::Detach(req::Detach {
+            if_exists: false,
+            bridge,
+            netns: sandbox,
+        })) {
             Ok(_) => {}
             // Gone already (a previous try, or vswitchd's state lost it).
             Err(DriverError::Vswitch(ClientError::Refused(msg))) if msg.contains("not attached") => {}

@@ -112,6 +112,7 @@ impl Driver {
                     to_port: b.port,
                 };
                 match self.vsctl(&Request::Publish(req::Publish {
+                    may_exist: false,
                     bridge: net.bridge.clone(),
                     rule,
                 })) {
@@ -150,6 +151,7 @@ impl Driver {
         let list = ep.published.clone();
         for p in &list {
             match self.vsctl(&Request::Unpublish(req::Unpublish {
+                if_exists: false,
                 bridge: bridge.clone(),
                 proto: p.proto,
                 port: p.host_port,

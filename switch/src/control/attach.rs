@@ -90,6 +90,7 @@ impl Manager {
             (None, false) => DEFAULT_IFNAME.to_string(),
         };
         let mut config = self.port_config(req::AddPort {
+            may_exist: false,
             bridge: bridge.clone(),
             name: port.clone(),
             port_type,

@@ -24,6 +24,7 @@ fn in_range(what: &'static str, value: u64, min: u64, max: u64) -> Result<u64, C
 impl Manager {
     pub(super) fn add_br(&mut self, request: req::AddBr) -> Result<(), ControlError> {
         let req::AddBr {
+            may_exist: _,
             name,
             aging_secs,
             max_macs,
@@ -91,6 +92,36 @@ impl Manager {
             Ok(())
         })?;
         info!(bridge = %name, aging_secs, max_macs, "bridge added");
+        Ok(())
+    }
+
+    /// `set bridge`: the settings it names, checked as `add-br` checks
+    /// them; the FDB takes its new limits when the change is applied.
+    pub(super) fn set_bridge(&mut self, request: req::SetBridge) -> Result<(), ControlError> {
+        let req::SetBridge {
+            name,
+            aging_secs,
+            max_macs,
+        } = request;
+        self.bridge(&name)?;
+        if aging_secs.is_none() && max_macs.is_none() {
+            return Err(ControlError::Option(
+                "set bridge: nothing to set (aging=SECS, max-macs=N)",
+            ));
+        }
+        if let Some(aging) = aging_secs {
+            in_range("aging", aging, 1, MAX_AGING_SECS)?;
+        }
+        if let Some(max) = max_macs {
+            in_range("max-macs", max as u64, 1, MAX_MACS_LIMIT as u64)?;
+        }
+        self.commit(|txn| {
+            let br = txn.bridge_mut(&name)?;
+            br.aging_secs = aging_secs.unwrap_or(br.aging_secs);
+            br.max_macs = max_macs.unwrap_or(br.max_macs);
+            Ok(())
+        })?;
+        info!(bridge = %name, ?aging_secs, ?max_macs, "bridge settings changed");
         Ok(())
     }
 

@@ -10,11 +10,15 @@ impl Manager {
     /// Applies one request; a failed one changed nothing.
     pub fn handle(&mut self, request: Request) -> Result<Reply, ControlError> {
         let done = |r: Result<(), ControlError>| r.map(|()| Reply::Done);
+        if self.nothing_to_do(&request) {
+            return Ok(Reply::Done);
+        }
         match request {
             Request::AddBr(r) => done(self.add_br(r)),
             Request::DelBr(r) => done(self.del_br(&r.name)),
             Request::Transaction(r) => self.transaction(r.requests),
             Request::ListBr => Ok(Reply::Bridges(self.list_br())),
+            Request::SetBridge(r) => done(self.set_bridge(r)),
             Request::AddPort(r) => done(self.add_port(r)),
             Request::DelPort(r) => done(self.del_port(&r.bridge, &r.name)),
             Request::ListPorts(r) => self.list_ports(&r.bridge).map(Reply::Ports),

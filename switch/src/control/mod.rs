@@ -33,6 +33,7 @@ mod ctfile;
 mod delta;
 mod dispatch;
 mod error;
+mod exists;
 mod ipam;
 mod nat;
 mod ports;
@@ -339,6 +340,9 @@ impl Manager {
             let (Some(live), Some(before)) = (self.bridges.get(&br.name), old.bridge(&br.name)) else {
                 continue;
             };
+            if (before.max_macs, before.aging_secs) != (br.max_macs, br.aging_secs) {
+                live.fdb.set_limits(br.max_macs, br.aging_secs);
+            }
             if before.published == br.published {
                 continue;
             }

@@ -42,6 +42,7 @@ impl Manager {
     /// use) is checked with the whole state, in the transaction.
     pub(super) fn port_config(&self, request: req::AddPort) -> Result<PortConfig, ControlError> {
         let req::AddPort {
+            may_exist: _,
             bridge,
             name,
             port_type,
@@ -160,6 +161,7 @@ impl Manager {
 
     pub(super) fn add_uplink(&mut self, request: req::AddUplink) -> Result<(), ControlError> {
         let req::AddUplink {
+            may_exist: _,
             bridge,
             iface,
             ip,

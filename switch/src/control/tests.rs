@@ -61,6 +61,7 @@ fn manager(dir: &Path) -> Manager {
 
 fn add_br(name: &str, subnet: &str) -> Request {
     Request::AddBr(req::AddBr {
+        may_exist: false,
         name: name.into(),
         aging_secs: None,
         max_macs: None,
@@ -73,6 +74,7 @@ fn add_br(name: &str, subnet: &str) -> Request {
 
 fn publish(port: u16) -> Request {
     Request::Publish(req::Publish {
+        may_exist: false,
         bridge: "br0".into(),
         rule: PublishRule {
             proto: NatProto::Tcp,
@@ -110,7 +112,10 @@ fn a_failed_save_changes_nothing() {
     let journal = block_saves(&dir);
     let changes = [
         add_br("br2", "10.3.0.0/24"),
-        Request::DelBr(req::DelBr { name: "br1".into() }),
+        Request::DelBr(req::DelBr {
+            if_exists: false,
+            name: "br1".into(),
+        }),
         Request::LinkBr(req::LinkBr {
             a: "br0".into(),
             b: "br1".into(),
@@ -121,6 +126,7 @@ fn a_failed_save_changes_nothing() {
         }),
         publish(9090),
         Request::Unpublish(req::Unpublish {
+            if_exists: false,
             bridge: "br0".into(),
             proto: NatProto::Tcp,
             port: 8080,
@@ -144,7 +150,11 @@ fn a_failed_save_changes_nothing() {
     unblock_saves(&dir, journal);
     assert_eq!(saved_files(&dir), file);
     m.handle(publish(9090)).unwrap();
-    m.handle(Request::DelBr(req::DelBr { name: "br1".into() })).unwrap();
+    m.handle(Request::DelBr(req::DelBr {
+        if_exists: false,
+        name: "br1".into(),
+    }))
+    .unwrap();
     assert!(m.bridges["br0"].published.get(Proto::Tcp, 9090).is_some());
     assert_eq!(m.bridges.len(), 1);
     assert!(seen(&m).1 > before.1, "a new snapshot was published");
@@ -193,6 +203,7 @@ fn an_address_range_must_lie_in_the_subnet() {
     let mut m = manager(&dir);
     let with_range = |name: &str, range: &str| {
         Request::AddBr(req::AddBr {
+            may_exist: false,
             name: name.into(),
             aging_secs: None,
             max_macs: None,
@@ -257,6 +268,7 @@ fn tunnel_requests_that_cannot_work_are_refused_with_the_reason() {
     m.handle(add_br("ov", "10.1.0.0/24")).unwrap();
     let vxlan = |vni: u32, underlay: Option<&str>, remotes: &[&str]| {
         Request::AddVxlan(req::AddVxlan {
+            may_exist: false,
             bridge: "ov".into(),
             vni,
             port: None,
@@ -316,6 +328,7 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
             ip_range,
             ..
         }) => Request::AddBr(req::AddBr {
+            may_exist: false,
             name,
             aging_secs,
             max_macs,
@@ -333,13 +346,20 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
     m.handle(via("d1", "10.2.0.0/24", "br0")).unwrap();
     m.handle(via("d2", "10.3.0.0/24", "br0")).unwrap();
     assert!(refused(&mut m, via("d3", "10.4.0.0/24", "d1")).contains("which is not a routed bridge of its own way out"));
-    assert!(refused(&mut m, Request::DelBr(req::DelBr { name: "br0".into() }))
-        .starts_with("bridge 'd1' leaves through bridge 'br0'"));
+    assert!(refused(
+        &mut m,
+        Request::DelBr(req::DelBr {
+            if_exists: false,
+            name: "br0".into()
+        })
+    )
+    .starts_with("bridge 'd1' leaves through bridge 'br0'"));
 
     // One rule per port of the one address.
     m.handle(publish(8080)).unwrap();
     let on_d1 = |port: u16| {
         Request::Publish(req::Publish {
+            may_exist: false,
             bridge: "d1".into(),
             rule: PublishRule {
                 proto: NatProto::Tcp,
@@ -387,9 +407,21 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
         saved.bridge("d2").and_then(|b| b.uplink_via.clone()),
         Some("br0".into())
     );
-    m.handle(Request::DelBr(req::DelBr { name: "d1".into() })).unwrap();
-    m.handle(Request::DelBr(req::DelBr { name: "d2".into() })).unwrap();
-    m.handle(Request::DelBr(req::DelBr { name: "br0".into() })).unwrap();
+    m.handle(Request::DelBr(req::DelBr {
+        if_exists: false,
+        name: "d1".into(),
+    }))
+    .unwrap();
+    m.handle(Request::DelBr(req::DelBr {
+        if_exists: false,
+        name: "d2".into(),
+    }))
+    .unwrap();
+    m.handle(Request::DelBr(req::DelBr {
+        if_exists: false,
+        name: "br0".into(),
+    }))
+    .unwrap();
     fs::remove_dir_all(dir).unwrap();
 }
 
@@ -415,6 +447,7 @@ fn a_rule_among_rules_takes_effect_without_a_new_snapshot() {
         "the lists a change does not touch stay shared with the copy before it"
     );
     m.handle(Request::Unpublish(req::Unpublish {
+        if_exists: false,
         bridge: "br0".into(),
         proto: NatProto::Tcp,
         port: 8081,
@@ -422,5 +455,76 @@ fn a_rule_among_rules_takes_effect_without_a_new_snapshot() {
     .unwrap();
     assert!(m.bridges["br0"].published.get(Proto::Tcp, 8081).is_none());
     assert_eq!(Store::open(&dir).unwrap().0, m.desired);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn may_exist_and_if_exists_make_nothing_to_do_no_error_and_no_save() {
+    let dir = temp_dir("idem");
+    let mut m = manager(&dir);
+    m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
+    let file = saved_files(&dir);
+    let again = |may_exist| {
+        Request::AddBr(req::AddBr {
+            may_exist,
+            ..match add_br("br0", "10.9.0.0/24") {
+                Request::AddBr(r) => r,
+                _ => unreachable!(),
+            }
+        })
+    };
+    assert!(m.handle(again(false)).is_err());
+    assert_eq!(m.handle(again(true)).unwrap(), Reply::Done);
+    let del = |if_exists| {
+        Request::DelBr(req::DelBr {
+            name: "nope".into(),
+            if_exists,
+        })
+    };
+    assert!(m.handle(del(false)).is_err());
+    assert_eq!(m.handle(del(true)).unwrap(), Reply::Done);
+    assert_eq!(saved_files(&dir), file, "nothing saved");
+    assert_eq!(
+        m.show()[0].subnet,
+        Some("10.1.0.0/24".parse().unwrap()),
+        "the first settings stay"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn set_bridge_changes_the_live_table_and_the_saved_state_or_nothing() {
+    let dir = temp_dir("setbr");
+    let mut m = manager(&dir);
+    m.handle(add_br("br0", "10.1.0.0/24")).unwrap();
+    let set = |aging_secs, max_macs| {
+        Request::SetBridge(req::SetBridge {
+            name: "br0".into(),
+            aging_secs,
+            max_macs,
+        })
+    };
+    m.handle(set(Some(42), Some(7))).unwrap();
+    let fdb = &m.bridges["br0"].fdb;
+    assert_eq!((fdb.aging_secs(), fdb.max_entries()), (42, 7), "the live table");
+    assert_eq!((m.show()[0].aging_secs, m.show()[0].max_macs), (42, 7));
+    let saved = &Store::open(&dir).unwrap().0.bridges[0];
+    assert_eq!((saved.aging_secs, saved.max_macs), (42, 7), "saved");
+    m.handle(set(None, Some(9))).unwrap();
+    assert_eq!(
+        (m.show()[0].aging_secs, m.show()[0].max_macs),
+        (42, 9),
+        "only what is named changes"
+    );
+    let file = saved_files(&dir);
+    for bad in [set(Some(0), None), set(None, Some(0)), set(None, None)] {
+        assert!(m.handle(bad).is_err());
+    }
+    assert_eq!(saved_files(&dir), file);
+    assert_eq!(
+        m.bridges["br0"].fdb.max_entries(),
+        9,
+        "a refused change changed nothing"
+    );
     fs::remove_dir_all(dir).unwrap();
 }

@@ -27,6 +27,7 @@ const GSO_PATH: &str = "tunnel GSO";
 impl Manager {
     pub(super) fn add_vxlan(&mut self, request: req::AddVxlan) -> Result<(), ControlError> {
         let req::AddVxlan {
+            may_exist: _,
             bridge,
             vni,
             port,

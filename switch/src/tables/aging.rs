@@ -42,8 +42,10 @@ type Shard<V> = RwLock<HashMap<u64, Slot<V>>>;
 pub struct AgingMap<V> {
     shards: Box<[Shard<V>]>,
     len: AtomicUsize,
-    max_entries: usize,
-    max_age_ms: u64,
+    /// Both limits change while the table is in use (`vsctl set bridge`):
+    /// relaxed atomics, plain loads on the datapath.
+    max_entries: AtomicUsize,
+    max_age_ms: AtomicU64,
     limit_hits: AtomicU64,
 }
 
@@ -69,8 +71,8 @@ impl<V: Copy + Eq> AgingMap<V> {
                 .map(|_| RwLock::new(HashMap::with_capacity(per_shard)))
                 .collect(),
             len: AtomicUsize::new(0),
-            max_entries,
-            max_age_ms,
+            max_entries: AtomicUsize::new(max_entries),
+            max_age_ms: AtomicU64::new(max_age_ms),
             limit_hits: AtomicU64::new(0),
         }
     }
@@ -86,7 +88,7 @@ impl<V: Copy + Eq> AgingMap<V> {
     }
 
     fn expired(&self, slot: &Slot<V>, now_ms: u64) -> bool {
-        now_ms.saturating_sub(slot.last_seen_ms.load(Ordering::Relaxed)) > self.max_age_ms
+        now_ms.saturating_sub(slot.last_seen_ms.load(Ordering::Relaxed)) > self.max_age_ms.load(Ordering::Relaxed)
     }
 
     /// Records `key` -> `value` as seen at `now_ms`.
@@ -101,7 +103,7 @@ impl<V: Copy + Eq> AgingMap<V> {
                     return Learned::Refreshed;
                 }
                 Some(_) => {}
-                None if self.len.load(Ordering::Relaxed) >= self.max_entries => {
+                None if self.len.load(Ordering::Relaxed) >= self.max_entries.load(Ordering::Relaxed) => {
                     self.limit_hits.fetch_add(1, Ordering::Relaxed);
                     return Learned::LimitReached;
                 }
@@ -125,7 +127,7 @@ impl<V: Copy + Eq> AgingMap<V> {
                 }
             }
             Entry::Vacant(slot) => {
-                if self.len.load(Ordering::Relaxed) >= self.max_entries {
+                if self.len.load(Ordering::Relaxed) >= self.max_entries.load(Ordering::Relaxed) {
                     self.limit_hits.fetch_add(1, Ordering::Relaxed);
                     return Learned::LimitReached;
                 }
@@ -197,11 +199,19 @@ impl<V: Copy + Eq> AgingMap<V> {
     }
 
     pub fn max_entries(&self) -> usize {
-        self.max_entries
+        self.max_entries.load(Ordering::Relaxed)
     }
 
     pub fn max_age_ms(&self) -> u64 {
-        self.max_age_ms
+        self.max_age_ms.load(Ordering::Relaxed)
+    }
+
+    /// New limits, from the next lookup on: entries older than the new
+    /// age are gone; beyond a lower cap nothing is evicted, new entries
+    /// wait until aging makes room.
+    pub fn set_limits(&self, max_entries: usize, max_age_ms: u64) {
+        self.max_entries.store(max_entries, Ordering::Relaxed);
+        self.max_age_ms.store(max_age_ms, Ordering::Relaxed);
     }
 
     pub fn limit_hits(&self) -> u64 {

@@ -138,6 +138,11 @@ impl Fdb {
         self.table.max_entries()
     }
 
+    /// New limits for a live table (`vsctl set bridge`).
+    pub fn set_limits(&self, max_entries: usize, aging_secs: u64) {
+        self.table.set_limits(max_entries, aging_secs.saturating_mul(1000));
+    }
+
     pub fn aging_secs(&self) -> u64 {
         self.table.max_age_ms() / 1000
     }

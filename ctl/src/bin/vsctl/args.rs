@@ -106,3 +106,50 @@ impl From<CliXdpMode> for XdpModeRequest {
         }
     }
 }
+
+/// What `set` and `get` act on.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Table {
+    #[value(alias = "br")]
+    Bridge,
+}
+
+/// One `KEY=VALUE` of `set bridge`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    Aging(u64),
+    MaxMacs(usize),
+}
+
+/// The keys `set bridge` takes, as they are spelled.
+pub const SETTABLE: &str = "aging=SECS, max-macs=N";
+
+pub fn parse_setting(text: &str) -> Result<Setting, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE ({SETTABLE})"))?;
+    let number = |what: &str| {
+        value
+            .parse::<u64>()
+            .map_err(|_| format!("{what} must be a whole number, not '{value}'"))
+    };
+    match key {
+        "aging" | "aging-secs" => number("aging").map(Setting::Aging),
+        "max-macs" | "max_macs" => number("max-macs").map(|n| Setting::MaxMacs(n as usize)),
+        other => Err(format!("bridges have no setting '{other}' ({SETTABLE})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_name_what_is_wrong() {
+        assert_eq!(parse_setting("aging=600"), Ok(Setting::Aging(600)));
+        assert_eq!(parse_setting("max-macs=10"), Ok(Setting::MaxMacs(10)));
+        assert!(parse_setting("aging").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_setting("aging=soon").unwrap_err().contains("whole number"));
+        assert!(parse_setting("colour=red").unwrap_err().contains("no setting 'colour'"));
+    }
+}

@@ -19,7 +19,7 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
 use vswitch_ctl::{req, CaptureDirection, Reply, Request};
 
-use crate::call;
+use crate::Daemon;
 
 /// How often vsctl asks for what was captured.
 const POLL: Duration = Duration::from_millis(20);
@@ -56,7 +56,7 @@ fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 pub struct Capture<'a> {
-    pub socket: &'a Path,
+    pub daemon: &'a Daemon,
     /// One port, or every port of a bridge.
     pub ports: Vec<String>,
     pub count: Option<u64>,
@@ -93,7 +93,7 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
             direction: c.direction,
             filter: filter.cloned(),
         });
-        match call(c.socket, &start) {
+        match c.daemon.call(&start) {
             Ok(_) => started.push(port.clone()),
             // A bridge's port that is down has nothing to capture.
             Err(err) if c.ports.len() > 1 => {
@@ -116,8 +116,9 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
             let mut all_done = true;
             let mut round_skipped = 0;
             for port in &started {
-                let Reply::Captured(chunk) =
-                    call(c.socket, &Request::CaptureRead(req::CaptureRead { port: port.clone() }))?
+                let Reply::Captured(chunk) = c
+                    .daemon
+                    .call(&Request::CaptureRead(req::CaptureRead { port: port.clone() }))?
                 else {
                     bail!("vswitchd answered capture-read with something else");
                 };
@@ -144,7 +145,9 @@ pub fn run(c: Capture<'_>) -> anyhow::Result<()> {
         }
     })();
     for port in &started {
-        let _ = call(c.socket, &Request::CaptureStop(req::CaptureStop { port: port.clone() }));
+        let _ = c
+            .daemon
+            .call(&Request::CaptureStop(req::CaptureStop { port: port.clone() }));
     }
     match filter {
         Some(_) => eprintln!(

@@ -2,22 +2,17 @@
 //! frame's stages as they come; and which ports a target names (shared with
 //! `vsctl capture`).
 
-use std::path::Path;
-
 use vswitch_ctl::{req, Reply, Request};
 
-use crate::{call, print};
+use crate::{print, Daemon};
 
 /// The ports `target` names: itself, or every port of the bridge it names.
-pub fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
-    if let Reply::Bridges(bridges) = call(socket, &Request::ListBr)? {
+pub fn ports_of(daemon: &Daemon, target: &str) -> anyhow::Result<Vec<String>> {
+    if let Reply::Bridges(bridges) = daemon.call(&Request::ListBr)? {
         if bridges.iter().any(|b| b == target) {
-            if let Reply::Ports(ports) = call(
-                socket,
-                &Request::ListPorts(req::ListPorts {
-                    bridge: target.to_string(),
-                }),
-            )? {
+            if let Reply::Ports(ports) = daemon.call(&Request::ListPorts(req::ListPorts {
+                bridge: target.to_string(),
+            }))? {
                 if ports.is_empty() {
                     anyhow::bail!("bridge '{target}' has no ports");
                 }
@@ -30,14 +25,14 @@ pub fn ports_of(socket: &Path, target: &str) -> anyhow::Result<Vec<String>> {
 
 /// `vsctl trace`: arms the port (or every port of a bridge), prints each
 /// frame's block as it comes (or all as JSON at the end), disarms.
-pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
+pub fn run(daemon: &Daemon, ports: Vec<String>, count: u64, seconds: u64, json: bool) -> anyhow::Result<()> {
     let mut started = Vec::new();
     for port in &ports {
         let start = Request::TraceStart(req::TraceStart {
             port: port.clone(),
             count,
         });
-        match call(socket, &start) {
+        match daemon.call(&start) {
             Ok(_) => started.push(port.clone()),
             Err(err) if ports.len() > 1 => eprintln!("vsctl: {port} not traced: {err:#}"),
             Err(err) => return Err(err),
@@ -49,7 +44,7 @@ pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bo
         loop {
             std::thread::sleep(std::time::Duration::from_millis(20));
             for port in &started {
-                let Reply::Traced(chunk) = call(socket, &Request::TraceRead(req::TraceRead { port: port.clone() }))?
+                let Reply::Traced(chunk) = daemon.call(&Request::TraceRead(req::TraceRead { port: port.clone() }))?
                 else {
                     anyhow::bail!("vswitchd answered trace-read with something else");
                 };
@@ -68,7 +63,7 @@ pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bo
         }
     })();
     for port in &started {
-        let _ = call(socket, &Request::TraceStop(req::TraceStop { port: port.clone() }));
+        let _ = daemon.call(&Request::TraceStop(req::TraceStop { port: port.clone() }));
     }
     result?;
     if json {
@@ -80,8 +75,8 @@ pub fn run(socket: &Path, ports: Vec<String>, count: u64, seconds: u64, json: bo
 }
 
 /// Every port of every bridge (`trace --all`).
-pub fn all_ports(socket: &Path) -> anyhow::Result<Vec<String>> {
-    let Reply::Show(bridges) = call(socket, &Request::Show)? else {
+pub fn all_ports(daemon: &Daemon) -> anyhow::Result<Vec<String>> {
+    let Reply::Show(bridges) = daemon.call(&Request::Show)? else {
         anyhow::bail!("vswitchd answered show with something else");
     };
     let ports: Vec<String> = bridges
