@@ -25,7 +25,28 @@ use spec::{CniError, Code, NetConf, SUPPORTED};
 /// The largest configuration read from stdin.
 const MAX_CONFIG: u64 = 1 << 20;
 
+/// What the plugin says of itself, as the reference plugins do (skel's
+/// "about" line and the versions it speaks).
+fn about() -> String {
+    format!(
+        "CNI vswitch plugin v{}\nCNI protocol versions supported: {}",
+        env!("CARGO_PKG_VERSION"),
+        SUPPORTED.join(", ")
+    )
+}
+
 fn main() -> ExitCode {
+    // Run by hand: `--version` answers on stdout; with no CNI_COMMAND at
+    // all the reference plugins print their about lines on stderr and exit
+    // 0, before reading stdin (which a person's terminal never closes).
+    if std::env::args().skip(1).any(|a| a == "--version" || a == "-V") {
+        println!("{}", about());
+        return ExitCode::SUCCESS;
+    }
+    if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
+        eprintln!("{}", about());
+        return ExitCode::SUCCESS;
+    }
     let mut input = Vec::new();
     let read = std::io::stdin().take(MAX_CONFIG).read_to_end(&mut input);
     // The version errors are reported in: the configuration's when it has

@@ -334,3 +334,42 @@ fn podman_containers_on_a_vswitch_network() {
         String::from_utf8_lossy(&Command::new("ip").args(["-br", "link"]).output().expect("ip").stdout).into_owned();
     assert!(!links.lines().any(|l| l.starts_with("vsa")), "{links}");
 }
+
+/// Run by hand, the plugin answers as the reference plugins do: its about
+/// lines (stderr without CNI_COMMAND, stdout for --version), exit 0, and
+/// without waiting for a stdin nobody will close.
+#[test]
+fn run_by_hand_the_plugin_says_what_it_is() {
+    let version = Command::new(bin("vswitch-cni")).arg("--version").output().expect("run");
+    assert!(version.status.success());
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(text.starts_with("CNI vswitch plugin v"), "{text}");
+    assert!(
+        text.contains("CNI protocol versions supported: 0.4.0, 1.0.0, 1.1.0"),
+        "{text}"
+    );
+
+    let mut bare = Command::new(bin("vswitch-cni"))
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let _open_stdin = bare.stdin.take();
+    let started = std::time::Instant::now();
+    let out = loop {
+        if let Some(status) = bare.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "it waited on stdin"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = bare.wait_with_output().expect("output");
+    assert!(out.success());
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("CNI vswitch plugin v"));
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+}
