@@ -44,7 +44,7 @@ for _ in $(seq 100); do ./target/release/vsctl --socket "$sock" show >/dev/null 
 ip netns add demo-dk-out
 ip -n demo-dk-out link set lo up
 vsctl add-br ul --subnet 10.97.255.0/24
-vsctl add-uplink ul up0 --ip 203.0.113.2/24 --gw 203.0.113.1 --type tap --netns demo-dk-out
+vsctl add-uplink ul up0 --ip 203.0.113.2/24 --gateway 203.0.113.1 --type tap --netns demo-dk-out
 ip -n demo-dk-out addr add 203.0.113.1/24 dev up0
 ip -n demo-dk-out link set up0 up
 
@@ -84,7 +84,7 @@ curl -s -o /dev/null -w "host -> 127.0.0.1:8080: HTTP %{http_code}\n" http://127
 
 step "masquerade: demo-dk-out has no route to 10.98.7.0/24, yet answers"
 docker exec client ping -c 2 203.0.113.1
-vsctl ct-show
+vsctl list-conns
 
 if [ "${KEEP:-0}" = 1 ]; then
     echo

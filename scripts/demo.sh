@@ -85,7 +85,7 @@ ip link set vsdemo-up up
 ip -n demo-out link set eth0 up
 ip -n demo-out link set lo up
 ip -n demo-out addr add 203.0.113.1/24 dev eth0
-vsctl add-uplink front vsdemo-up --ip 203.0.113.2/24 --gw 203.0.113.1
+vsctl add-uplink front vsdemo-up --ip 203.0.113.2/24 --gateway 203.0.113.1
 vsctl set-nat front masquerade
 echo "(demo-out has no route to 10.99.0.0/24: only NAT gets answers back)"
 ip netns exec demo-out python3 -c "
@@ -105,14 +105,14 @@ server=$!
 sleep 0.5
 ip netns exec demo-out nc -w 2 203.0.113.2 8080 </dev/null || true
 wait $server
-vsctl ct-show
-vsctl ct-stats
+vsctl list-conns
+vsctl show-ct-stats
 
 step "what the switch saw"
-vsctl fdb-show front
-vsctl neigh-show
-vsctl port-stats
-vsctl pmd-stats
+vsctl list-fdb front
+vsctl list-neigh
+vsctl show-port-stats
+vsctl show-pmd-stats
 
 if [ "${KEEP:-0}" = 1 ]; then
     echo
