@@ -375,4 +375,7 @@ pub struct PmdStats {
     pub port_reads: u64,
     /// Time spent in busy iterations divided by packets moved.
     pub avg_ns_per_packet: f64,
+    /// Time spent in busy iterations, in all (what a rate can be taken of).
+    #[serde(default)]
+    pub busy_ns: u64,
 }

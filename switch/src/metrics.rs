@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 
-use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tracing::{debug, warn};
 use vswitch_ctl::{req, BridgeInfo, ClusterInfo, CtStatsInfo, PmdStats, PortStats, Reply, Request, Response};
 
@@ -83,6 +83,38 @@ impl Scrape {
             Ok(())
         };
 
+        set(
+            &gauges(
+                "build_info",
+                "1, labelled with the version vswitchd was built as",
+                &["version"],
+            )?,
+            &[env!("CARGO_PKG_VERSION")],
+            1,
+        )?;
+
+        // Who a port is, once: the other port series join on (port, bridge).
+        let info = gauges(
+            "port_info",
+            "1 for each port, labelled with its type, owner (a container ID) and address",
+            &["port", "bridge", "type", "owner", "address"],
+        )?;
+        let up = gauges(
+            "port_up",
+            "1 while a port forwards, 0 when it is down (vsctl show says why)",
+            &["port", "bridge"],
+        )?;
+        for b in &self.bridges {
+            for p in &b.ports {
+                let lease = b.leases.iter().find(|l| l.port == p.name);
+                let owner = lease.and_then(|l| l.owner.as_deref()).unwrap_or_default();
+                let address = lease.map(|l| l.ip.to_string()).unwrap_or_default();
+                let kind = p.port_type.to_string();
+                set(&info, &[&p.name, &b.name, &kind, owner, &address], 1)?;
+                set(&up, &[&p.name, &b.name], i64::from(p.state == "up"))?;
+            }
+        }
+
         let port = ["port", "bridge"];
         let rx_packets = counters("port_rx_packets_total", "Frames received on a port", &port)?;
         let rx_bytes = counters("port_rx_bytes_total", "Bytes received on a port", &port)?;
@@ -105,7 +137,9 @@ impl Scrape {
             count(&tx_packets, &id, p.tx_packets)?;
             count(&tx_bytes, &id, p.tx_bytes)?;
             count(&gso, &id, p.rx_gso_packets)?;
-            for (reason, n) in &p.drops {
+            // Only the reasons that happened: ~40 reasons a port, most
+            // of them zero forever, were most of the series at scale.
+            for (reason, n) in p.drops.iter().filter(|(_, n)| **n > 0) {
                 count(&drops, &[&p.name, &p.bridge, reason], *n)?;
             }
         }
@@ -124,14 +158,14 @@ impl Scrape {
         )?;
         let sleeps = counters("pmd_sleeps_total", "Times a poll thread slept in epoll", &core)?;
         let reads = counters("pmd_port_reads_total", "Reads a poll thread made from ports", &core)?;
-        let per_packet = GaugeVec::new(
+        let busy_seconds = CounterVec::new(
             Opts::new(
-                "pmd_busy_seconds_per_packet",
-                "Busy time of a poll thread per frame moved",
+                "pmd_busy_seconds_total",
+                "Time a poll thread spent in iterations that moved frames (its rate over pmd_packets_total's is the time a frame)",
             ),
             &core,
         )?;
-        reg.register(Box::new(per_packet.clone()))?;
+        reg.register(Box::new(busy_seconds.clone()))?;
         for p in &self.pmds {
             let c = p.core.to_string();
             count(&pmd_packets, &[&c], p.packets)?;
@@ -139,9 +173,9 @@ impl Scrape {
             count(&idle, &[&c], p.idle_iterations)?;
             count(&sleeps, &[&c], p.sleeps)?;
             count(&reads, &[&c], p.port_reads)?;
-            per_packet
+            busy_seconds
                 .get_metric_with_label_values(&[&c])?
-                .set(p.avg_ns_per_packet * 1e-9);
+                .inc_by(p.busy_ns as f64 * 1e-9);
         }
 
         if let Some(ct) = &self.ct {
@@ -180,19 +214,33 @@ impl Scrape {
                 ("out-of-window", ct.out_of_window),
                 ("table-full", ct.table_full),
                 ("ports-exhausted", ct.ports_exhausted),
-                ("container-limit", ct.host_limit),
+                ("host-limit", ct.host_limit),
             ] {
                 count(&refused, &[reason], n)?;
             }
         }
 
         let bridge = ["bridge"];
-        let macs = gauges("fdb_entries", "MAC addresses a bridge has learned", &bridge)?;
-        let leases = gauges("leases", "Addresses a bridge has handed out", &bridge)?;
-        let remotes = gauges("tunnel_remote_vteps", "Remote VTEPs of a bridge's tunnel", &bridge)?;
+        let macs = gauges("bridge_fdb_entries", "MAC addresses a bridge has learned", &bridge)?;
+        let max_macs = gauges("bridge_fdb_max_entries", "Most MAC addresses a bridge learns", &bridge)?;
+        let leases = gauges("bridge_leases", "Addresses a bridge has handed out", &bridge)?;
+        let free = gauges(
+            "bridge_addresses_free",
+            "Addresses a bridge can still hand out",
+            &bridge,
+        )?;
+        let remotes = gauges(
+            "bridge_tunnel_remote_vteps",
+            "Remote VTEPs of a bridge's tunnel",
+            &bridge,
+        )?;
         for b in &self.bridges {
             set(&macs, &[&b.name], b.learned_macs as i64)?;
+            set(&max_macs, &[&b.name], b.max_macs as i64)?;
             set(&leases, &[&b.name], b.leases.len() as i64)?;
+            if let Some(n) = addresses_free(b) {
+                set(&free, &[&b.name], n as i64)?;
+            }
             if let Some(t) = &b.tunnel {
                 set(&remotes, &[&b.name], t.remotes.len() as i64)?;
             }
@@ -213,6 +261,24 @@ impl Scrape {
         TextEncoder::new().encode(&reg.gather(), &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// The addresses `attach` can still hand out on a bridge with a subnet:
+/// its range's (or subnet's) host addresses, less the gateway and the
+/// leases in it. Counted, not walked (a /8 has 16M).
+fn addresses_free(b: &BridgeInfo) -> Option<u64> {
+    let subnet = b.subnet?;
+    let range = b.ip_range.unwrap_or(subnet);
+    let size = 1u64 << (32 - u32::from(range.prefix_len()));
+    let mut taken: Vec<std::net::Ipv4Addr> = [Some(subnet.network()), Some(subnet.broadcast()), b.gateway]
+        .into_iter()
+        .flatten()
+        .chain(b.leases.iter().map(|l| l.ip))
+        .filter(|ip| range.contains(ip))
+        .collect();
+    taken.sort_unstable();
+    taken.dedup();
+    Some(size.saturating_sub(taken.len() as u64))
 }
 
 /// Serves `/metrics` on `addr` until the process ends.
@@ -257,6 +323,7 @@ mod tests {
     fn counters_are_named_the_prometheus_way() {
         let mut drops = BTreeMap::new();
         drops.insert("tx-full".to_string(), 3);
+        drops.insert("ttl-exceeded".to_string(), 0);
         let scrape = Scrape {
             ports: vec![PortStats {
                 name: "p1".into(),
@@ -272,6 +339,11 @@ mod tests {
             ..Default::default()
         };
         let text = scrape.encode().expect("encodes");
+        assert!(
+            !text.contains("reason=\"ttl-exceeded\""),
+            "zero drop reasons are not series: {text}"
+        );
+        assert!(text.contains("vswitch_build_info{version=\""), "{text}");
         assert!(text.contains("# TYPE vswitch_port_rx_packets_total counter"), "{text}");
         assert!(
             text.contains("vswitch_port_rx_packets_total{bridge=\"br0\",port=\"p1\"} 7"),
@@ -280,6 +352,47 @@ mod tests {
         let drop_line = "vswitch_port_drops_total{bridge=\"br0\",port=\"p1\",reason=\"tx-full\"} 3";
         assert!(text.contains(drop_line), "{text}");
         assert!(text.contains("vswitch_ct_entries 2"), "{text}");
+    }
+
+    fn bridge(subnet: &str, range: Option<&str>, leased: &[&str]) -> BridgeInfo {
+        let subnet: vswitch_ctl::Ipv4Net = subnet.parse().expect("subnet");
+        BridgeInfo {
+            name: "br0".into(),
+            subnet: Some(subnet),
+            gateway: Some(vswitch_ctl::SubnetExt::first_host(&subnet)),
+            ip_range: range.map(|r| r.parse().expect("range")),
+            leases: leased
+                .iter()
+                .map(|ip| vswitch_ctl::LeaseInfo {
+                    ip: ip.parse().expect("ip"),
+                    netns: "n".into(),
+                    port: "p".into(),
+                    owner: Some("c0ffee".into()),
+                })
+                .collect(),
+            ..serde_json::from_value(serde_json::json!({
+                "name": "br0", "aging_secs": 300, "max_macs": 10, "learned_macs": 0,
+                "learn_limit_hits": 0, "mac_moves": 0, "ports": []
+            }))
+            .expect("a bridge")
+        }
+    }
+
+    #[test]
+    fn addresses_left_are_counted_not_walked() {
+        // 256 less network, broadcast, gateway and two leases.
+        assert_eq!(
+            addresses_free(&bridge("10.1.0.0/24", None, &["10.1.0.2", "10.1.0.3"])),
+            Some(251)
+        );
+        // The upper half: its 128 less the broadcast and one lease (the gateway is below).
+        let upper = bridge("10.1.0.0/24", Some("10.1.0.128/25"), &["10.1.0.130", "10.1.0.2"]);
+        assert_eq!(addresses_free(&upper), Some(126));
+        // A /8 answers at once.
+        assert_eq!(addresses_free(&bridge("10.0.0.0/8", None, &[])), Some((1 << 24) - 3));
+        let mut l2 = bridge("10.1.0.0/24", None, &[]);
+        l2.subnet = None;
+        assert_eq!(addresses_free(&l2), None, "no subnet, no addresses");
     }
 
     #[test]

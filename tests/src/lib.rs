@@ -113,6 +113,15 @@ impl Netns {
             .unwrap_or(false)
     }
 
+    /// One ping to `addr` sent from the address `src`; true if answered.
+    pub fn ping_from(&self, addr: &str, src: &str) -> bool {
+        self.cmd("ping")
+            .args(["-c", "1", "-W", "1", "-q", "-I", src, addr])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
     /// MAC address of `dev`, or None when it does not exist.
     pub fn mac(&self, dev: &str) -> Option<String> {
         let out = self

@@ -64,12 +64,33 @@ fn metrics_are_served_valid_and_move_with_traffic() {
     assert!(before >= 3, "{series} {before}");
     for name in [
         "vswitch_pmd_packets_total",
+        "vswitch_pmd_busy_seconds_total",
         "vswitch_ct_entries",
-        "vswitch_fdb_entries",
-        "vswitch_port_drops_total",
+        "vswitch_bridge_fdb_entries{bridge=\"br0\"} 2",
+        "vswitch_bridge_fdb_max_entries{bridge=\"br0\"} 8192",
+        "vswitch_bridge_leases{bridge=\"br0\"} 2",
+        // 256 less network, broadcast, gateway and the two leases.
+        "vswitch_bridge_addresses_free{bridge=\"br0\"} 251",
+        "vswitch_build_info{version=",
+        &format!("vswitch_port_up{{bridge=\"br0\",port=\"{p1}\"}} 1"),
+        &format!("vswitch_port_info{{address=\"10.195.0.2\",bridge=\"br0\",owner=\"\",port=\"{p1}\",type=\"tap\"}} 1"),
     ] {
-        assert!(body.contains(name), "{name} missing");
+        assert!(body.contains(name), "{name} missing:\n{body}");
     }
+    // Drop reasons are series once they happened, not before.
+    let zero_drops = body
+        .lines()
+        .filter(|l| l.starts_with("vswitch_port_drops_total{") && l.ends_with(" 0"));
+    assert_eq!(zero_drops.count(), 0, "{body}");
+    assert!(!body.contains("reason=\"spoofed-src\""), "{body}");
+    c1.ip(&["addr", "add", "10.195.0.99/24", "dev", "eth0"]);
+    assert!(
+        !c1.ping_from("10.195.0.3", "10.195.0.99"),
+        "the source guard drops a forged source"
+    );
+    let (_, body) = scrape(port, "/metrics", "GET");
+    let spoofed = format!("vswitch_port_drops_total{{bridge=\"br0\",port=\"{p1}\",reason=\"spoofed-src\"}}");
+    assert!(sample(&body, &spoofed) >= Some(1), "{spoofed} in:\n{body}");
     // What Prometheus's own checker says of it.
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])

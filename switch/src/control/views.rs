@@ -235,6 +235,7 @@ impl Manager {
                     } else {
                         c.busy_ns.get() as f64 / packets as f64
                     },
+                    busy_ns: c.busy_ns.get(),
                 }
             })
             .collect()

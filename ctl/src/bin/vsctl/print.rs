@@ -34,7 +34,7 @@ pub fn print_reply(reply: &Reply) {
             }
         }
         Reply::CtStats(s) => println!(
-            "entries {}/{} (at most {} per container), creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={} container-limit={}, picked up mid-stream {}",
+            "entries {}/{} (at most {} per container), creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={} host-limit={}, picked up mid-stream {}",
             s.entries,
             s.max_entries,
             s.max_per_port,
