@@ -138,15 +138,8 @@ pub enum Command {
     Attach {
         /// The bridge (with a subnet).
         bridge: String,
-        /// The namespace (a name under /run/netns, or a path); or --netns.
-        #[arg(
-            required_unless_present = "netns_opt",
-            conflicts_with = "netns_opt",
-            value_name = "NS"
-        )]
-        netns: Option<String>,
-        #[arg(long = "netns", id = "netns_opt", value_name = "NS", hide = true)]
-        netns_opt: Option<String>,
+        #[command(flatten)]
+        netns: NetnsArg,
         /// tap or afxdp.
         #[arg(long = "type", value_enum, default_value = "tap")]
         port_type: CliPortType,
@@ -176,15 +169,8 @@ pub enum Command {
     Detach {
         /// The bridge.
         bridge: String,
-        /// The namespace; or --netns.
-        #[arg(
-            required_unless_present = "netns_opt",
-            conflicts_with = "netns_opt",
-            value_name = "NS"
-        )]
-        netns: Option<String>,
-        #[arg(long = "netns", id = "netns_opt", value_name = "NS", hide = true)]
-        netns_opt: Option<String>,
+        #[command(flatten)]
+        netns: NetnsArg,
     },
     /// Allow routing between two bridges (off by default).
     LinkBr {
@@ -288,20 +274,14 @@ pub enum Command {
     /// List tracked connections.
     #[command(alias = "ct-show")]
     ListConns {
-        /// Only this bridge's.
-        #[arg(conflicts_with = "bridge_opt")]
-        bridge: Option<String>,
-        #[arg(long = "bridge", id = "bridge_opt", value_name = "BRIDGE", hide = true)]
-        bridge_opt: Option<String>,
+        #[command(flatten)]
+        bridge: BridgeFilter,
     },
     /// Forget tracked connections (all, a bridge's, or those of one address).
     #[command(alias = "ct-flush")]
     DelConns {
-        /// Only this bridge's.
-        #[arg(conflicts_with = "bridge_opt")]
-        bridge: Option<String>,
-        #[arg(long = "bridge", id = "bridge_opt", value_name = "BRIDGE", hide = true)]
-        bridge_opt: Option<String>,
+        #[command(flatten)]
+        bridge: BridgeFilter,
         /// Only the connections from or to this address.
         #[arg(long, value_name = "IP")]
         addr: Option<Ipv4Addr>,
@@ -452,4 +432,43 @@ pub enum Command {
     /// Join the cluster again after leave-cluster.
     #[command(alias = "cluster-join")]
     JoinCluster,
+}
+
+/// A namespace, positional (`attach br0 ns1`) or as `--netns ns1`.
+#[derive(clap::Args)]
+pub struct NetnsArg {
+    /// The namespace (a name under /run/netns, or a path); or --netns.
+    #[arg(
+        required_unless_present = "netns_opt",
+        conflicts_with = "netns_opt",
+        value_name = "NS"
+    )]
+    netns: Option<String>,
+    #[arg(long = "netns", id = "netns_opt", value_name = "NS", hide = true)]
+    netns_opt: Option<String>,
+}
+
+impl NetnsArg {
+    /// The one given (clap asks for exactly one).
+    pub fn name(self) -> anyhow::Result<String> {
+        self.netns
+            .or(self.netns_opt)
+            .ok_or_else(|| anyhow::anyhow!("the namespace is missing"))
+    }
+}
+
+/// An optional bridge filter, positional or as the earlier `--bridge BR`.
+#[derive(clap::Args)]
+pub struct BridgeFilter {
+    /// Only this bridge's.
+    #[arg(conflicts_with = "bridge_opt")]
+    bridge: Option<String>,
+    #[arg(long = "bridge", id = "bridge_opt", value_name = "BRIDGE", hide = true)]
+    bridge_opt: Option<String>,
+}
+
+impl BridgeFilter {
+    pub fn bridge(self) -> Option<String> {
+        self.bridge.or(self.bridge_opt)
+    }
 }

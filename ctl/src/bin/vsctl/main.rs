@@ -349,7 +349,6 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
         Command::Attach {
             bridge,
             netns,
-            netns_opt,
             port_type,
             ip,
             ifname,
@@ -359,7 +358,7 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             allow_any_src,
         } => Request::Attach(req::Attach {
             bridge,
-            netns: either(netns, netns_opt, "the namespace")?,
+            netns: netns.name()?,
             port_type: port_type.into(),
             ip: match ip {
                 IpChoice::Auto => None,
@@ -373,13 +372,9 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             allow_any_src,
         }),
         Command::ListAttachments => Request::ListAttachments,
-        Command::Detach {
+        Command::Detach { bridge, netns } => Request::Detach(req::Detach {
             bridge,
-            netns,
-            netns_opt,
-        } => Request::Detach(req::Detach {
-            bridge,
-            netns: either(netns, netns_opt, "the namespace")?,
+            netns: netns.name()?,
             if_exists: idem.if_exists(),
         }),
         Command::LinkBr { a, b } => Request::LinkBr(req::LinkBr { a, b }),
@@ -439,15 +434,11 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             if_exists: idem.if_exists(),
         }),
         Command::ListPublished { bridge } => Request::ListPublished(req::ListPublished { bridge }),
-        Command::ListConns { bridge, bridge_opt } => Request::CtShow(req::CtShow {
-            bridge: bridge.or(bridge_opt),
+        Command::ListConns { bridge } => Request::CtShow(req::CtShow {
+            bridge: bridge.bridge(),
         }),
-        Command::DelConns {
-            bridge,
-            bridge_opt,
-            addr,
-        } => Request::CtFlush(req::CtFlush {
-            bridge: bridge.or(bridge_opt),
+        Command::DelConns { bridge, addr } => Request::CtFlush(req::CtFlush {
+            bridge: bridge.bridge(),
             addr,
         }),
         Command::ShowCtStats => Request::CtStats,
