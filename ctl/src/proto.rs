@@ -68,6 +68,7 @@ pub enum Reply {
     Published(Vec<PublishRule>),
     Conns(Vec<ConnEntry>),
     CtStats(CtStatsInfo),
+    ControlStats(ControlStatsInfo),
     Flushed(usize),
     /// Connections saved by `ct-save`.
     CtSaved(usize),

@@ -379,3 +379,14 @@ pub struct PmdStats {
     #[serde(default)]
     pub busy_ns: u64,
 }
+
+/// The control plane's own counters (`vsctl show-control-stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStatsInfo {
+    /// Changes committed (a transaction counts once) since vswitchd started.
+    pub changes: u64,
+    /// Changes refused because the configuration could not be saved.
+    pub save_failures: u64,
+    /// The snapshot generation the poll threads forward with.
+    pub generation: u64,
+}

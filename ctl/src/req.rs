@@ -50,6 +50,8 @@ pub enum Request {
     CtShow(CtShow),
     CtFlush(CtFlush),
     CtStats,
+    /// The control plane's own counters: changes, failed saves.
+    ControlStats,
     /// Saves the connection table next to the configuration now (before an
     /// upgrade); the next start puts it back.
     CtSave,

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 
 use prometheus::{CounterVec, Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tracing::{debug, warn};
-use vswitch_ctl::{req, BridgeInfo, ClusterInfo, CtStatsInfo, PmdStats, PortStats, Reply, Request, Response};
+use vswitch_ctl::{
+    req, BridgeInfo, ClusterInfo, ControlStatsInfo, CtStatsInfo, PmdStats, PortStats, Reply, Request, Response,
+};
 
 use crate::control::socket::Handler;
 
@@ -29,6 +31,7 @@ pub struct Scrape {
     pub ct: Option<CtStatsInfo>,
     pub bridges: Vec<BridgeInfo>,
     pub cluster: Option<ClusterInfo>,
+    pub control: Option<ControlStatsInfo>,
 }
 
 impl Scrape {
@@ -53,6 +56,9 @@ impl Scrape {
         }
         if let Some(Reply::Show(b)) = ask(Request::Show) {
             s.bridges = b;
+        }
+        if let Some(Reply::ControlStats(c)) = ask(Request::ControlStats) {
+            s.control = Some(c);
         }
         if let Some(Reply::Cluster(Some(c))) = ask(Request::ClusterStatus) {
             s.cluster = Some(*c);
@@ -244,6 +250,27 @@ impl Scrape {
             if let Some(t) = &b.tunnel {
                 set(&remotes, &[&b.name], t.remotes.len() as i64)?;
             }
+        }
+
+        if let Some(c) = &self.control {
+            count(
+                &counters(
+                    "config_changes_total",
+                    "Configuration changes committed since the start",
+                    &[],
+                )?,
+                &[],
+                c.changes,
+            )?;
+            count(
+                &counters(
+                    "config_save_failures_total",
+                    "Changes refused because the configuration could not be saved (a full or read-only disk)",
+                    &[],
+                )?,
+                &[],
+                c.save_failures,
+            )?;
         }
 
         if let Some(c) = &self.cluster {

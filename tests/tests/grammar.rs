@@ -85,6 +85,7 @@ fn every_command_in_its_new_spelling() {
     sw.ok(&["del-conns", "g0", "--addr", "10.180.0.10"]);
     assert_eq!(sw.json(&["list-conns", "g0"]).as_array().map(Vec::len), Some(0));
     sw.ok(&["save-conns"]);
+    assert!(sw.json(&["show-control-stats"])["changes"].as_u64() > Some(5));
     sw.ok(&[
         "publish",
         "g0",

@@ -72,11 +72,16 @@ fn metrics_are_served_valid_and_move_with_traffic() {
         // 256 less network, broadcast, gateway and the two leases.
         "vswitch_bridge_addresses_free{bridge=\"br0\"} 251",
         "vswitch_build_info{version=",
+        "vswitch_config_save_failures_total 0",
         &format!("vswitch_port_up{{bridge=\"br0\",port=\"{p1}\"}} 1"),
         &format!("vswitch_port_info{{address=\"10.195.0.2\",bridge=\"br0\",owner=\"\",port=\"{p1}\",type=\"tap\"}} 1"),
     ] {
         assert!(body.contains(name), "{name} missing:\n{body}");
     }
+    assert!(
+        sample(&body, "vswitch_config_changes_total") >= Some(3),
+        "add-br and two attaches"
+    );
     // Drop reasons are series once they happened, not before.
     let zero_drops = body
         .lines()

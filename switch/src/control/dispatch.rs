@@ -48,6 +48,7 @@ impl Manager {
             Request::CtShow(r) => self.ct_show(r.bridge.as_deref()).map(Reply::Conns),
             Request::CtFlush(r) => self.ct_flush(r.bridge.as_deref(), r.addr).map(Reply::Flushed),
             Request::CtStats => Ok(Reply::CtStats(self.ct_stats())),
+            Request::ControlStats => Ok(Reply::ControlStats(self.control_stats())),
             Request::CtSave => self.save_conntrack().map(Reply::CtSaved),
             Request::CaptureStart(r) => done(self.capture_start(r)),
             Request::CaptureRead(r) => self.capture_read(&r.port).map(Reply::Captured),

@@ -173,6 +173,9 @@ pub struct Manager {
     pickup: Duration,
     /// The transaction being applied, if one is.
     batch: Option<transaction::Batch>,
+    /// Changes committed and saves that failed, since the start.
+    changes: u64,
+    save_failures: u64,
 }
 
 /// Mid-stream pickup after a crash, unless told otherwise.
@@ -199,6 +202,8 @@ impl Manager {
             ct: Arc::new(conntrack),
             pickup: DEFAULT_PICKUP,
             batch: None,
+            changes: 0,
+            save_failures: 0,
         }
     }
 
@@ -258,11 +263,24 @@ impl Manager {
         let saved = (self.desired.validate().map_err(ControlError::from))
             .and_then(|()| self.store.save(&before, &self.desired).map_err(ControlError::Persist));
         if let Err(e) = saved {
+            if matches!(e, ControlError::Persist(_)) {
+                self.save_failures += 1;
+            }
             self.desired = before;
             return Err(e);
         }
+        self.changes += 1;
         self.apply_and_publish(&before, opened);
         Ok(())
+    }
+
+    /// `show-control-stats`.
+    pub(super) fn control_stats(&self) -> vswitch_ctl::ControlStatsInfo {
+        vswitch_ctl::ControlStatsInfo {
+            changes: self.changes,
+            save_failures: self.save_failures,
+            generation: self.generation,
+        }
     }
 
     /// Makes a committed change the switch's: applies it, publishes a

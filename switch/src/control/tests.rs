@@ -147,9 +147,17 @@ fn a_failed_save_changes_nothing() {
         assert_eq!(m.bridges.len(), 2);
     }
 
+    let counted = m.control_stats();
+    assert_eq!(
+        (counted.changes, counted.save_failures),
+        (3, 6),
+        "three changes, six failed saves"
+    );
+
     unblock_saves(&dir, journal);
     assert_eq!(saved_files(&dir), file);
     m.handle(publish(9090)).unwrap();
+    assert_eq!(m.control_stats().changes, 4);
     m.handle(Request::DelBr(req::DelBr {
         if_exists: false,
         name: "br1".into(),

@@ -289,6 +289,8 @@ pub enum Command {
     /// Show connection tracking counters.
     #[command(alias = "ct-stats")]
     ShowCtStats,
+    /// Show the control plane's counters: changes committed, saves that failed.
+    ShowControlStats,
     /// Save the connection table now (before an upgrade): the next start puts it back (SIGTERM saves it too).
     #[command(alias = "ct-save")]
     SaveConns,

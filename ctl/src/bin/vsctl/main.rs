@@ -442,6 +442,7 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             addr,
         }),
         Command::ShowCtStats => Request::CtStats,
+        Command::ShowControlStats => Request::ControlStats,
         Command::SaveConns => Request::CtSave,
         Command::Trace {
             port,

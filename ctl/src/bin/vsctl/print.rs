@@ -33,6 +33,10 @@ pub fn print_reply(reply: &Reply) {
                 );
             }
         }
+        Reply::ControlStats(s) => println!(
+            "changes {}, failed saves {}, snapshot generation {}",
+            s.changes, s.save_failures, s.generation
+        ),
         Reply::CtStats(s) => println!(
             "entries {}/{} (at most {} per container), creates {}, expiries {}, drops: invalid={} out-of-window={} table-full={} ports-exhausted={} host-limit={}, picked up mid-stream {}",
             s.entries,
