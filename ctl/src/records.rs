@@ -328,6 +328,9 @@ pub struct PortInfo {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbEntry {
+    /// The bridge whose table holds it.
+    #[serde(default)]
+    pub bridge: String,
     pub mac: MacAddr,
     /// The port, or "vxlan" for a MAC behind a remote VTEP.
     pub port: String,

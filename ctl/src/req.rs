@@ -174,12 +174,16 @@ pub struct DelPort {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListPorts {
-    pub bridge: String,
+    /// Only this bridge's (every bridge's when None).
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbShow {
-    pub bridge: String,
+    /// Only this bridge's (every bridge's when None).
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

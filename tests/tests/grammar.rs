@@ -56,6 +56,25 @@ fn every_command_in_its_new_spelling() {
     assert!(c1.ping("10.180.0.11", 2), "attached namespaces reach each other");
     assert_eq!(sw.json(&["list-attachments"]).as_array().map(Vec::len), Some(2));
     assert!(!sw.json(&["list-fdb", "g0"]).as_array().expect("entries").is_empty());
+    // A read's bridge is a filter: without it, every bridge's.
+    let every = sw.json(&["list-fdb"]);
+    assert!(
+        every.as_array().expect("entries").iter().all(|e| e["bridge"] == "g0"),
+        "{every}"
+    );
+    assert_eq!(
+        every,
+        sw.json(&["list-fdb", "g0"])
+            .as_array()
+            .map(|a| serde_json::json!(a))
+            .expect("same")
+    );
+    assert_eq!(
+        sw.json(&["list-ports"]).as_array().map(Vec::len),
+        Some(2),
+        "both attached ports"
+    );
+    sw.expect_error(&["list-fdb", "nope"], "bridge 'nope' does not exist");
     assert!(sw.json(&["show-port-stats", &port1])[0]["rx_packets"].as_u64() > Some(0));
     sw.ok(&["show-port-stats", "--zeros"]);
     assert!(!sw.json(&["show-pmd-stats"]).as_array().expect("threads").is_empty());

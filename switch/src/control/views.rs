@@ -21,8 +21,20 @@ impl Manager {
         self.desired.bridges.iter().map(|b| b.name.clone()).collect()
     }
 
-    pub(super) fn list_ports(&self, bridge: &str) -> Result<Vec<String>, ControlError> {
-        Ok(self.bridge(bridge)?.ports.iter().map(|p| p.name.clone()).collect())
+    /// The bridges a read names: one (which must exist) or every one.
+    fn bridges_named(&self, only: Option<&str>) -> Result<Vec<&super::config::BridgeConfig>, ControlError> {
+        match only {
+            Some(name) => Ok(vec![self.bridge(name)?]),
+            None => Ok(self.desired.bridges.iter().collect()),
+        }
+    }
+
+    pub(super) fn list_ports(&self, only: Option<&str>) -> Result<Vec<String>, ControlError> {
+        let bridges = self.bridges_named(only)?;
+        Ok(bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(|p| p.name.clone()))
+            .collect())
     }
 
     pub(super) fn list_published(&self, bridge: &str) -> Result<Vec<PublishRule>, ControlError> {
@@ -117,7 +129,16 @@ impl Manager {
             .collect()
     }
 
-    pub(super) fn fdb_show(&self, bridge: &str) -> Result<Vec<FdbEntry>, ControlError> {
+    /// `list-fdb [BR]`: one bridge's table, or every bridge's in turn.
+    pub(super) fn fdb_show(&self, only: Option<&str>) -> Result<Vec<FdbEntry>, ControlError> {
+        let mut all = Vec::new();
+        for b in self.bridges_named(only)? {
+            all.extend(self.fdb_of(&b.name)?);
+        }
+        Ok(all)
+    }
+
+    fn fdb_of(&self, bridge: &str) -> Result<Vec<FdbEntry>, ControlError> {
         let br = self
             .bridges
             .get(bridge)
@@ -130,6 +151,7 @@ impl Manager {
         let statics = self.bridge(bridge)?.vxlan.iter().flat_map(|t| &t.static_macs);
         let mut entries: Vec<FdbEntry> = statics
             .map(|(mac, vtep)| FdbEntry {
+                bridge: bridge.to_string(),
                 mac: *mac,
                 port: TUNNEL_PORT.to_string(),
                 age_secs: 0,
@@ -143,6 +165,7 @@ impl Manager {
                 Dest::Port(p) => by_uid.get(&p.uid)?,
             };
             Some(FdbEntry {
+                bridge: bridge.to_string(),
                 mac: MacAddr(r.mac),
                 port: port.to_string(),
                 age_secs: r.age_ms / 1000,

@@ -111,16 +111,16 @@ pub enum Command {
     },
     /// List a bridge's ports.
     ListPorts {
-        /// The bridge.
-        bridge: String,
+        /// Only this bridge's (default: every bridge's).
+        bridge: Option<String>,
     },
     /// Show bridges and ports (and the cluster, when vswitchd is in one).
     Show,
     /// List a bridge's learned MAC addresses.
     #[command(alias = "fdb-show")]
     ListFdb {
-        /// The bridge.
-        bridge: String,
+        /// Only this bridge's (default: every bridge's).
+        bridge: Option<String>,
     },
     /// Show per-port counters.
     #[command(alias = "port-stats")]

@@ -282,7 +282,7 @@ fn print_neigh(entries: &[NeighEntry]) {
 }
 
 fn print_fdb(entries: &[FdbEntry]) {
-    println!("{:<16} {:<18} {:>8}  vtep", "port", "mac", "age(s)");
+    println!("{:<16} {:<16} {:<18} {:>8}  vtep", "bridge", "port", "mac", "age(s)");
     for e in entries {
         let age = if e.is_static {
             "static".to_string()
@@ -290,7 +290,13 @@ fn print_fdb(entries: &[FdbEntry]) {
             e.age_secs.to_string()
         };
         let vtep = e.vtep.map(|v| v.to_string()).unwrap_or_default();
-        println!("{:<16} {:<18} {:>8}  {vtep}", e.port, e.mac.to_string(), age);
+        println!(
+            "{:<16} {:<16} {:<18} {:>8}  {vtep}",
+            e.bridge,
+            e.port,
+            e.mac.to_string(),
+            age
+        );
     }
 }
 

@@ -11,7 +11,7 @@ pub fn ports_of(daemon: &Daemon, target: &str) -> anyhow::Result<Vec<String>> {
     if let Reply::Bridges(bridges) = daemon.call(&Request::ListBr)? {
         if bridges.iter().any(|b| b == target) {
             if let Reply::Ports(ports) = daemon.call(&Request::ListPorts(req::ListPorts {
-                bridge: target.to_string(),
+                bridge: Some(target.to_string()),
             }))? {
                 if ports.is_empty() {
                     anyhow::bail!("bridge '{target}' has no ports");
