@@ -116,6 +116,13 @@ fn every_command_in_its_new_spelling() {
         "10.180.0.10:80",
     ]);
     assert_eq!(sw.json(&["list-published", "g0"])[0]["port"], 8080);
+    let every = sw.json(&["list-published"]);
+    assert_eq!(
+        (every[0]["bridge"].as_str(), every[0]["port"].as_u64()),
+        (Some("g0"), Some(8080))
+    );
+    assert!(sw.ok(&["list-published"]).starts_with("g0 tcp 8080 -> 10.180.0.10:80"));
+    sw.expect_error(&["add-vxlan", "g1", "--vni", "0"], "vni must be between 1 and 16777215");
     sw.ok(&["unpublish", "g0", "--proto", "tcp", "--port", "8080"]);
 
     // Ports and tunnels.

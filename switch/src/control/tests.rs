@@ -297,7 +297,11 @@ fn tunnel_requests_that_cannot_work_are_refused_with_the_reason() {
     );
     assert_eq!(
         refused(&mut m, vxlan(1 << 24, None, &[])),
-        "vni must be between 0 and 16777215, not 16777216"
+        "vni must be between 1 and 16777215, not 16777216"
+    );
+    assert_eq!(
+        refused(&mut m, vxlan(0, None, &[])),
+        "vni must be between 1 and 16777215, not 0"
     );
     assert_eq!(
         refused(&mut m, vxlan(42, None, &["224.0.0.1"])),

@@ -40,11 +40,12 @@ impl Manager {
         if let Some(t) = &br.vxlan {
             return Err(ControlError::TunnelExists { bridge, vni: t.vni });
         }
-        if vni > VNI_MAX {
+        // 1 and up, as `add-net` (cluster networks) and most VTEPs use them.
+        if vni == 0 || vni > VNI_MAX {
             return Err(ControlError::OutOfRange {
                 what: "vni",
                 value: vni.into(),
-                min: 0,
+                min: 1,
                 max: VNI_MAX.into(),
             });
         }

@@ -266,10 +266,10 @@ pub enum Command {
         #[arg(long)]
         port: u16,
     },
-    /// List a bridge's published ports.
+    /// List published ports: a bridge's, or every bridge's (with the bridge).
     ListPublished {
-        /// The bridge.
-        bridge: String,
+        /// Only this bridge's.
+        bridge: Option<String>,
     },
     /// List tracked connections.
     #[command(alias = "ct-show")]
@@ -333,7 +333,7 @@ pub enum Command {
     AddVxlan {
         /// The bridge.
         bridge: String,
-        /// The VXLAN network identifier, 0 to 16777215.
+        /// The VXLAN network identifier, 1 to 16777215.
         #[arg(long)]
         vni: u32,
         /// The UDP port: 4789 (IANA), or 8472 to meet Linux's default.

@@ -1,5 +1,7 @@
-//! `vsctl get bridge BR [KEY...]`: a bridge's settings read back, one value
-//! a line in the order asked (every key when none is), or one JSON object.
+//! Reads vsctl answers from `show`: `get bridge BR [KEY...]` (a bridge's
+//! settings, one value a line in the order asked, every key when none is,
+//! or one JSON object) and `list-published` without a bridge (every
+//! bridge's rules, each with its bridge).
 
 use vswitch_ctl::{BridgeInfo, Reply, Request};
 
@@ -60,6 +62,33 @@ pub fn bridge(daemon: &Daemon, name: &str, keys: &[String], json: bool) -> anyho
                 serde_json::Value::Null => println!(),
                 other => println!("{other}"),
             }
+        }
+    }
+    Ok(())
+}
+
+/// `list-published` with no bridge: every bridge's rules, with the bridge.
+pub fn published(daemon: &Daemon, json: bool) -> anyhow::Result<()> {
+    let Reply::Show(bridges) = daemon.call(&Request::Show)? else {
+        anyhow::bail!("vswitchd answered show with something else");
+    };
+    let rules = bridges
+        .iter()
+        .flat_map(|b| b.published.iter().map(move |r| (b.name.as_str(), r)));
+    if json {
+        let list: Vec<serde_json::Value> = rules
+            .map(|(bridge, r)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("bridge".into(), bridge.into());
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for (bridge, r) in rules {
+            println!("{bridge} {} {} -> {}:{}", r.proto, r.port, r.to_ip, r.to_port);
         }
     }
     Ok(())

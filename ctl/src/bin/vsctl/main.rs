@@ -433,7 +433,11 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             port,
             if_exists: idem.if_exists(),
         }),
-        Command::ListPublished { bridge } => Request::ListPublished(req::ListPublished { bridge }),
+        Command::ListPublished { bridge: Some(bridge) } => Request::ListPublished(req::ListPublished { bridge }),
+        Command::ListPublished { bridge: None } => {
+            get::published(daemon, cli.json)?;
+            return Ok(None);
+        }
         Command::ListConns { bridge } => Request::CtShow(req::CtShow {
             bridge: bridge.bridge(),
         }),
