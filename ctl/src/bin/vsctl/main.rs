@@ -159,7 +159,7 @@ fn transaction(segments: &[&[OsString]]) -> anyhow::Result<()> {
             Command::Trace { .. } | Command::Capture { .. } | Command::Get { .. }
         ) {
             anyhow::bail!(
-                "command {} ({}): capture, trace and get read as they go; run them on their own",
+                "command {} ({}): capture and trace stream, get reads as it goes; run them on their own",
                 i + 1,
                 cli.command_name
             );
