@@ -218,6 +218,9 @@ impl Net {
             handoff: false,
             default_route: Some(default_route),
             allow_any_src: false,
+            name: None,
+            namespace: None,
+            labels: Default::default(),
         }))?;
         let Reply::Attached(a) = reply else {
             return Err(CniError::new(Code::Io, "vswitchd answered attach with something else"));

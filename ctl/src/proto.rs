@@ -77,6 +77,10 @@ pub enum Reply {
     Vteps(Vec<TunnelInfo>),
     Networks(Vec<NetworkInfo>),
     Attachments(Vec<AttachmentInfo>),
+    Policies(Vec<PolicyInfo>),
+    Applied(Applied),
+    /// Policies deleted by `delete`.
+    Deleted(Vec<String>),
     /// None: this vswitchd was started without `--cluster`.
     Cluster(Option<Box<ClusterInfo>>),
     /// A transaction's replies, one per request.

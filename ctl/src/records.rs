@@ -241,6 +241,26 @@ pub struct AttachmentInfo {
     pub state: String,
     /// Ports of the uplink address that lead to this address.
     pub published: Vec<PublishRule>,
+    /// Who policies see: `namespace`/`name` and the labels.
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub labels: vswitch_policy::model::Labels,
+}
+
+/// One network policy, for `list-policies` and `show-policy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub policy: vswitch_policy::model::Policy,
+    /// The attachments it selects, as `NS/NAME`.
+    pub selects: Vec<String>,
+}
+
+/// What `apply` did, object by object, as kubectl says it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// `(kind, NS/NAME or NAME, created|configured|unchanged)`.
+    pub objects: Vec<(String, String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

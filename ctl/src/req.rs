@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::{PortType, XdpModeRequest};
 use crate::records::{CaptureDirection, NatProto, PublishRule};
 use crate::{Ipv4Net, MacAddr};
+use vswitch_policy::model::{Labels, Policy};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
@@ -35,6 +36,19 @@ pub enum Request {
     Detach(Detach),
     /// Every attachment (lease) of every bridge, with its owner.
     ListAttachments,
+    /// Changes the labels of an attachment (`vsctl label NS/NAME K=V K-`).
+    Label(Label),
+    /// Changes the labels of a namespace, which `namespaceSelector`s see
+    /// (`vsctl label-namespace NS K=V K-`).
+    LabelNamespace(LabelNamespace),
+    /// Network policies and namespaces, as Kubernetes manifests give them
+    /// (`vsctl apply -f`): all applied, or none.
+    ApplyPolicies(ApplyPolicies),
+    /// Deletes network policies (`vsctl delete networkpolicy NS/NAME`,
+    /// `vsctl delete -f`).
+    DeletePolicies(DeletePolicies),
+    /// Every network policy, with the attachments it selects.
+    ListPolicies,
     /// Allows routing between two bridges.
     LinkBr(LinkBr),
     UnlinkBr(UnlinkBr),
@@ -221,6 +235,60 @@ pub struct Attach {
     /// No source guard: the port may send from any MAC and address.
     #[serde(default)]
     pub allow_any_src: bool,
+    /// The attachment's name for policies (`NS/NAME`); default the netns's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its namespace; default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its labels, which policies' selectors see.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+/// Label changes: `set` added or replaced, then `remove` taken away.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelChange {
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub set: Labels,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// Changes the labels of the attachment `namespace`/`name` (on every
+/// bridge it is attached to).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub namespace: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub change: LabelChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelNamespace {
+    pub namespace: String,
+    #[serde(flatten)]
+    pub change: LabelChange,
+}
+
+/// Policies created or replaced (by `namespace`/`name`), and namespaces
+/// whose labels become these.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyPolicies {
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+    #[serde(default)]
+    pub namespaces: Vec<(String, Labels)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletePolicies {
+    /// `(namespace, name)` pairs.
+    pub policies: Vec<(String, String)>,
+    /// Nothing to do, and no error, for those not there (`--ignore-not-found`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_exists: bool,
 }
 
 /// Deletes the port attached for `netns`, releases its address and

@@ -215,6 +215,58 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// What the API server would refuse in it, for policies that did not
+    /// come through `vswitch-kube` (a raw control request).
+    pub fn check(&self) -> Result<(), String> {
+        check_name("namespace", &self.namespace)?;
+        check_name("name", &self.name)?;
+        let selector = |s: &Selector| -> Result<(), String> {
+            s.match_labels.iter().try_for_each(|(k, v)| check_label(k, v))?;
+            for e in &s.match_expressions {
+                let wants_values = matches!(e.operator, Operator::In | Operator::NotIn);
+                if wants_values == e.values.is_empty() {
+                    return Err(format!(
+                        "selector on {:?}: {:?} {} values",
+                        e.key,
+                        e.operator,
+                        if wants_values { "needs" } else { "takes no" }
+                    ));
+                }
+                e.values.iter().try_for_each(|v| check_label(&e.key, v))?;
+            }
+            Ok(())
+        };
+        selector(&self.pod_selector)?;
+        for rule in self.ingress.iter().chain(&self.egress).flatten() {
+            for peer in &rule.peers {
+                match peer {
+                    Peer::Pods { pods, namespaces } => {
+                        pods.iter().chain(namespaces).try_for_each(selector)?;
+                    }
+                    Peer::Block { cidr, except } => {
+                        if let Some(e) = except
+                            .iter()
+                            .find(|e| !(cidr.contains(*e) && e.prefix_len() > cidr.prefix_len()))
+                        {
+                            return Err(format!("except {e} is not strictly inside {cidr}"));
+                        }
+                    }
+                }
+            }
+            for p in &rule.ports {
+                match (p.port, p.end_port) {
+                    (Some(0), _) => return Err("port 0 is not a port".into()),
+                    (None, Some(_)) => return Err("endPort needs a port".into()),
+                    (Some(a), Some(b)) if b < a => return Err(format!("endPort {b} is below port {a}")),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which way a connection goes for the attachment a policy selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

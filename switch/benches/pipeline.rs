@@ -90,6 +90,7 @@ fn world(routed: bool, guard: Option<SourceGuard>) -> World {
             vnet_hdr: true,
             guard: if slot == 0 { guard } else { None },
             uplink: false,
+            policy: None,
         }));
     }
     let bridges: &[BridgeSpec] = if routed {
@@ -116,6 +117,7 @@ fn world(routed: bool, guard: Option<SourceGuard>) -> World {
             ports: ports.to_vec(),
             l3,
             tunnel: None,
+            policy_zone: 0,
         }));
     }
     let mut scratch = Scratch::default();

@@ -279,7 +279,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     .filter(|(_, home)| home.is_gone())
                     .map(|(uid, _)| uid)
                     .collect();
-                let (fdbs, neighs, ct) = {
+                let (fdbs, neighs, ct, policy_ct) = {
                     let mut m = manager.lock().unwrap_or_else(PoisonError::into_inner);
                     // Handoff ports a runtime has moved since (Docker).
                     if m.moves_pending() {
@@ -290,7 +290,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     }
                     m.expire_captures();
                     m.expire_traces();
-                    (m.fdbs(), m.neigh_tables(), m.conntrack())
+                    (m.fdbs(), m.neigh_tables(), m.conntrack(), m.policy_conntrack())
                 };
                 let now = clock::now_ms();
                 for fdb in fdbs {
@@ -300,6 +300,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     neigh.sweep(now);
                 }
                 ct.sweep(now);
+                policy_ct.sweep(now);
             })?;
     }
     info!(socket = %args.socket.display(), state_dir = %args.state_dir.display(), cores = ?cores, "vswitchd ready");

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ipnet::Ipv4Net;
 use vswitch_nat::table::ConnTable;
+use vswitch_policy::Compiled;
 use vswitch_vxlan::Vni;
 
 use crate::port::LivePort;
@@ -93,6 +94,9 @@ pub struct PortSlot {
     pub vnet_hdr: bool,
     /// The port may send only as itself (its lease's MAC and address).
     pub guard: Option<SourceGuard>,
+    /// The port's attachment is isolated by a network policy: its index
+    /// among [`PolicyView`]'s members.
+    pub policy: Option<u32>,
 }
 
 pub struct BridgeSlot {
@@ -103,6 +107,22 @@ pub struct BridgeSlot {
     pub l3: Option<BridgeL3>,
     /// The VXLAN tunnel, for a bridge stretched over hosts.
     pub tunnel: Option<TunnelL2>,
+    /// The zone its policy connections are tracked in: one for all the
+    /// bridges routed to each other, so both ends of a routed connection
+    /// find it.
+    pub policy_zone: u16,
+}
+
+/// Network policies compiled against every attachment (see
+/// `pipeline::policy`).
+pub struct PolicyView {
+    pub compiled: Arc<Compiled>,
+    /// An attachment's index among the members by (policy zone, address).
+    pub members: hashbrown::HashMap<(u16, Ipv4Addr), u32>,
+    /// Connections allowed so far, each marked with the generation that
+    /// allowed it: one of an older generation is judged again.
+    pub ct: Arc<ConnTable>,
+    pub generation: u64,
 }
 
 /// A bridge's VXLAN tunnel: one more member of the bridge, whose far side
@@ -186,6 +206,9 @@ pub struct Snapshot {
     /// Some bridge has a tunnel: only then does a batch pass the tunnel
     /// stage's outbound step.
     pub tunnels: bool,
+    /// Some attachment is isolated: only then do batches pass the policy
+    /// stages.
+    pub policy: Option<PolicyView>,
 }
 
 impl Snapshot {

@@ -124,10 +124,13 @@ pub enum DropReason {
     FragNoFirst,
     /// No room to remember a fragmented datagram's translation.
     FragTableFull,
+    /// To or from an attachment a network policy isolates, and no rule of
+    /// its policies allows it (or not IPv4 nor ARP).
+    PolicyDenied,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 41;
+    pub const COUNT: usize = 42;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::BadVnetHdr,
@@ -170,6 +173,7 @@ impl DropReason {
         DropReason::SlowPathLimit,
         DropReason::FragNoFirst,
         DropReason::FragTableFull,
+        DropReason::PolicyDenied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -215,6 +219,7 @@ impl DropReason {
             DropReason::SlowPathLimit => "slow-path-limit",
             DropReason::FragNoFirst => "frag-no-first",
             DropReason::FragTableFull => "frag-table-full",
+            DropReason::PolicyDenied => "policy-denied",
         }
     }
 

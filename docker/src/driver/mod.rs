@@ -356,6 +356,9 @@ impl Driver {
             handoff: true,
             default_route: None,
             allow_any_src: false,
+            name: None,
+            namespace: None,
+            labels: Default::default(),
         }))?;
         let Reply::Attached(attached) = reply else {
             return Err(DriverError::Invalid(

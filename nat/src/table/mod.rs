@@ -79,6 +79,9 @@ pub struct Conn {
     /// The container address the connection counts against, in its zone.
     owner: (u16, Ipv4Addr),
     state: Mutex<State>,
+    /// The user's word on the connection, 0 until set: the policy stages
+    /// keep here the generation of the policies that allowed it.
+    pub mark: AtomicU64,
 }
 
 impl Conn {
@@ -302,6 +305,11 @@ impl ConnTable {
         }
     }
 
+    /// Takes a connection out of the table (a policy no longer allows it).
+    pub fn forget(&self, conn: &Arc<Conn>) {
+        self.remove(conn);
+    }
+
     /// Takes a connection out of both indexes.
     fn remove(&self, conn: &Arc<Conn>) {
         let mut gone = false;
@@ -426,6 +434,7 @@ impl ConnTable {
             reply,
             owner,
             state: Mutex::new(state),
+            mark: AtomicU64::new(0),
         });
         {
             let mut st = conn.state();

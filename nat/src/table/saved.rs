@@ -90,6 +90,7 @@ impl ConnTable {
                     replied: s.replied,
                     expires_ms: now_ms + left,
                 }),
+                mark: std::sync::atomic::AtomicU64::new(0),
             });
             self.shard(&orig).insert(orig, (conn.clone(), Dir::Original));
             self.shard(&reply).insert(reply, (conn, Dir::Reply));

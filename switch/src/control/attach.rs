@@ -42,6 +42,9 @@ impl Manager {
             handoff,
             default_route,
             allow_any_src,
+            name,
+            namespace,
+            labels,
         } = request;
         let default_route = default_route.unwrap_or(true);
         let (br, subnet) = self.routed_bridge(&bridge)?;
@@ -107,16 +110,28 @@ impl Manager {
         config.allow_any_src = allow_any_src;
         let mtu = overlay_mtu(&self.desired, &bridge);
         let owner = owner.or_else(|| lease.as_ref().and_then(|l| l.owner.clone()));
+        // Who policies see: as asked, else as the lease was.
+        let name = name.or_else(|| lease.as_ref().and_then(|l| l.name.clone()));
+        let namespace = namespace.or_else(|| lease.as_ref().and_then(|l| l.namespace.clone()));
+        let labels = match (labels.is_empty(), &lease) {
+            (true, Some(l)) => l.labels.clone(),
+            _ => labels,
+        };
+        let identity = Lease {
+            ip,
+            netns: netns.clone(),
+            port: port.clone(),
+            owner: owner.clone(),
+            no_default_route: !default_route,
+            name,
+            namespace,
+            labels,
+        };
+        super::policy::check_identity(&self.desired, &identity)?;
         self.commit(|txn| {
             let leases = &mut txn.bridge_mut(&bridge)?.leases;
             leases.retain(|l| l.netns != netns);
-            leases.push(Lease {
-                ip,
-                netns: netns.clone(),
-                port: port.clone(),
-                owner: owner.clone(),
-                no_default_route: !default_route,
-            });
+            leases.push(identity);
             // Validates the lease with the port, before the device exists.
             txn.add_port(&bridge, config)?;
             if handoff {

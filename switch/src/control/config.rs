@@ -11,6 +11,7 @@
 //! (devices, FDB, counters) are not part of it; vswitchd rebuilds them from
 //! it.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vswitch_ctl::{Ipv4Net, MacAddr};
 use vswitch_nat::tuple::Proto;
+use vswitch_policy::model::{Labels, Policy, DEFAULT_NAMESPACE};
 
 pub(super) const STATE_VERSION: u32 = 1;
 pub const DEFAULT_AGING_SECS: u64 = 300;
@@ -173,6 +175,13 @@ pub struct DesiredState {
     /// Pairs of bridges routed to each other (`vsctl link-br`).
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    /// Network policies, in the order applied (`vsctl apply -f`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+    /// Labels users gave namespaces (`label-namespace`, `apply -f` of a
+    /// Namespace); a namespace not here has only its name label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespaces: BTreeMap<String, Labels>,
 }
 
 impl Default for DesiredState {
@@ -181,6 +190,8 @@ impl Default for DesiredState {
             version: STATE_VERSION,
             bridges: Vec::new(),
             links: Vec::new(),
+            policies: Vec::new(),
+            namespaces: BTreeMap::new(),
         }
     }
 }
@@ -294,6 +305,28 @@ pub struct Lease {
     /// The namespace's default route is not via this bridge's gateway.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_default_route: bool,
+    /// Who policies see (`vsctl attach --name --namespace --label`):
+    /// unset name and namespace read as the netns's and `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+impl Lease {
+    /// Its name for policies: the one given, else the netns's (the last
+    /// part of a path).
+    pub fn name(&self) -> &str {
+        self.name
+            .as_deref()
+            .unwrap_or_else(|| self.netns.rsplit('/').next().unwrap_or(&self.netns))
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,6 +397,8 @@ pub(super) mod tests {
         DesiredState {
             version: STATE_VERSION,
             links: vec![("br0".into(), "br1".into())],
+            policies: Vec::new(),
+            namespaces: BTreeMap::new(),
             bridges: vec![BridgeConfig {
                 name: "br0".into(),
                 aging_secs: 300,
@@ -377,6 +412,9 @@ pub(super) mod tests {
                     port: "p1".into(),
                     owner: None,
                     no_default_route: false,
+                    name: None,
+                    namespace: None,
+                    labels: Labels::new(),
                 }]
                 .into(),
                 uplink: Some(UplinkConfig {

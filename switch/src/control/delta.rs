@@ -11,11 +11,14 @@
 //! [`Delta::between`] returns `None` and the store writes the whole state.
 
 use hashbrown::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::net::Ipv4Addr;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use vswitch_policy::model::{Labels, Policy};
 
 use super::config::{BridgeConfig, DesiredState, L4Proto, Lease, PortConfig, Published, Shared};
 
@@ -31,6 +34,12 @@ pub struct Delta {
     /// The links, when they changed (a short list: whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<(String, String)>>,
+    /// The network policies, when they changed (whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<Policy>>,
+    /// The namespaces' labels, when they changed (whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<BTreeMap<String, Labels>>,
 }
 
 /// What changed in one bridge.
@@ -265,6 +274,8 @@ impl Delta {
             del_bridges,
             bridges,
             links: (old.links != new.links).then(|| new.links.clone()),
+            policies: (old.policies != new.policies).then(|| new.policies.clone()),
+            namespaces: (old.namespaces != new.namespaces).then(|| new.namespaces.clone()),
         })
     }
 
@@ -290,6 +301,12 @@ impl Delta {
         }
         if let Some(links) = self.links {
             state.links = links;
+        }
+        if let Some(policies) = self.policies {
+            state.policies = policies;
+        }
+        if let Some(namespaces) = self.namespaces {
+            state.namespaces = namespaces;
         }
         Ok(())
     }

@@ -36,6 +36,11 @@ impl Manager {
                 }
                 Ok(Reply::Attachments(self.list_attachments()))
             }
+            Request::Label(r) => done(self.label(r)),
+            Request::LabelNamespace(r) => done(self.label_namespace(r)),
+            Request::ApplyPolicies(r) => self.apply_policies(r).map(Reply::Applied),
+            Request::DeletePolicies(r) => self.delete_policies(r).map(Reply::Deleted),
+            Request::ListPolicies => Ok(Reply::Policies(self.list_policies())),
             Request::LinkBr(r) => done(self.link_br(&r.a, &r.b, true)),
             Request::UnlinkBr(r) => done(self.link_br(&r.a, &r.b, false)),
             Request::NeighShow(r) => self.neigh_show(r.bridge.as_deref()).map(Reply::Neigh),

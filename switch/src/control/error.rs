@@ -142,6 +142,22 @@ pub enum ControlError {
     CaptureRunning(String),
     #[error("no capture runs on port '{0}' (it stopped: its count was reached, or nobody read it for 10 s)")]
     NoCapture(String),
+    #[error("{0}")]
+    BadLabel(String),
+    #[error("{0}")]
+    BadName(String),
+    #[error("no attachment is named {namespace}/{name} (list-attachments shows who is attached)")]
+    NoAttachment { namespace: String, name: String },
+    #[error("{namespace}/{name} is already the name of the attachment of netns '{netns}' (give --name)")]
+    NameTaken {
+        namespace: String,
+        name: String,
+        netns: String,
+    },
+    #[error("network policy {0} does not exist (list-policies shows them)")]
+    NoPolicy(String),
+    #[error("network policy {key}: {why}")]
+    BadPolicy { key: String, why: String },
     #[error("cannot save the connection table to {path}")]
     CtSave {
         path: String,

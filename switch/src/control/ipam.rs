@@ -38,6 +38,7 @@ pub(super) fn lease_mac(ip: Ipv4Addr) -> MacAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vswitch_policy::model::Labels;
 
     fn lease(ip: &str) -> Lease {
         Lease {
@@ -46,6 +47,9 @@ mod tests {
             port: String::new(),
             owner: None,
             no_default_route: false,
+            name: None,
+            namespace: None,
+            labels: Labels::new(),
         }
     }
 

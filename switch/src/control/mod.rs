@@ -36,6 +36,7 @@ mod error;
 mod exists;
 mod ipam;
 mod nat;
+mod policy;
 mod ports;
 mod restore;
 mod runtime;
@@ -168,6 +169,9 @@ pub struct Manager {
     next_uid: u64,
     /// Every bridge's connections; the zone (bridge slot) keeps them apart.
     ct: Arc<ConnTable>,
+    /// Connections to and from attachments network policies isolate, in
+    /// their policy zones (`pipeline::policy`).
+    policy_ct: Arc<ConnTable>,
     /// After a start without a saved connection table, how long
     /// established TCP flows are picked up mid-stream.
     pickup: Duration,
@@ -176,6 +180,16 @@ pub struct Manager {
     /// Changes committed and saves that failed, since the start.
     changes: u64,
     save_failures: u64,
+}
+
+/// The policy stages' connection table: as large as the NAT one, and
+/// always picking up established TCP mid-stream, so that isolating an
+/// attachment keeps the connections its policies allow (their first
+/// packet seen is then evaluated as a new connection would be).
+fn policy_table(nat: &ConnTable) -> ConnTable {
+    let table = ConnTable::new(nat.max_entries());
+    table.pick_up_until(u64::MAX);
+    table
 }
 
 /// Mid-stream pickup after a crash, unless told otherwise.
@@ -199,6 +213,7 @@ impl Manager {
             cell,
             generation: 0,
             next_uid: 1,
+            policy_ct: Arc::new(policy_table(&conntrack)),
             ct: Arc::new(conntrack),
             pickup: DEFAULT_PICKUP,
             batch: None,
@@ -217,6 +232,11 @@ impl Manager {
     /// The connection table, for housekeeping.
     pub fn conntrack(&self) -> Arc<ConnTable> {
         self.ct.clone()
+    }
+
+    /// The table of connections network policies allowed, for housekeeping.
+    pub fn policy_conntrack(&self) -> Arc<ConnTable> {
+        self.policy_ct.clone()
     }
 
     /// The tables housekeeping ages.

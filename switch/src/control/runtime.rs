@@ -52,6 +52,9 @@ impl Manager {
                         .filter(|r| r.to_ip == lease.ip)
                         .map(|&r| PublishRule::from(r))
                         .collect(),
+                    namespace: lease.namespace().to_string(),
+                    name: lease.name().to_string(),
+                    labels: lease.labels.clone(),
                 });
             }
         }

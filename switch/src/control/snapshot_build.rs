@@ -32,6 +32,8 @@ pub(super) fn same_snapshot(old: &DesiredState, new: &DesiredState) -> bool {
             && settings(a) == settings(b)
     };
     old.links == new.links
+        && old.policies == new.policies
+        && old.namespaces == new.namespaces
         && old.bridges.len() == new.bridges.len()
         && (old.bridges.iter().zip(&new.bridges)).all(|(a, b)| same_bridge(a, b))
 }
@@ -42,6 +44,15 @@ impl Manager {
             generation: self.generation,
             ..Default::default()
         };
+        let zones = self.policy_zones();
+        let mut port_members = HashMap::new();
+        snap.policy = super::policy::policy_view(
+            &self.desired,
+            &zones,
+            &self.policy_ct,
+            self.generation,
+            &mut port_members,
+        );
         for (name, br) in &self.bridges {
             let slot = br.slot as usize;
             if snap.bridges.len() <= slot {
@@ -52,6 +63,7 @@ impl Manager {
                 ports: Vec::new(),
                 l3: self.bridge_l3(name),
                 tunnel: self.desired.bridge(name).and_then(|c| self.tunnel_l2(c)),
+                policy_zone: zones.get(name).copied().unwrap_or(br.slot as u16),
             });
         }
         // Guards by port name, in one pass over ports and leases (a bridge
@@ -80,6 +92,7 @@ impl Manager {
                 vnet_hdr: live.io.has_vnet_hdr(),
                 uplink: entry.uplink,
                 guard: guards.get(live.name.as_str()).copied(),
+                policy: port_members.get(live.name.as_str()).copied(),
             });
             if let Some(Some(b)) = snap.bridges.get_mut(br.slot as usize).filter(|_| !entry.uplink) {
                 b.ports.push(entry.slot);
@@ -97,6 +110,40 @@ impl Manager {
             snap.rx_assign[i % threads].push(slot);
         }
         snap
+    }
+
+    /// Each bridge's policy zone: the lowest slot among the bridges it is
+    /// routed with (linked, or sharing a way out), transitively, so a
+    /// routed connection is one connection at both its ends.
+    fn policy_zones(&self) -> HashMap<String, u16> {
+        let mut zone: HashMap<String, u16> = (self.bridges.iter())
+            .map(|(name, b)| (name.clone(), b.slot as u16))
+            .collect();
+        let mut edges: Vec<(&str, &str)> = self
+            .desired
+            .links
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        edges.extend(self.desired.bridges.iter().map(|b| (b.name.as_str(), b.way_out())));
+        // Relax until nothing moves: a handful of bridges, a few rounds.
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for &(a, b) in &edges {
+                let (Some(za), Some(zb)) = (zone.get(a).copied(), zone.get(b).copied()) else {
+                    continue;
+                };
+                let low = za.min(zb);
+                for name in [a, b] {
+                    if let Some(z) = zone.get_mut(name).filter(|z| **z != low) {
+                        *z = low;
+                        moved = true;
+                    }
+                }
+            }
+        }
+        zone
     }
 
     /// The source guard of port `port` of `bridge` (see [`guard`]).

@@ -14,9 +14,11 @@
 //! | classify | `classify` | headers checked once, offsets recorded; to `L2` (member port) or `Underlay` (uplink) |
 //! | guard | `guard` | a guarded port speaks only as its lease |
 //! | settle | `l4sum` | checksums a port without a virtio-net header left unfinished |
+//! | policy out | `policy` | what an isolated attachment sends, by its policies (and the acceptor's) |
 //! | tunnel in | `decap` | an uplink's VXLAN opened and switched in its bridge; the rest to `L3` |
 //! | switch | `l2` | learn the source, forward, flood, or to `L3` (the gateway) |
 //! | route | `l3` (+ `nat`) | ARP, ICMP, NAT, routing, TTL, next hop or `Hold` |
+//! | policy in | `policy` | what goes to an isolated attachment, by its policies (and the opener's) |
 //! | tunnel out | `encap` | frames for remote VTEPs to the underlay; floods replicated |
 //! | hold | `hold`, `frags` | frames waiting for a next hop's MAC or their first fragment |
 //! | tx | `tx` (+ `encap::seal`, `encap::cut`) | queues per port, one burst each |
@@ -46,6 +48,7 @@ pub mod l4sum;
 mod memo;
 pub mod nat;
 mod observe;
+pub mod policy;
 pub mod scratch;
 mod tx;
 
@@ -75,12 +78,14 @@ pub fn run_batch(
     classify::pass(batch, &at, v);
     guard::pass(batch, &at, v);
     l4sum::pass(batch, &at, v);
+    policy::outbound(batch, &at, v);
     observe::classified(traced, v, trace);
     let routed = decap::pass(batch, &at, v) | l2::pass(batch, &at, v);
     observe::switched(traced, v, trace);
     if routed {
         l3::pass(batch, &at, v);
     }
+    policy::inbound(batch, &at, v);
     encap::pass(&at, batch, pool, v);
     observe::decided(&at, traced, batch, v, trace);
     if routed || snap.tunnels {

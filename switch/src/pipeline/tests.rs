@@ -82,6 +82,7 @@ impl World {
                 vnet_hdr: true,
                 guard: None,
                 uplink: false,
+                policy: None,
             }));
             members[bridge as usize].push(slot);
         }
@@ -91,6 +92,7 @@ impl World {
                 ports,
                 l3: None,
                 tunnel: None,
+                policy_zone: 0,
             }));
         }
         let mut scratch = Scratch::default();
@@ -227,6 +229,7 @@ fn an_entry_for_a_deleted_port_is_not_used() {
         vnet_hdr: true,
         guard: None,
         uplink: false,
+        policy: None,
     });
     w.sent(0);
     w.sent(2);

@@ -68,8 +68,12 @@ fn queue(snap: &Snapshot, counters: Option<&PortCounters>, batch: &Batch, scratc
             Verdict::Flood { bridge, from } => {
                 let except = from.except();
                 let mut sent = false;
+                // Isolated attachments get floods only if ARP (`policy`).
+                let arp = snap.policy.is_none() || batch.frames().get(i).is_some_and(is_arp);
                 for &slot in snap.bridge(bridge).map(|b| b.ports.as_slice()).unwrap_or(&[]) {
-                    let usable = snap.port(slot).is_some_and(|p| p.port.fault().is_none());
+                    let usable = snap
+                        .port(slot)
+                        .is_some_and(|p| p.port.fault().is_none() && (arp || p.policy.is_none()));
                     if Some(slot) != except && usable {
                         sent |= scratch.enqueue(slot, i);
                     }
@@ -80,6 +84,13 @@ fn queue(snap: &Snapshot, counters: Option<&PortCounters>, batch: &Batch, scratc
             }
         }
     }
+}
+
+fn is_arp(frame: &crate::packet::Frame) -> bool {
+    let offset = frame.meta.eth_offset.map_or(0, usize::from);
+    let data = frame.data().get(offset..).unwrap_or_default();
+    smoltcp::wire::EthernetFrame::new_checked(data)
+        .is_ok_and(|eth| eth.ethertype() == smoltcp::wire::EthernetProtocol::Arp)
 }
 
 /// Sends the frames of `queue` out of port `out`, in order: runs of frames

@@ -161,8 +161,17 @@ pub enum Command {
         /// No source guard: the port may send from any MAC and address (a router, VMs behind it).
         #[arg(long)]
         allow_any_src: bool,
+        /// The attachment's name, as network policies and `label` name it (default: the netns's).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Its namespace, as Kubernetes' (default: "default").
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+        /// A label policies select by; repeat for more.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::policy::parse_label)]
+        labels: Vec<(String, String)>,
     },
-    /// List attached namespaces with their owner, port, address and published ports.
+    /// List attached namespaces with their owner, port, address, published ports and labels.
     #[command(alias = "list-attach")]
     ListAttachments,
     /// Detach a namespace: delete its port and release its address.
@@ -171,6 +180,48 @@ pub enum Command {
         bridge: String,
         #[command(flatten)]
         netns: NetnsArg,
+    },
+    /// Change an attachment's labels: `label NS/NAME app=web tier-` (KEY=VALUE sets, KEY- removes).
+    Label {
+        /// The attachment, NAMESPACE/NAME (or NAME in "default").
+        target: String,
+        /// KEY=VALUE to set (a value there already is replaced), KEY- to remove.
+        #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
+        changes: Vec<String>,
+    },
+    /// Change a namespace's labels, which namespaceSelectors see: `label-namespace prod env=prod`.
+    LabelNamespace {
+        /// The namespace.
+        namespace: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
+        changes: Vec<String>,
+    },
+    /// Create or replace NetworkPolicies (and Namespaces' labels) from Kubernetes manifests, YAML or JSON; all or nothing.
+    Apply {
+        /// The manifest file ('-': standard input).
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete NetworkPolicies: `delete networkpolicy NS/NAME...` or `delete -f FILE`.
+    Delete {
+        /// networkpolicy (also netpol, networkpolicies), then the policies as NAMESPACE/NAME or NAME (in "default").
+        #[arg(value_name = "KIND NAME")]
+        names: Vec<String>,
+        /// Delete the NetworkPolicies this manifest defines ('-': standard input).
+        #[arg(short = 'f', long = "filename", value_name = "FILE", conflicts_with = "names")]
+        file: Option<PathBuf>,
+        /// No error for policies that are not there (also --if-exists).
+        #[arg(long)]
+        ignore_not_found: bool,
+    },
+    /// List network policies with the attachments each selects.
+    #[command(alias = "list-policy")]
+    ListPolicies,
+    /// One network policy's rules as vswitch reads them, and the attachments it selects.
+    ShowPolicy {
+        /// NAMESPACE/NAME (or NAME in "default").
+        target: String,
     },
     /// Allow routing between two bridges (off by default).
     LinkBr {

@@ -18,6 +18,7 @@ mod args;
 mod capture;
 mod command;
 mod get;
+mod policy;
 mod print;
 mod trace;
 use args::{IpChoice, NatMode, Setting, Table};
@@ -156,7 +157,7 @@ fn transaction(segments: &[&[OsString]]) -> anyhow::Result<()> {
     for (i, cli) in clis.into_iter().enumerate() {
         if matches!(
             cli.command,
-            Command::Trace { .. } | Command::Capture { .. } | Command::Get { .. }
+            Command::Trace { .. } | Command::Capture { .. } | Command::Get { .. } | Command::ShowPolicy { .. }
         ) {
             anyhow::bail!(
                 "command {} ({}): capture and trace stream, get reads as it goes; run them on their own",
@@ -356,6 +357,9 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             owner,
             no_default_route,
             allow_any_src,
+            name,
+            namespace,
+            labels,
         } => Request::Attach(req::Attach {
             bridge,
             netns: netns.name()?,
@@ -370,7 +374,23 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             handoff: false,
             default_route: Some(!no_default_route),
             allow_any_src,
+            name,
+            namespace,
+            labels: labels.into_iter().collect(),
         }),
+        Command::Label { target, changes } => policy::label(&target, &changes)?,
+        Command::LabelNamespace { namespace, changes } => policy::label_namespace(namespace, &changes)?,
+        Command::Apply { file } => policy::apply(&file)?,
+        Command::Delete {
+            names,
+            file,
+            ignore_not_found,
+        } => policy::delete(&names, file.as_deref(), ignore_not_found || idem.if_exists())?,
+        Command::ListPolicies => Request::ListPolicies,
+        Command::ShowPolicy { target } => {
+            policy::show(daemon, &target, cli.json)?;
+            return Ok(None);
+        }
         Command::ListAttachments => Request::ListAttachments,
         Command::Detach { bridge, netns } => Request::Detach(req::Detach {
             bridge,

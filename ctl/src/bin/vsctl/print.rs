@@ -62,6 +62,13 @@ pub fn print_reply(reply: &Reply) {
         Reply::Vteps(tunnels) => print_tunnels(tunnels),
         Reply::Networks(nets) => print_networks(nets),
         Reply::Attachments(list) => print_attachments(list),
+        Reply::Policies(list) => crate::policy::print_policies(list),
+        Reply::Applied(a) => crate::policy::print_applied(a),
+        Reply::Deleted(keys) => {
+            for k in keys {
+                println!("networkpolicy.networking.k8s.io/{k} deleted");
+            }
+        }
         Reply::Cluster(Some(info)) => print_cluster(info),
         Reply::Cluster(None) => println!("not in a cluster (vswitchd was started without --cluster)"),
     }
@@ -94,6 +101,8 @@ fn print_attachments(list: &[AttachmentInfo]) {
         for r in &a.published {
             println!("{:<14} publishes {} {} -> {}", "", r.proto, r.port, r.to_port);
         }
+        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("{:<14} {}/{} {}", "", a.namespace, a.name, labels.join(","));
     }
     if list.iter().any(|a| !a.moved) {
         println!("(* still in vswitchd's namespace: the runtime has not moved it yet)");

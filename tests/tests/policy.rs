@@ -1,0 +1,362 @@
+//! Network policy end to end: Kubernetes NetworkPolicy manifests applied
+//! with `vsctl apply -f`, enforced on real namespaces, observed with real
+//! ping, TCP and UDP clients, and a raw Ethernet sender.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use vswitch_tests::{require_root, run_ok, Background, Netns, Switch};
+
+/// Attaches `ns` to br0 as `namespace/name` with `labels`; its address.
+fn attach(sw: &Switch, ns: &Netns, namespace: &str, name: &str, labels: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "attach",
+        "br0",
+        ns.name.as_str(),
+        "--name",
+        name,
+        "--namespace",
+        namespace,
+    ];
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    let reply = sw.json(&args);
+    let field = |k: &str| reply[k].as_str().unwrap_or_default().to_string();
+    (field("ip"), field("port"))
+}
+
+/// Applies a manifest given as text; vsctl's output.
+fn apply(sw: &Switch, manifest: &str) -> String {
+    let path = std::env::temp_dir().join(format!("vs-policy-{}.yaml", vswitch_tests::unique("m")));
+    std::fs::write(&path, manifest).expect("manifest written");
+    let out = sw.ok(&["apply", "-f", path.to_str().unwrap_or_default()]);
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+/// TCP listeners on `ports` in `ns`, each answering a line with "ok".
+fn serve_tcp(ns: &Netns, ports: &[u16]) -> Background {
+    let script = format!(
+        "import socket, threading\n\
+         def serve(port):\n\
+         \x20   s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         \x20   s.bind(('0.0.0.0', port)); s.listen(16)\n\
+         \x20   while True:\n\
+         \x20       c, _ = s.accept()\n\
+         \x20       threading.Thread(target=talk, args=(c,), daemon=True).start()\n\
+         def talk(c):\n\
+         \x20   f = c.makefile('rwb', 0)\n\
+         \x20   try:\n\
+         \x20       for line in f: f.write(b'ok\\n')\n\
+         \x20   except OSError: pass\n\
+         for p in {ports:?}: threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
+         threading.Event().wait()\n"
+    );
+    let child = ns
+        .cmd("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3");
+    sleep(Duration::from_millis(400));
+    Background(child)
+}
+
+/// A UDP listener on `port` in `ns` answering every datagram with "ok".
+fn serve_udp(ns: &Netns, port: u16) -> Background {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', {port}))\n\
+         while True:\n\
+         \x20   d, a = s.recvfrom(2048); s.sendto(b'ok', a)\n"
+    );
+    let child = ns.cmd("python3").args(["-c", &script]).spawn().expect("python3");
+    sleep(Duration::from_millis(300));
+    Background(child)
+}
+
+/// Does a TCP connection from `ns` to `ip:port` open and get an answer?
+fn tcp_ok(ns: &Netns, ip: &str, port: u16) -> bool {
+    let script = format!(
+        "import socket, sys\n\
+         try:\n\
+         \x20   s = socket.create_connection(('{ip}', {port}), timeout=1.5); s.sendall(b'hi\\n')\n\
+         \x20   sys.exit(0 if s.recv(16) == b'ok\\n' else 1)\n\
+         except OSError: sys.exit(1)\n"
+    );
+    ns.cmd("python3")
+        .args(["-c", &script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn udp_ok(ns: &Netns, ip: &str, port: u16) -> bool {
+    let script = format!(
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.5)\n\
+         s.sendto(b'hi', ('{ip}', {port}))\n\
+         try: sys.exit(0 if s.recv(16) == b'ok' else 1)\n\
+         except OSError: sys.exit(1)\n"
+    );
+    ns.cmd("python3")
+        .args(["-c", &script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// One echo request with identifier `id`; true if answered.
+fn ping_id(ns: &Netns, ip: &str, id: u16) -> bool {
+    ns.cmd("ping")
+        .args(["-c", "1", "-W", "1", "-q", "-e", &id.to_string(), ip])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Sends three raw Ethernet frames of ethertype 0x88b5 (local
+/// experimental) from `ns`'s eth0 to `mac`.
+fn send_raw(ns: &Netns, mac: &str) {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('eth0', 0))\n\
+         src = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))\n\
+         dst = bytes.fromhex('{}')\n\
+         for _ in range(3): s.send(dst + src + b'\\x88\\xb5' + b'raw frame past policy'.ljust(46, b'.'))\n",
+        mac.replace(':', "")
+    );
+    run_ok(ns.cmd("python3").args(["-c", &script]));
+}
+
+const DENY_WEB: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-web, namespace: shop}
+spec:
+  podSelector:
+    matchLabels: {app: web}
+";
+
+const ALLOW_CLIENT: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-client, namespace: shop}
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  ingress:
+    - from:
+        - podSelector:
+            matchLabels: {app: client}
+      ports:
+        - {protocol: TCP, port: 8000, endPort: 8080}
+        - {protocol: UDP, port: 5353}
+";
+
+#[test]
+fn ingress_policy_isolates_by_labels_ports_and_keeps_replies() {
+    require_root();
+    let mut sw = Switch::start("policy-in", "0");
+    sw.ok(&["add-br", "br0", "--subnet", "10.191.0.0/24"]);
+    let (web, client, other) = (Netns::new("pw"), Netns::new("pc"), Netns::new("po"));
+    let (web_ip, _) = attach(&sw, &web, "shop", "web", &["app=web"]);
+    let (client_ip, client_port) = attach(&sw, &client, "shop", "client", &["app=client"]);
+    let (_, other_port) = attach(&sw, &other, "shop", "other", &["app=other"]);
+    let _tcp = serve_tcp(&web, &[8080, 8081]);
+    let _udp = serve_udp(&web, 5353);
+
+    // No policy: everyone reaches web.
+    assert!(client.ping(&web_ip, 1) && other.ping(&web_ip, 1));
+    assert!(tcp_ok(&other, &web_ip, 8081));
+
+    // Default deny for app=web, ingress only (the policyTypes default).
+    let out = apply(&sw, DENY_WEB);
+    assert!(
+        out.contains("networkpolicy.networking.k8s.io/shop/deny-web created"),
+        "{out}"
+    );
+    assert!(!client.ping(&web_ip, 1), "web is isolated");
+    assert!(!tcp_ok(&other, &web_ip, 8080));
+    assert!(sw.port_counter(&client_port, "drops.policy-denied") >= 1);
+    // Its own connections out, and the node (gateway), still work, with
+    // their replies.
+    assert!(web.ping(&client_ip, 2), "egress is not isolated; the replies come back");
+    assert!(web.ping("10.191.0.1", 1), "the node always reaches its pods");
+    // Cilium's advisory: an echo request inbound with the identifier of
+    // an echo web sent out is no reply.
+    assert!(ping_id(&web, &client_ip, 4242));
+    assert!(
+        !ping_id(&client, &web_ip, 4242),
+        "an inbound echo with an outbound echo's id"
+    );
+
+    // Allow app=client on a port range and one UDP port.
+    apply(&sw, ALLOW_CLIENT);
+    assert!(tcp_ok(&client, &web_ip, 8080), "a port in 8000-8080");
+    assert!(!tcp_ok(&client, &web_ip, 8081), "outside the range");
+    assert!(udp_ok(&client, &web_ip, 5353), "the UDP port, and its reply");
+    assert!(!client.ping(&web_ip, 1), "the rule names ports: no ICMP");
+    assert!(!tcp_ok(&other, &web_ip, 8080), "app=other is no client");
+    // Changing other's labels makes it a client, at once.
+    sw.ok(&["label", "shop/other", "app=client"]);
+    assert!(tcp_ok(&other, &web_ip, 8080));
+    sw.ok(&["label", "shop/other", "app=other"]);
+    assert!(!tcp_ok(&other, &web_ip, 8080));
+
+    // Raw Ethernet to an isolated container is dropped and counted (Docker's
+    // enable_icc=false lets it through).
+    let web_mac = web.mac("eth0").expect("web's MAC");
+    let before = sw.port_counter(&other_port, "drops.policy-denied");
+    let watch = web.tcpdump("eth0", 1, "ether proto 0x88b5");
+    send_raw(&other, &web_mac);
+    let seen = watch.finish(Duration::from_secs(2));
+    assert!(!seen.contains("0x88b5"), "a raw frame reached web: {seen}");
+    assert!(sw.port_counter(&other_port, "drops.policy-denied") >= before + 3);
+
+    // An open connection is cut when the policy that allowed it goes.
+    let long = client
+        .cmd("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket, time\n\
+                 s = socket.create_connection(('{web_ip}', 8080), timeout=1.5); f = s.makefile('rwb', 0)\n\
+                 f.write(b'1\\n'); print('first', f.readline().strip().decode(), flush=True)\n\
+                 time.sleep(2.5)\n\
+                 try:\n\
+                 \x20   f.write(b'2\\n'); print('second', f.readline().strip().decode() or 'closed', flush=True)\n\
+                 except OSError: print('second cut', flush=True)\n"
+            ),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    sleep(Duration::from_millis(1000));
+    sw.ok(&["delete", "networkpolicy", "shop/allow-client"]);
+    let said = Background(long).finish(Duration::from_secs(8));
+    assert!(said.contains("first ok"), "{said}");
+    assert!(said.contains("second cut"), "the connection lived on: {said}");
+
+    // What the user sees.
+    apply(&sw, ALLOW_CLIENT);
+    let listed = sw.ok(&["list-policies"]);
+    assert!(
+        listed.contains("deny-web") && listed.contains("allow-client"),
+        "{listed}"
+    );
+    let shown = sw.ok(&["show-policy", "shop/allow-client"]);
+    assert!(shown.contains("selects: shop/web"), "{shown}");
+    assert!(shown.contains("8000-8080/tcp, 5353/udp"), "{shown}");
+    let attached = sw.json(&["list-attachments"]);
+    let web_entry = (attached.as_array().into_iter().flatten()).find(|a| a["name"] == "web");
+    assert_eq!(web_entry.map(|a| a["labels"]["app"].clone()), Some("web".into()));
+    assert_eq!(web_entry.map(|a| a["namespace"].clone()), Some("shop".into()));
+
+    // A restart keeps policies and labels, and enforces them.
+    sw.terminate();
+    sw.launch();
+    assert!(tcp_ok(&client, &web_ip, 8080));
+    assert!(!tcp_ok(&other, &web_ip, 8080));
+    assert!(!tcp_ok(&client, &web_ip, 8081));
+
+    // Deleting both opens web again.
+    sw.ok(&["delete", "netpol", "shop/deny-web", "shop/allow-client"]);
+    assert!(other.ping(&web_ip, 1));
+    sw.expect_error(&["delete", "networkpolicy", "shop/deny-web"], "does not exist");
+    sw.ok(&["delete", "networkpolicy", "shop/deny-web", "--ignore-not-found"]);
+}
+
+#[test]
+fn egress_policy_by_namespace_labels_and_address_blocks() {
+    require_root();
+    let sw = Switch::start("policy-out", "0");
+    sw.ok(&["add-br", "br0", "--subnet", "10.193.0.0/24"]);
+    let (a, b, c) = (Netns::new("pea"), Netns::new("peb"), Netns::new("pec"));
+    let (_, a_port) = attach(&sw, &a, "team-a", "a", &["app=a"]);
+    let (b_ip, _) = attach(&sw, &b, "team-b", "b", &["app=b"]);
+    let (c_ip, _) = attach(&sw, &c, "team-c", "c", &["app=c"]);
+    let _tcp_b = serve_tcp(&b, &[9000]);
+    let _tcp_c = serve_tcp(&c, &[9000]);
+
+    // a may open connections only to namespaces labelled env=prod, and to
+    // c's address for TCP 9000; the Namespace object comes in the same file.
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n  labels: {{env: prod}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: out, namespace: team-a}}\n\
+         spec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress:\n\
+         \x20   - to:\n        - namespaceSelector: {{matchLabels: {{env: prod}}}}\n\
+         \x20   - to:\n        - ipBlock: {{cidr: 10.193.0.0/24, except: [{b_ip}/32]}}\n      ports: [{{port: 9000}}]\n"
+    );
+    let out = apply(&sw, &manifest);
+    assert!(out.contains("namespace/team-b created"), "{out}");
+    assert!(a.ping(&b_ip, 1), "team-b is env=prod");
+    assert!(!a.ping(&c_ip, 1), "team-c is not, and the block allows TCP 9000 only");
+    assert!(tcp_ok(&a, &c_ip, 9000), "the address block");
+    assert!(
+        sw.port_counter(&a_port, "drops.policy-denied") >= 1,
+        "counted where it was sent"
+    );
+    // Others are not isolated: c reaches a, and a's replies go back.
+    assert!(c.ping(&b_ip, 1));
+
+    // Namespace labels changed by vsctl take effect for new connections.
+    sw.ok(&["label-namespace", "team-c", "env=prod"]);
+    assert!(a.ping(&c_ip, 1));
+    sw.ok(&["label-namespace", "team-c", "env-"]);
+    assert!(!a.ping(&c_ip, 1));
+
+    // AND within one peer: env=prod namespaces' app=x only (b is app=b).
+    let and = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: out, namespace: team-a}\n\
+               spec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n\
+               \x20   - to:\n        - namespaceSelector: {matchLabels: {env: prod}}\n          podSelector: {matchLabels: {app: x}}\n";
+    let out = apply(&sw, and);
+    assert!(
+        out.contains("networkpolicy.networking.k8s.io/team-a/out configured"),
+        "{out}"
+    );
+    assert!(!a.ping(&b_ip, 1), "the namespace matches but the pod does not");
+    sw.ok(&["label", "team-b/b", "app=x"]);
+    assert!(a.ping(&b_ip, 1));
+}
+
+#[test]
+fn a_bad_manifest_is_refused_whole_with_the_field_named() {
+    require_root();
+    let sw = Switch::start("policy-bad", "0");
+    sw.ok(&["add-br", "br0", "--subnet", "10.194.0.0/24"]);
+    // The second document puts matchLabels one level too high.
+    let manifest = format!(
+        "{DENY_WEB}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bad, namespace: shop}}\n\
+         spec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - matchLabels: {{app: client}}\n"
+    );
+    let path = std::env::temp_dir().join(format!("vs-policy-{}.yaml", vswitch_tests::unique("bad")));
+    std::fs::write(&path, &manifest).expect("written");
+    sw.expect_error(
+        &["apply", "-f", path.to_str().unwrap_or_default()],
+        "document 2: spec.ingress[0].from[0]: unknown field \"matchLabels\"; nothing was applied",
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(sw.ok(&["list-policies"]).contains("no network policies"));
+    // From standard input, kubectl's way.
+    let mut child = Command::new(vswitch_tests::bin("vsctl"))
+        .args(["--socket", sw.socket.to_str().unwrap_or_default(), "apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("vsctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(DENY_WEB.as_bytes())
+        .expect("written");
+    let out = child.wait_with_output().expect("vsctl");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("created"));
+    // Labels the API server would refuse, refused here too.
+    let ns = Netns::new("pbad");
+    let reply = sw.vsctl(&["attach", "br0", &ns.name, "--label", "app=a b"]);
+    assert!(!reply.status.success());
+    sw.expect_error(&["label", "shop/nobody", "app=x"], "no attachment is named shop/nobody");
+    sw.expect_error(&["delete", "service", "x"], "not 'service'");
+}
