@@ -1,27 +1,28 @@
-//! Policies resolved against the attachments: per attachment and direction,
-//! the policies that isolate it, each compiled once into a table keyed by
-//! the peer's identity.
+//! Policies resolved against the attachments: per attachment and
+//! direction, one table merged from every policy that isolates it, keyed
+//! by the peer's identity.
 //!
 //! An identity is a distinct (namespace, labels) pair, numbered in the
-//! order met. A `Pods` peer becomes the set of identities it matches, so
-//! at verdict time the peer's address gives its identity and the identity
-//! gives the port ranges allowed; address blocks and "any peer" rules are
-//! scanned beside it. A policy's table is shared (`Arc`) by every
-//! attachment it selects: a thousand attachments under one policy hold one
-//! table.
+//! order met. A `Pods` peer becomes the identities it matches, so at
+//! verdict time the peer's address gives its identity and the identity
+//! gives the port ranges allowed, whatever the number of policies: the
+//! tables of all the policies selecting an attachment are merged into one
+//! (Cilium's per-endpoint policy map). Address blocks, their exceptions
+//! cut out, become sorted disjoint segments each listing the rules that
+//! cover it: a binary search, not a scan of the blocks. Attachments
+//! selected by the same policies share one table (`Arc`): a thousand
+//! attachments under one policy hold one.
 //!
 //! Verdicts are asked once per new connection (the switch's connection
-//! table remembers them), so a few short linear scans are the right size;
-//! the identity map is a hash lookup.
+//! table remembers them).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use ipnet::Ipv4Net;
 
-use crate::model::{Direction, Labels, Peer, Policy, PortMatch, Protocol, NAMESPACE_NAME_LABEL};
+use crate::model::{Direction, Labels, Peer, Policy, PortMatch, Protocol, Rule, NAMESPACE_NAME_LABEL};
 
 /// IP protocol numbers a verdict is asked for.
 pub const IPPROTO_ICMP: u8 = 1;
@@ -75,19 +76,19 @@ struct PortEntry {
     protocol: u8,
     lo: u16,
     hi: u16,
-    rule: u16,
+    rule: RuleRef,
 }
 
 /// The ports one peer may use: `any` when a rule gave no ports (every
 /// protocol, ICMP included), else protocol and port ranges.
 #[derive(Clone, Debug, Default)]
 struct PortTable {
-    any: Option<u16>,
+    any: Option<RuleRef>,
     entries: Vec<PortEntry>,
 }
 
 impl PortTable {
-    fn add(&mut self, rule: u16, ports: &[PortMatch]) {
+    fn add(&mut self, rule: RuleRef, ports: &[PortMatch]) {
         if ports.is_empty() {
             self.any.get_or_insert(rule);
             return;
@@ -103,7 +104,18 @@ impl PortTable {
         }
     }
 
-    fn find(&self, protocol: u8, port: u16) -> Option<u16> {
+    fn merge(&mut self, other: &PortTable) {
+        if let Some(rule) = other.any {
+            self.any.get_or_insert(rule);
+        }
+        if self.any.is_none() {
+            self.entries.extend_from_slice(&other.entries);
+        } else {
+            self.entries.clear();
+        }
+    }
+
+    fn find(&self, protocol: u8, port: u16) -> Option<RuleRef> {
         self.any.or_else(|| {
             self.entries
                 .iter()
@@ -113,52 +125,91 @@ impl PortTable {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Block {
-    net: Ipv4Net,
-    except: Vec<Ipv4Net>,
-    ports: PortTable,
+/// Address blocks as sorted disjoint segments: segment `i` runs from
+/// `starts[i]` to the next start, and the rules in `covering[i]`
+/// (indices into `tables`) allow addresses in it.
+#[derive(Debug, Default)]
+struct Blocks {
+    starts: Vec<u64>,
+    covering: Vec<Vec<u32>>,
+    tables: Vec<PortTable>,
 }
 
-/// One policy's rules of one direction, with every selector resolved.
-#[derive(Debug)]
-pub struct PolicyTable {
-    policy: u32,
-    any_peer: PortTable,
-    by_identity: HashMap<u32, PortTable>,
-    blocks: Vec<Block>,
-}
+impl Blocks {
+    /// `ranges`: inclusive address ranges, each with the ports it allows.
+    fn new(ranges: Vec<(u32, u32, PortTable)>) -> Blocks {
+        let mut points: Vec<u64> = ranges
+            .iter()
+            .flat_map(|(lo, hi, _)| [u64::from(*lo), u64::from(*hi) + 1])
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut covering = vec![Vec::new(); points.len()];
+        let mut tables = Vec::with_capacity(ranges.len());
+        for (i, (lo, hi, ports)) in ranges.into_iter().enumerate() {
+            let first = points.partition_point(|&p| p < u64::from(lo));
+            let end = points.partition_point(|&p| p <= u64::from(hi));
+            for c in &mut covering[first..end] {
+                c.push(i as u32);
+            }
+            tables.push(ports);
+        }
+        Blocks {
+            starts: points,
+            covering,
+            tables,
+        }
+    }
 
-impl PolicyTable {
-    fn find(&self, peer: Ipv4Addr, identity: Option<u32>, protocol: u8, port: u16) -> Option<RuleRef> {
-        let rule = self
-            .any_peer
-            .find(protocol, port)
-            .or_else(|| identity.and_then(|id| self.by_identity.get(&id)?.find(protocol, port)))
-            .or_else(|| {
-                self.blocks
-                    .iter()
-                    .filter(|b| b.net.contains(&peer) && !b.except.iter().any(|e| e.contains(&peer)))
-                    .find_map(|b| b.ports.find(protocol, port))
-            })?;
-        Some(RuleRef {
-            policy: self.policy,
-            rule,
-        })
+    fn find(&self, addr: Ipv4Addr, protocol: u8, port: u16) -> Option<RuleRef> {
+        let at = self.starts.partition_point(|&s| s <= u64::from(u32::from(addr)));
+        let segment = self.covering.get(at.checked_sub(1)?)?;
+        segment
+            .iter()
+            .find_map(|&t| self.tables.get(t as usize)?.find(protocol, port))
     }
 }
 
+/// The rules of one direction of the attachments some set of policies
+/// selects, merged.
+#[derive(Debug, Default)]
+pub struct RuleTable {
+    /// The policies merged, by index.
+    policies: Vec<u32>,
+    any_peer: PortTable,
+    by_identity: HashMap<u32, PortTable>,
+    blocks: Blocks,
+}
+
+impl RuleTable {
+    fn find(&self, peer: Ipv4Addr, identity: Option<u32>, protocol: u8, port: u16) -> Option<RuleRef> {
+        self.any_peer
+            .find(protocol, port)
+            .or_else(|| identity.and_then(|id| self.by_identity.get(&id)?.find(protocol, port)))
+            .or_else(|| self.blocks.find(peer, protocol, port))
+    }
+}
+
+/// One policy's rules of one direction, its selectors resolved: what is
+/// merged into the tables of the attachments it selects.
+#[derive(Default)]
+struct Part {
+    any_peer: PortTable,
+    by_identity: HashMap<u32, PortTable>,
+    blocks: Vec<(u32, u32, PortTable)>,
+}
+
 /// What isolates one attachment: per direction, `None` when no policy
-/// selecting it names that direction, else the tables of those that do
-/// (possibly allowing nothing).
+/// selecting it names that direction, else the merged table of those
+/// that do (possibly allowing nothing).
 #[derive(Clone, Debug, Default)]
 pub struct EndpointRules {
-    ingress: Option<Vec<Arc<PolicyTable>>>,
-    egress: Option<Vec<Arc<PolicyTable>>>,
+    ingress: Option<Arc<RuleTable>>,
+    egress: Option<Arc<RuleTable>>,
 }
 
 impl EndpointRules {
-    fn side(&self, dir: Direction) -> Option<&[Arc<PolicyTable>]> {
+    fn side(&self, dir: Direction) -> Option<&RuleTable> {
         match dir {
             Direction::Ingress => self.ingress.as_deref(),
             Direction::Egress => self.egress.as_deref(),
@@ -171,7 +222,7 @@ impl EndpointRules {
 
     /// The indices of the policies isolating it in `dir`.
     pub fn policies(&self, dir: Direction) -> impl Iterator<Item = u32> + '_ {
-        self.side(dir).into_iter().flatten().map(|t| t.policy)
+        self.side(dir).into_iter().flat_map(|t| t.policies.iter().copied())
     }
 }
 
@@ -184,6 +235,9 @@ pub struct Compiled {
     /// unrouted bridges): such a peer is matched by address blocks only.
     identities: HashMap<Ipv4Addr, Option<u32>>,
     identity_count: usize,
+    /// Distinct merged tables (attachments selected by the same policies
+    /// share one).
+    table_count: usize,
 }
 
 impl Compiled {
@@ -204,6 +258,10 @@ impl Compiled {
         self.identity_count
     }
 
+    pub fn table_count(&self) -> usize {
+        self.table_count
+    }
+
     /// Whether any member is isolated in any direction: when not, the
     /// switch skips its policy stages.
     pub fn any_isolated(&self) -> bool {
@@ -214,13 +272,11 @@ impl Compiled {
     /// who opened it (`Egress`: the member)? `port` is the destination
     /// port of the connection's first packet (0 for ICMP).
     pub fn verdict(&self, index: usize, dir: Direction, peer: Ipv4Addr, protocol: u8, port: u16) -> Verdict {
-        let Some(tables) = self.endpoint(index).side(dir) else {
+        let Some(table) = self.endpoint(index).side(dir) else {
             return Verdict::Open;
         };
-        let identity = self.identity(peer);
-        tables
-            .iter()
-            .find_map(|t| t.find(peer, identity, protocol, port))
+        table
+            .find(peer, self.identity(peer), protocol, port)
             .map_or(Verdict::Denied, Verdict::Allowed)
     }
 }
@@ -252,57 +308,100 @@ pub fn compile(policies: &[Policy], namespaces: &BTreeMap<String, Labels>, membe
             })
             .or_insert(Some(id));
     }
-    let ns_labels = |name: &str| -> Labels {
-        let mut labels = namespaces.get(name).cloned().unwrap_or_default();
-        labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
-        labels
-    };
-    let ns_cache: BTreeMap<&str, Labels> = by_id.iter().map(|(ns, _)| (*ns, ns_labels(ns))).collect();
+    let ns_labels: BTreeMap<&str, Labels> = by_id
+        .iter()
+        .map(|(ns, _)| {
+            let mut labels = namespaces.get(*ns).cloned().unwrap_or_default();
+            labels.insert(NAMESPACE_NAME_LABEL.to_string(), ns.to_string());
+            (*ns, labels)
+        })
+        .collect();
 
-    let mut endpoints = vec![EndpointRules::default(); members.len()];
+    // Which policies select each identity (members of one identity are
+    // selected alike), per direction.
+    let mut selecting: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; by_id.len()];
+    let mut parts: HashMap<(u32, usize), Part> = HashMap::new();
     for (pi, policy) in policies.iter().enumerate() {
-        let selected: Vec<usize> = members
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.namespace == policy.namespace && policy.pod_selector.matches(m.labels))
-            .map(|(i, _)| i)
-            .collect();
-        for dir in [Direction::Ingress, Direction::Egress] {
+        let pi = pi as u32;
+        for (d, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
             let Some(rules) = policy.rules(dir) else { continue };
-            let table = Arc::new(table(pi as u32, policy, rules, &by_id, &ns_cache));
-            for &i in &selected {
-                let side = match dir {
-                    Direction::Ingress => &mut endpoints[i].ingress,
-                    Direction::Egress => &mut endpoints[i].egress,
-                };
-                side.get_or_insert_with(Vec::new).push(table.clone());
+            let mut any = false;
+            for (id, (ns, labels)) in by_id.iter().enumerate() {
+                if *ns == policy.namespace && policy.pod_selector.matches(labels) {
+                    selecting[id][d].push(pi);
+                    any = true;
+                }
+            }
+            if any {
+                parts.insert((pi, d), part(pi, policy, rules, &by_id, &ns_labels));
             }
         }
     }
+    // One merged table per distinct set of policies.
+    let mut merged: HashMap<&[u32], Arc<RuleTable>> = HashMap::new();
+    let mut sides: Vec<[Option<Arc<RuleTable>>; 2]> = Vec::with_capacity(by_id.len());
+    for sel in &selecting {
+        let mut side: [Option<Arc<RuleTable>>; 2] = [None, None];
+        for (d, set) in sel.iter().enumerate() {
+            if set.is_empty() {
+                continue;
+            }
+            let table = merged
+                .entry(set.as_slice())
+                .or_insert_with(|| Arc::new(merge(set, d, &parts)))
+                .clone();
+            side[d] = Some(table);
+        }
+        sides.push(side);
+    }
+    let endpoints = member_ids
+        .iter()
+        .map(|&id| {
+            let [ingress, egress] = sides[id as usize].clone();
+            EndpointRules { ingress, egress }
+        })
+        .collect();
     Compiled {
         endpoints,
         identities,
         identity_count: by_id.len(),
+        table_count: merged.len(),
     }
 }
 
-fn table(
+fn merge(set: &[u32], d: usize, parts: &HashMap<(u32, usize), Part>) -> RuleTable {
+    let mut t = RuleTable {
+        policies: set.to_vec(),
+        ..Default::default()
+    };
+    let mut ranges = Vec::new();
+    for p in set {
+        let Some(part) = parts.get(&(*p, d)) else { continue };
+        t.any_peer.merge(&part.any_peer);
+        for (id, ports) in &part.by_identity {
+            t.by_identity.entry(*id).or_default().merge(ports);
+        }
+        ranges.extend(part.blocks.iter().cloned());
+    }
+    t.blocks = Blocks::new(ranges);
+    t
+}
+
+fn part(
     policy_index: u32,
     policy: &Policy,
-    rules: &[crate::model::Rule],
+    rules: &[Rule],
     by_id: &[(&str, &Labels)],
     ns_labels: &BTreeMap<&str, Labels>,
-) -> PolicyTable {
-    let mut t = PolicyTable {
-        policy: policy_index,
-        any_peer: PortTable::default(),
-        by_identity: HashMap::new(),
-        blocks: Vec::new(),
-    };
+) -> Part {
+    let mut t = Part::default();
     for (ri, rule) in rules.iter().enumerate() {
-        let ri = ri as u16;
+        let at = RuleRef {
+            policy: policy_index,
+            rule: ri as u16,
+        };
         if rule.peers.is_empty() {
-            t.any_peer.add(ri, &rule.ports);
+            t.any_peer.add(at, &rule.ports);
             continue;
         }
         for peer in &rule.peers {
@@ -314,18 +413,29 @@ fn table(
                             Some(sel) => ns_labels.get(ns).is_some_and(|l| sel.matches(l)),
                         };
                         if ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(labels)) {
-                            t.by_identity.entry(id as u32).or_default().add(ri, &rule.ports);
+                            t.by_identity.entry(id as u32).or_default().add(at, &rule.ports);
                         }
                     }
                 }
                 Peer::Block { cidr, except } => {
                     let mut ports = PortTable::default();
-                    ports.add(ri, &rule.ports);
-                    t.blocks.push(Block {
-                        net: *cidr,
-                        except: except.clone(),
-                        ports,
-                    });
+                    ports.add(at, &rule.ports);
+                    let range = (u32::from(cidr.network()), u32::from(cidr.broadcast()));
+                    let mut holes: Vec<(u32, u32)> = except
+                        .iter()
+                        .map(|e| (u32::from(e.network()), u32::from(e.broadcast())))
+                        .collect();
+                    holes.sort_unstable();
+                    let mut from = u64::from(range.0);
+                    for (lo, hi) in holes {
+                        if u64::from(lo) > from {
+                            t.blocks.push((from as u32, lo - 1, ports.clone()));
+                        }
+                        from = from.max(u64::from(hi) + 1);
+                    }
+                    if from <= u64::from(range.1) {
+                        t.blocks.push((from as u32, range.1, ports.clone()));
+                    }
                 }
             }
         }
@@ -632,5 +742,62 @@ mod tests {
         let c = compile(&[p], &BTreeMap::new(), &members);
         assert_eq!(c.identity(shared), None);
         assert!(!c.verdict(0, Direction::Ingress, shared, IPPROTO_TCP, 80).allows());
+    }
+
+    #[test]
+    fn a_thousand_policies_merge_into_one_table_per_set_of_them() {
+        let w = World::new();
+        let policies: Vec<Policy> = (0..1000u16)
+            .map(|i| {
+                let mut p = policy("default", &format!("p{i}"), select(&[("app", "web")]));
+                p.ingress = Some(vec![Rule {
+                    peers: vec![pods(select(&[("app", "client")]))],
+                    ports: vec![tcp(10_000 + i)],
+                }]);
+                p
+            })
+            .collect();
+        let c = w.compile(&policies);
+        assert_eq!(c.table_count(), 1, "web is the only one selected");
+        assert_eq!(
+            c.verdict(TO_WEB, Direction::Ingress, CLIENT, IPPROTO_TCP, 10_999),
+            Verdict::Allowed(RuleRef { policy: 999, rule: 0 })
+        );
+        assert_eq!(
+            c.verdict(TO_WEB, Direction::Ingress, OTHER, IPPROTO_TCP, 10_999),
+            Verdict::Denied
+        );
+        assert_eq!(c.endpoint(TO_WEB).policies(Direction::Ingress).count(), 1000);
+    }
+
+    #[test]
+    fn overlapping_blocks_and_exceptions_become_disjoint_segments() {
+        let block = |cidr: &str, except: &[&str]| Peer::Block {
+            cidr: cidr.parse().unwrap(),
+            except: except.iter().map(|e| e.parse().unwrap()).collect(),
+        };
+        let mut p = policy("default", "blocks", select(&[("app", "web")]));
+        p.egress = Some(vec![
+            Rule {
+                peers: vec![block("10.0.0.0/8", &["10.1.0.0/16", "10.2.0.0/16"])],
+                ports: vec![tcp(80)],
+            },
+            Rule {
+                peers: vec![block("10.1.2.0/24", &[]), block("0.0.0.0/0", &["10.0.0.0/8"])],
+                ports: vec![tcp(443)],
+            },
+        ]);
+        let c = World::new().compile(&[p]);
+        let v = |addr: &str, port| c.verdict(TO_WEB, Direction::Egress, addr.parse().unwrap(), IPPROTO_TCP, port);
+        let rule = |rule| Verdict::Allowed(RuleRef { policy: 0, rule });
+        assert_eq!(v("10.0.0.1", 80), rule(0));
+        assert_eq!(v("10.255.255.255", 80), rule(0));
+        assert_eq!(v("10.1.2.3", 80), Verdict::Denied, "cut out of rule 0");
+        assert_eq!(v("10.1.2.3", 443), rule(1), "but inside rule 1's other block");
+        assert_eq!(v("10.1.3.3", 443), Verdict::Denied);
+        assert_eq!(v("10.3.0.0", 80), rule(0), "right after the second hole");
+        assert_eq!(v("0.0.0.0", 443), rule(1));
+        assert_eq!(v("255.255.255.255", 443), rule(1));
+        assert_eq!(v("11.0.0.0", 80), Verdict::Denied);
     }
 }

@@ -6,7 +6,9 @@
 //! flow leaving through the uplink (route, conntrack, SNAT rewrite, the
 //! uplink's next hop); the NAT stage alone over many flows has its own
 //! benchmark (`nat_stage`). `l2_forward_guarded` is `l2_forward` from a
-//! port with a source guard (an attached container).
+//! port with a source guard (an attached container); `l2_forward_policy_N`
+//! is that to an attachment N network policies isolate, the flow allowed
+//! and established.
 //!
 //! Each iteration refills the batch from a 60-byte template, runs it and
 //! hands the frames back to the pool. The output port only counts what it
@@ -27,7 +29,7 @@ use vswitch::packet::{Batch, PacketPool, VNET_HDR_LEN};
 use vswitch::pipeline::{run_batch, Scratch};
 use vswitch::port::{LivePort, PortFault, PortIo};
 use vswitch::snapshot::SourceGuard;
-use vswitch::snapshot::{BridgeL3, BridgeSlot, NatL3, PortSlot, Snapshot, UplinkL3};
+use vswitch::snapshot::{BridgeL3, BridgeSlot, NatL3, PolicyView, PortSlot, Snapshot, UplinkL3};
 use vswitch::stats::PortCounters;
 use vswitch::tables::fdb::Fdb;
 use vswitch::tables::neigh::NeighTable;
@@ -170,6 +172,63 @@ fn world_nat() -> World {
     w
 }
 
+/// Makes port 1 (10.1.0.3, app=server) isolated for ingress by `count`
+/// policies, policy `i` allowing app=client (port 0, 10.1.0.2) on UDP
+/// port 9 + `i`.
+fn isolate_port_1(w: &mut World, count: u16) {
+    use vswitch_policy::compile::{compile, Member};
+    use vswitch_policy::model::{Labels, Peer, Policy, PortMatch, Protocol, Rule, Selector};
+    let app = |v: &str| -> Labels { [("app".to_string(), v.to_string())].into() };
+    let select = |v: &str| Selector {
+        match_labels: app(v),
+        ..Default::default()
+    };
+    let policies: Vec<Policy> = (0..count)
+        .map(|i| Policy {
+            namespace: "default".into(),
+            name: format!("p{i}"),
+            pod_selector: select("server"),
+            ingress: Some(vec![Rule {
+                peers: vec![Peer::Pods {
+                    pods: Some(select("client")),
+                    namespaces: None,
+                }],
+                ports: vec![PortMatch {
+                    protocol: Protocol::Udp,
+                    port: Some(9 + i),
+                    end_port: None,
+                }],
+            }]),
+            egress: None,
+        })
+        .collect();
+    let (client, server) = (app("client"), app("server"));
+    let members = [
+        Member {
+            namespace: "default",
+            labels: &client,
+            addr: [10, 1, 0, 2].into(),
+        },
+        Member {
+            namespace: "default",
+            labels: &server,
+            addr: [10, 1, 0, 3].into(),
+        },
+    ];
+    let compiled = compile(&policies, &Default::default(), &members);
+    w.snap.policy = Some(PolicyView {
+        compiled: Arc::new(compiled),
+        members: [((0, [10, 1, 0, 2].into()), 0), ((0, [10, 1, 0, 3].into()), 1)]
+            .into_iter()
+            .collect(),
+        ct: Arc::new(ConnTable::new(1024)),
+        generation: w.snap.generation,
+    });
+    if let Some(Some(p)) = w.snap.ports.get_mut(1) {
+        p.policy = Some(1);
+    }
+}
+
 fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src, dst, 64)
@@ -247,6 +306,22 @@ fn bench(c: &mut Criterion) {
     // The first frame makes the connection; the benchmark's are established.
     nat.run(0, &out, 1);
     group.bench_function("routed_nat", |b| b.iter_custom(|n| nat.run(0, &out, n)));
+
+    // l2_forward_guarded to an attachment isolated by 1 and by 1000
+    // policies, each allowing port 0's identity on its own UDP port; the
+    // flow established by its first frame.
+    let mut policed = Vec::new();
+    for count in [1u16, 1000] {
+        let mut w = world(false, Some(guard));
+        w.run(1, &udp(MAC_B, MAC_A, [10, 1, 0, 3], [10, 1, 0, 2]), 1);
+        isolate_port_1(&mut w, count);
+        w.run(0, &to_b, 1);
+        policed.push((count, w));
+    }
+    for (count, w) in &mut policed {
+        let name = format!("l2_forward_policy_{count}");
+        group.bench_function(&name, |b| b.iter_custom(|n| w.run(0, &to_b, n)));
+    }
     group.finish();
 
     // What actually left: every frame of the benchmark reached port 1.
@@ -255,6 +330,8 @@ fn bench(c: &mut Criterion) {
         ("l2_forward_guarded", &guarded),
         ("routed", &routed),
         ("routed_nat", &nat),
+        ("l2_forward_policy_1", &policed[0].1),
+        ("l2_forward_policy_1000", &policed[1].1),
     ] {
         let sent = w.snap.port(1).map(|p| p.port.stats.totals().tx_packets).unwrap_or(0);
         let drops = w

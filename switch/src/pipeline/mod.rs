@@ -78,14 +78,14 @@ pub fn run_batch(
     classify::pass(batch, &at, v);
     guard::pass(batch, &at, v);
     l4sum::pass(batch, &at, v);
-    policy::outbound(batch, &at, v);
+    policy::outbound(batch, &at, v, &mut scratch.policy_out);
     observe::classified(traced, v, trace);
     let routed = decap::pass(batch, &at, v) | l2::pass(batch, &at, v);
     observe::switched(traced, v, trace);
     if routed {
         l3::pass(batch, &at, v);
     }
-    policy::inbound(batch, &at, v);
+    policy::inbound(batch, &at, v, &mut scratch.policy_in);
     encap::pass(&at, batch, pool, v);
     observe::decided(&at, traced, batch, v, trace);
     if routed || snap.tunnels {

@@ -33,6 +33,60 @@ pub struct HeldFrag {
     pub deadline_ms: u64,
 }
 
+/// Which end of a frame is the isolated attachment the point stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// It sent the frame (outbound).
+    Src(u32),
+    /// The frame is for it (inbound).
+    Dst(u32),
+}
+
+impl End {
+    /// One number for the key: the side, then the member.
+    #[inline]
+    pub fn code(self) -> u64 {
+        match self {
+            End::Src(m) => u64::from(m),
+            End::Dst(m) => 1 << 32 | u64::from(m),
+        }
+    }
+}
+
+/// A flow as the policy points compare it: protocol, addresses and ports
+/// as they sit in the packet, and the attachment's [`End::code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey(pub u128, pub u64);
+
+impl FlowKey {
+    /// No flow (a packet judged the long way): no end has this code.
+    pub const NONE: FlowKey = FlowKey(0, u64::MAX);
+}
+
+/// The flow a poll thread's policy point last allowed (`policy` holds the
+/// methods): a frame of the same flow, for the same attachment, that
+/// changes no TCP state, passes without a lookup (a batch, and the
+/// batches after it, usually carry one flow). Forgotten when the snapshot
+/// changes (policies, labels, members) and a second after the connection
+/// was last advanced in the table, so its expiry stays fresh; TCP segments
+/// that change state (SYN, FIN, RST) always go to the table.
+pub struct Recent {
+    /// The flow last allowed, and when the table last saw it.
+    pub(super) last: FlowKey,
+    pub(super) since_ms: u64,
+    pub(super) generation: u64,
+}
+
+impl Default for Recent {
+    fn default() -> Recent {
+        Recent {
+            last: FlowKey::NONE,
+            since_ms: 0,
+            generation: 0,
+        }
+    }
+}
+
 pub struct Scratch {
     pub verdicts: [Verdict; BATCH_CAPACITY],
     /// Per output port slot: indices of the batch's frames to send there.
@@ -48,6 +102,9 @@ pub struct Scratch {
     /// The pieces of a tunnel super-frame cut for a port that cannot take
     /// it whole, sent a burst at a time.
     pub pieces: Batch,
+    /// What the policy points remember of the flow they last allowed.
+    pub policy_out: Recent,
+    pub policy_in: Recent,
 }
 
 impl Default for Scratch {
@@ -60,6 +117,8 @@ impl Default for Scratch {
             held: Vec::with_capacity(PENDING_MAX),
             frags: Vec::with_capacity(FRAG_HELD_MAX),
             pieces: Batch::default(),
+            policy_out: Recent::default(),
+            policy_in: Recent::default(),
         }
     }
 }
