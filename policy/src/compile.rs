@@ -337,8 +337,9 @@ pub fn compile(policies: &[Policy], namespaces: &BTreeMap<String, Labels>, membe
             }
         }
     }
-    // One merged table per distinct set of policies.
-    let mut merged: HashMap<&[u32], Arc<RuleTable>> = HashMap::new();
+    // One merged table per direction and distinct set of policies: the
+    // same policies isolating one side and the other are two tables.
+    let mut merged: HashMap<(usize, &[u32]), Arc<RuleTable>> = HashMap::new();
     let mut sides: Vec<[Option<Arc<RuleTable>>; 2]> = Vec::with_capacity(by_id.len());
     for sel in &selecting {
         let mut side: [Option<Arc<RuleTable>>; 2] = [None, None];
@@ -347,7 +348,7 @@ pub fn compile(policies: &[Policy], namespaces: &BTreeMap<String, Labels>, membe
                 continue;
             }
             let table = merged
-                .entry(set.as_slice())
+                .entry((d, set.as_slice()))
                 .or_insert_with(|| Arc::new(merge(set, d, &parts)))
                 .clone();
             side[d] = Some(table);
@@ -799,5 +800,111 @@ mod tests {
         assert_eq!(v("0.0.0.0", 443), rule(1));
         assert_eq!(v("255.255.255.255", 443), rule(1));
         assert_eq!(v("11.0.0.0", 80), Verdict::Denied);
+    }
+}
+#[cfg(test)]
+mod merging {
+    use super::*;
+    use crate::model::{Rule, Selector};
+
+    /// A deny-all and a port-range allow selecting the same pod merge into
+    /// the range alone: the port after the range stays denied.
+    #[test]
+    fn a_deny_all_merged_with_a_range_allows_the_range_only() {
+        let l = |v: &str| -> Labels { [("app".to_string(), v.to_string())].into() };
+        let (web, client) = (l("web"), l("client"));
+        let members = [
+            Member {
+                namespace: "shop",
+                labels: &web,
+                addr: Ipv4Addr::new(10, 0, 0, 2),
+            },
+            Member {
+                namespace: "shop",
+                labels: &client,
+                addr: Ipv4Addr::new(10, 0, 0, 3),
+            },
+        ];
+        let sel = |v: &str| Selector {
+            match_labels: l(v),
+            ..Default::default()
+        };
+        let deny = Policy {
+            namespace: "shop".into(),
+            name: "d".into(),
+            pod_selector: sel("web"),
+            ingress: Some(vec![]),
+            egress: None,
+        };
+        let allow = Policy {
+            namespace: "shop".into(),
+            name: "a".into(),
+            pod_selector: sel("web"),
+            ingress: Some(vec![Rule {
+                peers: vec![Peer::Pods {
+                    pods: Some(sel("client")),
+                    namespaces: None,
+                }],
+                ports: vec![PortMatch {
+                    protocol: Protocol::Tcp,
+                    port: Some(8000),
+                    end_port: Some(8080),
+                }],
+            }]),
+            egress: None,
+        };
+        let c = compile(&[deny, allow], &BTreeMap::new(), &members);
+        let v = |p| c.verdict(0, Direction::Ingress, Ipv4Addr::new(10, 0, 0, 3), IPPROTO_TCP, p);
+        assert!(v(8080).allows());
+        assert!(!v(8081).allows(), "{:?}", v(8081));
+    }
+
+    /// One policy isolating both directions gives two tables: what ingress
+    /// allows is not what egress allows.
+    #[test]
+    fn one_policy_on_both_sides_keeps_its_sides_apart() {
+        let l = |v: &str| -> Labels { [("app".to_string(), v.to_string())].into() };
+        let (web, client) = (l("web"), l("client"));
+        let members = [
+            Member {
+                namespace: "shop",
+                labels: &web,
+                addr: Ipv4Addr::new(10, 0, 0, 2),
+            },
+            Member {
+                namespace: "shop",
+                labels: &client,
+                addr: Ipv4Addr::new(10, 0, 0, 3),
+            },
+        ];
+        let sel = |v: &str| Selector {
+            match_labels: l(v),
+            ..Default::default()
+        };
+        let rule = |port| Rule {
+            peers: vec![Peer::Pods {
+                pods: Some(sel("client")),
+                namespaces: None,
+            }],
+            ports: vec![PortMatch {
+                protocol: Protocol::Tcp,
+                port: Some(port),
+                end_port: None,
+            }],
+        };
+        let both = Policy {
+            namespace: "shop".into(),
+            name: "both".into(),
+            pod_selector: sel("web"),
+            ingress: Some(vec![rule(80)]),
+            egress: Some(vec![rule(53)]),
+        };
+        let c = compile(&[both], &BTreeMap::new(), &members);
+        let client = Ipv4Addr::new(10, 0, 0, 3);
+        let v = |d, p| c.verdict(0, d, client, IPPROTO_TCP, p).allows();
+        assert!(v(Direction::Ingress, 80));
+        assert!(!v(Direction::Ingress, 53));
+        assert!(v(Direction::Egress, 53));
+        assert!(!v(Direction::Egress, 80));
     }
 }

@@ -164,7 +164,7 @@ fn world_nat() -> World {
             nat: Some(NatL3 {
                 masquerade: true,
                 published: Vec::new(),
-                ct: Arc::new(ConnTable::new(1024)),
+                ct: Arc::new(ConnTable::new(1024).without_windows()),
                 zone: 0,
             }),
         });
@@ -221,7 +221,7 @@ fn isolate_port_1(w: &mut World, count: u16) {
         members: [((0, [10, 1, 0, 2].into()), 0), ((0, [10, 1, 0, 3].into()), 1)]
             .into_iter()
             .collect(),
-        ct: Arc::new(ConnTable::new(1024)),
+        ct: Arc::new(ConnTable::new(1024).without_windows()),
         generation: w.snap.generation,
     });
     if let Some(Some(p)) = w.snap.ports.get_mut(1) {

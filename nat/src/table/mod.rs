@@ -160,6 +160,10 @@ pub struct ConnTable {
     timeouts: Timeouts,
     /// Until when (ms) established TCP flows are picked up mid-stream.
     pickup_until_ms: AtomicU64,
+    /// TCP segments are checked against the sequence windows (false: only
+    /// the states are tracked, for a table that does not see every
+    /// segment).
+    check_windows: bool,
     pub stats: CtStats,
     /// What the fragments of translated datagrams become.
     pub frags: FragTable,
@@ -223,6 +227,7 @@ impl ConnTable {
             max_per_host: max_entries,
             timeouts,
             pickup_until_ms: AtomicU64::new(0),
+            check_windows: true,
             stats: CtStats::default(),
             frags: FragTable::new(),
         }
@@ -232,6 +237,14 @@ impl ConnTable {
     /// whole table).
     pub fn with_max_per_host(mut self, max: usize) -> ConnTable {
         self.max_per_host = max.clamp(1, self.max_entries.max(1));
+        self
+    }
+
+    /// Tracks TCP states only, not sequence windows: for a table that is
+    /// not shown every segment (the policy stages skip the segments of a
+    /// flow they just allowed).
+    pub fn without_windows(mut self) -> ConnTable {
+        self.check_windows = false;
         self
     }
 
@@ -357,7 +370,7 @@ impl ConnTable {
                 // The 4-tuple opens again: a new sequence space.
                 st.windows = Windows::open(&seg);
                 st.loose = false;
-            } else if !st.loose && !st.windows.accept(state, dir, &seg) {
+            } else if self.check_windows && !st.loose && !st.windows.accept(state, dir, &seg) {
                 drop(st);
                 self.stats.out_of_window.fetch_add(1, Ordering::Relaxed);
                 return Some(Err(CtDrop::OutOfWindow));

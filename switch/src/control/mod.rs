@@ -182,12 +182,14 @@ pub struct Manager {
     save_failures: u64,
 }
 
-/// The policy stages' connection table: as large as the NAT one, and
-/// always picking up established TCP mid-stream, so that isolating an
+/// The policy stages' connection table: as large as the NAT one, tracking
+/// TCP states but not sequence windows (the stages do not show it every
+/// segment of a flow they just allowed), and always picking up
+/// established TCP mid-stream, so that isolating an
 /// attachment keeps the connections its policies allow (their first
 /// packet seen is then evaluated as a new connection would be).
 fn policy_table(nat: &ConnTable) -> ConnTable {
-    let table = ConnTable::new(nat.max_entries());
+    let table = ConnTable::new(nat.max_entries()).without_windows();
     table.pick_up_until(u64::MAX);
     table
 }

@@ -432,7 +432,7 @@ mod tests {
         PolicyView {
             compiled: Arc::new(compiled),
             members: [((0, WEB), 0), ((0, CLIENT), 1), ((0, OTHER), 2)].into_iter().collect(),
-            ct: Arc::new(ConnTable::new(64)),
+            ct: Arc::new(ConnTable::new(64).without_windows()),
             generation,
         }
     }
@@ -497,6 +497,22 @@ mod tests {
         let mut reply = tcp(OTHER, 22, WEB, 6000, true);
         reply.data_mut()[47] |= 0x10;
         assert_eq!(inbound(&v, &reply), Ok(()));
+    }
+
+    /// The segments a flow memo let through were never shown to the table:
+    /// a later one far ahead in sequence still belongs to the connection.
+    #[test]
+    fn segments_the_table_did_not_see_do_not_break_a_connection() {
+        let v = view(1, false);
+        assert_eq!(inbound(&v, &tcp(CLIENT, 5000, WEB, 80, true)), Ok(()));
+        let mut synack = tcp(WEB, 80, CLIENT, 5000, true);
+        synack.data_mut()[47] |= 0x10;
+        assert_eq!(outbound(&v, &synack), Ok(()));
+        assert_eq!(inbound(&v, &tcp(CLIENT, 5000, WEB, 80, false)), Ok(()));
+        // 10 MB later.
+        let mut later = tcp(WEB, 80, CLIENT, 5000, false);
+        later.data_mut()[38..42].copy_from_slice(&10_000_000u32.to_be_bytes());
+        assert_eq!(outbound(&v, &later), Ok(()));
     }
 
     #[test]
