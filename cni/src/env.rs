@@ -70,8 +70,24 @@ impl Env {
     }
 }
 
-/// Keys this plugin reads from CNI_ARGS (others need `IgnoreUnknown=1`).
-const KNOWN_ARGS: [&str; 3] = ["IP", "MAC", "IgnoreUnknown"];
+/// Keys this plugin reads from CNI_ARGS (others need `IgnoreUnknown=1`):
+/// the address and MAC asked for, the Kubernetes pod's namespace and name
+/// (kubelet's and podman's keys; podman passes the container's name and
+/// the caller's own CNI_ARGS), and `VSWITCH_LABELS=k=v,k=v` (labels for
+/// a runtime that passes none in `args.cni.labels`).
+const KNOWN_ARGS: [&str; 8] = [
+    "IP",
+    "MAC",
+    "IgnoreUnknown",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_NAME",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+    LABELS_ARG,
+];
+
+/// The CNI_ARGS key of labels: `VSWITCH_LABELS=app=web,tier=front`.
+pub const LABELS_ARG: &str = "VSWITCH_LABELS";
 
 fn parse_args(text: &str) -> Result<Vec<(String, String)>, CniError> {
     let mut out = Vec::new();
@@ -91,7 +107,10 @@ fn parse_args(text: &str) -> Result<Vec<(String, String)>, CniError> {
         if let Some((k, _)) = out.iter().find(|(k, _)| !KNOWN_ARGS.contains(&k.as_str())) {
             return Err(CniError::new(
                 Code::BadEnvironment,
-                format!("CNI_ARGS: unknown key '{k}' (known: IP, MAC; IgnoreUnknown=1 skips others)"),
+                format!(
+                    "CNI_ARGS: unknown key '{k}' (known: {}; IgnoreUnknown=1 skips others)",
+                    KNOWN_ARGS.join(", ")
+                ),
             ));
         }
     }
@@ -104,13 +123,15 @@ mod tests {
 
     #[test]
     fn cni_args() {
-        let args = parse_args("IgnoreUnknown=1;IP=10.88.0.9;K8S_POD_NAME=x").unwrap();
+        let args = parse_args("IgnoreUnknown=1;IP=10.88.0.9;FOO=x").unwrap();
         assert_eq!(args.len(), 3);
+        let pod = parse_args("K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1;VSWITCH_LABELS=app=web,tier=front").unwrap();
+        assert_eq!(pod[2], (LABELS_ARG.to_string(), "app=web,tier=front".to_string()));
         assert_eq!(
             parse_args("IP=10.88.0.9;MAC=02:00:00:00:00:01").unwrap()[1].1,
             "02:00:00:00:00:01"
         );
-        assert!(parse_args("K8S_POD_NAME=x").unwrap_err().msg.contains("unknown key"));
+        assert!(parse_args("FOO=x").unwrap_err().msg.contains("unknown key 'FOO'"));
         assert!(parse_args("IP").is_err());
         assert!(parse_args("").unwrap().is_empty());
     }

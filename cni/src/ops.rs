@@ -23,9 +23,18 @@ use vswitch_ctl::{
     parse_subnet, req, AttachmentInfo, BridgeInfo, Ipv4Net, MacAddr, NatProto, PortType, PublishRule, Reply, Request,
 };
 
-use crate::env::Env;
+use vswitch_policy::model::{check_label, check_name, Labels};
+
+use crate::env::{Env, LABELS_ARG};
 use crate::inside;
 use crate::spec::{Added, CniError, Code, NetConf, SUPPORTED};
+
+/// A container's identity for policies (see [`Net::pod`]).
+struct Pod {
+    namespace: Option<String>,
+    name: Option<String>,
+    labels: Labels,
+}
 
 const DEFAULT_SUBNET: &str = "10.88.0.0/16";
 const MAX_BRIDGE_NAME: usize = 32;
@@ -192,6 +201,7 @@ impl Net {
             ),
             None => None,
         };
+        let pod = self.pod(env)?;
         let seen = inside::look(netns).map_err(|e| {
             CniError::new(
                 Code::BadEnvironment,
@@ -218,9 +228,9 @@ impl Net {
             handoff: false,
             default_route: Some(default_route),
             allow_any_src: false,
-            name: None,
-            namespace: None,
-            labels: Default::default(),
+            name: pod.name,
+            namespace: pod.namespace,
+            labels: pod.labels,
         }))?;
         let Reply::Attached(a) = reply else {
             return Err(CniError::new(Code::Io, "vswitchd answered attach with something else"));
@@ -243,6 +253,48 @@ impl Net {
             default_route,
         };
         Ok(added.to_json(&self.conf.cni_version, self.conf.dns.as_ref()))
+    }
+
+    /// Who the container is for policies: namespace and name from
+    /// `K8S_POD_NAMESPACE` / `K8S_POD_NAME` in CNI_ARGS, labels from the
+    /// configuration's `args.cni.labels` and then CNI_ARGS'
+    /// `VSWITCH_LABELS=k=v,k=v` (which wins on a key both give).
+    fn pod(&self, env: &Env) -> Result<Pod, CniError> {
+        let mut labels = Labels::new();
+        for kv in &self.conf.args.cni.labels {
+            check_label(&kv.key, &kv.value)
+                .map_err(|e| CniError::new(Code::InvalidConfig, format!("args.cni.labels: {e}")))?;
+            labels.insert(kv.key.clone(), kv.value.clone());
+        }
+        if let Some(text) = env.arg(LABELS_ARG) {
+            for pair in text.split(',').filter(|p| !p.is_empty()) {
+                let bad = |e: String| CniError::new(Code::BadEnvironment, format!("CNI_ARGS {LABELS_ARG}: {e}"));
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| bad(format!("'{pair}' is not KEY=VALUE")))?;
+                check_label(k, v).map_err(bad)?;
+                labels.insert(k.to_string(), v.to_string());
+            }
+        }
+        let namespace = match env.arg("K8S_POD_NAMESPACE") {
+            Some(ns) => {
+                check_name("K8S_POD_NAMESPACE", ns).map_err(|e| CniError::new(Code::BadEnvironment, e))?;
+                Some(ns.to_string())
+            }
+            None => None,
+        };
+        // Kubernetes' pod names are DNS subdomains; podman passes its
+        // container's name, which may have capitals or '_': such a name is
+        // not used (the attachment keeps its netns's name).
+        let name = env
+            .arg("K8S_POD_NAME")
+            .filter(|n| n.len() <= 253 && n.split('.').all(|part| check_name("name", part).is_ok()))
+            .map(str::to_string);
+        Ok(Pod {
+            namespace,
+            name,
+            labels,
+        })
     }
 
     /// The `portMappings` capability: each mapping published on the way

@@ -91,6 +91,9 @@ pub struct NetConf {
     pub dns: Option<Value>,
     #[serde(default)]
     pub runtime_config: RuntimeConfig,
+    /// Optional data from the runtime (CNI conventions: `args.cni.labels`).
+    #[serde(default)]
+    pub args: Args,
     #[serde(default)]
     pub prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments", default)]
@@ -105,6 +108,27 @@ pub struct NetConf {
 pub struct RuntimeConfig {
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+}
+
+/// `args` in the configuration: only the conventions' `cni` part is read
+/// (runtimes put their own keys beside it).
+#[derive(Debug, Default, Deserialize)]
+pub struct Args {
+    #[serde(default)]
+    pub cni: CniArgs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CniArgs {
+    /// `[{"key": "app", "value": "web"}]`.
+    #[serde(default)]
+    pub labels: Vec<KeyValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
 }
 
 /// `runtimeConfig.portMappings` (the `portMappings` capability).

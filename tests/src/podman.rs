@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::{bin, remove_scratch};
 
 pub const IMAGE: &str = "vsbox:test";
-const APPLETS: [&str; 10] = [
-    "sh", "ping", "nc", "wget", "httpd", "ip", "cat", "echo", "sleep", "true",
+/// Busybox applets the image links (`timeout`: this busybox's `wget -T`
+/// crashes).
+const APPLETS: [&str; 11] = [
+    "sh", "ping", "nc", "wget", "httpd", "ip", "cat", "echo", "sleep", "true", "timeout",
 ];
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);

@@ -93,12 +93,25 @@ fn the_plugin_driven_directly_as_cnitool_would() {
     let add_conf = conf(
         &sw,
         json!({"runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
-               "dns": {"nameservers": ["10.175.0.1"]}}),
+               "dns": {"nameservers": ["10.175.0.1"]},
+               "args": {"cni": {"labels": [{"key": "app", "value": "web"}, {"key": "tier", "value": "back"}]}}}),
     );
+    // A label that is not one, in either place: refused, nothing made.
+    let mut bad_env = as_refs(&env("eth0"));
+    bad_env.push(("ARGS", "VSWITCH_LABELS=app=we b".into()));
+    let (code, out) = run("ADD", &bad_env, &add_conf);
+    assert_ne!(code, 0);
+    assert!(out["msg"].as_str().unwrap_or("").contains("VSWITCH_LABELS"), "{out}");
+    let bad_conf = conf(&sw, json!({"args": {"cni": {"labels": [{"key": "-x", "value": "1"}]}}}));
+    let (code, out) = run("ADD", &env("eth0"), &bad_conf);
+    assert_eq!((code, out["code"].as_u64()), (1, Some(7)), "{out}");
+    assert!(sw.json(&["list-attachments"]).as_array().is_some_and(Vec::is_empty));
     let mut add_env = as_refs(&env("eth0"));
     add_env.push((
         "ARGS",
-        "IgnoreUnknown=1;IP=10.175.0.9;MAC=02:00:00:aa:00:09;K8S_POD_NAME=x".into(),
+        "IgnoreUnknown=1;IP=10.175.0.9;MAC=02:00:00:aa:00:09;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;\
+         VSWITCH_LABELS=tier=front,track=canary"
+            .into(),
     ));
     let (code, result) = run("ADD", &add_env, &add_conf);
     assert_eq!(code, 0, "{result}");
@@ -117,6 +130,14 @@ fn the_plugin_driven_directly_as_cnitool_would() {
     assert_eq!(published[0]["to_ip"], "10.175.0.9");
     let listed = sw.json(&["list-attachments"]);
     assert_eq!(listed[0]["owner"], "ctr-1");
+    // The pod's identity: CNI_ARGS' namespace and name, the labels of
+    // args.cni.labels with CNI_ARGS' on top.
+    assert_eq!(listed[0]["namespace"], "shop");
+    assert_eq!(listed[0]["name"], "web-0");
+    assert_eq!(
+        listed[0]["labels"],
+        json!({"app": "web", "tier": "front", "track": "canary"})
+    );
 
     // Hot-plug: a second network as eth1 leaves the default route alone.
     let second = conf(
@@ -326,8 +347,68 @@ fn podman_containers_on_a_vswitch_network() {
         .status
         .success());
 
+    // Labels and a namespace through CNI_ARGS (podman passes the caller's
+    // on, with K8S_POD_NAME its container's name): a policy selects them.
+    let labelled = |name: &str, args: &str| {
+        let out = pm
+            .cmd(&[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "vsnet",
+                IMAGE,
+                "httpd",
+                "-f",
+                "-p",
+                "80",
+                "-h",
+                "/bin",
+            ])
+            .env("CNI_ARGS", args)
+            .output()
+            .expect("podman run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    labelled("db", "K8S_POD_NAMESPACE=shop;VSWITCH_LABELS=app=db");
+    labelled("client", "K8S_POD_NAMESPACE=shop;VSWITCH_LABELS=app=client");
+    let db_ip = ip_of("db");
+    let listed = sw.json(&["list-attachments"]);
+    let db = (listed.as_array().into_iter().flatten())
+        .find(|a| a["name"] == "db")
+        .unwrap_or_else(|| panic!("no attachment named db: {listed}"));
+    assert_eq!(
+        (&db["namespace"], &db["labels"]),
+        (&json!("shop"), &json!({"app": "db"}))
+    );
+    let policy = pm.dir.join("db-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\n\
+         spec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: client}}\n",
+    )
+    .expect("policy file");
+    sw.ok(&["apply", "-f", &policy.display().to_string()]);
+    let url = format!("http://{db_ip}/busybox");
+    let fetch = |from: &str| {
+        (pm.podman(&["exec", from, "timeout", "3", "wget", "-q", "-O", "/dev/null", &url]))
+            .status
+            .success()
+    };
+    assert!(fetch("client"), "app=client in shop reaches the db");
+    assert!(!fetch("p1"), "a container of namespace default without labels does not");
+    // Counted where the refused frames came in: p1's port (p1 has its
+    // container's name, which podman passed).
+    let p1_port = (listed.as_array().into_iter().flatten())
+        .find(|a| a["name"] == "p1" && a["bridge"] == "pod0")
+        .and_then(|a| a["port"].as_str())
+        .unwrap_or_else(|| panic!("no attachment named p1: {listed}"))
+        .to_string();
+    assert!(sw.port_counter(&p1_port, "drops.policy-denied") > 0);
+
     // rm -f: nothing left behind.
-    pm.ok(&["rm", "-f", "-t", "0", "p1", "web", "fixed"]);
+    pm.ok(&["rm", "-f", "-t", "0", "p1", "web", "fixed", "db", "client"]);
     assert_eq!(sw.json(&["list-attachments"]), json!([]));
     assert_eq!(sw.json(&["list-published", "pod0"]), json!([]));
     let links =
