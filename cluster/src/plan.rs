@@ -123,6 +123,7 @@ fn add_br(want: &Want) -> Request {
         gateway: Some(slice_gateway(&want.slice)),
         ip_range: Some(want.slice),
         uplink_via: None,
+        icc: None,
     })
 }
 
@@ -205,6 +206,7 @@ mod tests {
             leases: vec![],
             linked: vec![],
             uplink_via: None,
+            icc: true,
             uplink: None,
             masquerade: false,
             published: vec![],

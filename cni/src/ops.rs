@@ -173,6 +173,7 @@ impl Net {
             uplink_via: self.conf.uplink.clone(),
             internal: format!("vsc{:08x}", fnv1a(self.bridge.as_bytes())),
             masquerade: self.conf.masquerade == Some(true),
+            icc: true,
         };
         match self.vs(&network.create()) {
             Ok(_) => Ok(()),

@@ -22,6 +22,8 @@ pub struct RuntimeNetwork {
     /// The name of the internal port (the host's leg on the network).
     pub internal: String,
     pub masquerade: bool,
+    /// Its containers may reach each other (Docker's `enable_icc`).
+    pub icc: bool,
 }
 
 impl RuntimeNetwork {
@@ -33,6 +35,7 @@ impl RuntimeNetwork {
                 name: self.bridge.clone(),
                 aging_secs: None,
                 max_macs: None,
+                icc: (!self.icc).then_some(false),
                 subnet: Some(self.subnet),
                 gateway: self.gateway,
                 ip_range: None,
@@ -74,6 +77,7 @@ mod tests {
             uplink_via: Some("up".into()),
             internal: "vsnx".into(),
             masquerade: false,
+            icc: true,
         };
         let Request::Transaction(req::Transaction { requests }) = net.create() else {
             panic!("a transaction")

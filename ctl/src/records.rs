@@ -298,6 +298,10 @@ pub struct BridgeInfo {
     /// The bridge whose uplink this one leaves through.
     #[serde(default)]
     pub uplink_via: Option<String>,
+    /// Its attachments may reach each other (`icc=false`: only the
+    /// gateway, the host and the outside).
+    #[serde(default = "crate::records::yes")]
+    pub icc: bool,
     #[serde(default)]
     pub uplink: Option<UplinkInfo>,
     #[serde(default)]
@@ -412,4 +416,8 @@ pub struct ControlStatsInfo {
     pub save_failures: u64,
     /// The snapshot generation the poll threads forward with.
     pub generation: u64,
+}
+
+pub(crate) fn yes() -> bool {
+    true
 }

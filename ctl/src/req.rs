@@ -163,6 +163,11 @@ pub struct AddBr {
     /// ports on its address); routes between the two.
     #[serde(default)]
     pub uplink_via: Option<String>,
+    /// Inter-container communication (Docker's `enable_icc`): false, and
+    /// the bridge's attachments reach only the gateway, the host and the
+    /// outside, not each other (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icc: Option<bool>,
     /// Nothing to do, and no error, if it is already there (ovs-vsctl's
     /// `--may-exist`); one of the same name but other settings still fails.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -584,6 +589,9 @@ pub struct SetBridge {
     /// Cap on learned MACs.
     #[serde(default)]
     pub max_macs: Option<usize>,
+    /// Inter-container communication (see [`AddBr::icc`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icc: Option<bool>,
 }
 
 fn is_false(b: &bool) -> bool {

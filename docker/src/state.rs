@@ -35,6 +35,9 @@ pub struct Network {
     pub masquerade: bool,
     /// The vswitch bridge whose uplink is the way out.
     pub uplink: Option<String>,
+    /// The namespace and labels of its containers by default.
+    #[serde(default)]
+    pub identity: crate::options::Identity,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +48,9 @@ pub struct Endpoint {
     /// The `-p` bindings as Docker sent them at CreateEndpoint.
     #[serde(default)]
     pub portmap: Vec<crate::api::PortBinding>,
+    /// The container's namespace, name and labels for policies.
+    #[serde(default)]
+    pub identity: crate::options::Identity,
     /// Set between Join and Leave: the container's namespace.
     #[serde(default)]
     pub sandbox: Option<String>,

@@ -221,6 +221,7 @@ fn isolate_port_1(w: &mut World, count: u16) {
         members: [((0, [10, 1, 0, 2].into()), 0), ((0, [10, 1, 0, 3].into()), 1)]
             .into_iter()
             .collect(),
+        apart: vec![None, None],
         ct: Arc::new(ConnTable::new(1024).without_windows()),
         generation: w.snap.generation,
     });

@@ -119,6 +119,10 @@ pub struct PolicyView {
     pub compiled: Arc<Compiled>,
     /// An attachment's index among the members by (policy zone, address).
     pub members: hashbrown::HashMap<(u16, Ipv4Addr), u32>,
+    /// By member: the bridge that keeps it apart from its other
+    /// attachments (`icc` false), if any. Two members of one such bridge
+    /// never reach each other, whatever the policies say.
+    pub apart: Vec<Option<u32>>,
     /// Connections allowed so far, each marked with the generation that
     /// allowed it: one of an older generation is judged again.
     pub ct: Arc<ConnTable>,

@@ -26,7 +26,7 @@ use vswitch_ctl::network::RuntimeNetwork;
 use vswitch_ctl::{parse_subnet, req, MacAddr, NatProto, Reply, Request, SubnetExt};
 
 use crate::api::{self, CreateEndpoint, CreateNetwork, EndpointRef, Join, NetworkOnly, PortBinding};
-use crate::options::{self, NetworkOptions};
+use crate::options::{self, Identity, NetworkOptions};
 use crate::proxy::Proxy;
 use crate::state::{Endpoint, Network, Published, State, StateError};
 
@@ -200,6 +200,7 @@ impl Driver {
             port_type: opts.port_type,
             masquerade: opts.masquerade,
             uplink: opts.uplink.clone(),
+            identity: opts.identity.clone(),
         };
         // The bridge, its internal port and masquerade: one transaction,
         // as the CNI plugin makes its networks.
@@ -210,6 +211,7 @@ impl Driver {
             uplink_via: opts.uplink,
             internal,
             masquerade: network.masquerade,
+            icc: opts.icc,
         };
         self.vsctl(&made.create())?;
         self.state.networks.insert(req.network_id.clone(), network);
@@ -275,6 +277,7 @@ impl Driver {
             false => endpoint_mac(&req.endpoint_id),
         };
         let portmap = options::portmap(&req.options).map_err(DriverError::Invalid)?;
+        let identity = Identity::of_endpoint(&net.identity, &req.options).map_err(DriverError::Invalid)?;
         self.state.endpoints.insert(
             req.endpoint_id.clone(),
             Endpoint {
@@ -282,6 +285,7 @@ impl Driver {
                 ip,
                 mac,
                 portmap,
+                identity,
                 sandbox: None,
                 sandbox_seen: false,
                 published: Vec::new(),
@@ -356,9 +360,9 @@ impl Driver {
             handoff: true,
             default_route: None,
             allow_any_src: false,
-            name: None,
-            namespace: None,
-            labels: Default::default(),
+            name: ep.identity.name.clone(),
+            namespace: ep.identity.namespace.clone(),
+            labels: ep.identity.labels.clone(),
         }))?;
         let Reply::Attached(attached) = reply else {
             return Err(DriverError::Invalid(

@@ -32,6 +32,7 @@ impl Manager {
             gateway,
             ip_range,
             uplink_via,
+            icc,
         } = request;
         if uplink_via.is_some() && subnet.is_none() {
             return Err(ControlError::Option("--uplink-via needs --subnet"));
@@ -76,6 +77,7 @@ impl Manager {
             name: name.clone(),
             aging_secs,
             max_macs,
+            icc: icc.unwrap_or(true),
             ports: Shared::default(),
             subnet,
             gateway,
@@ -102,11 +104,12 @@ impl Manager {
             name,
             aging_secs,
             max_macs,
+            icc,
         } = request;
         self.bridge(&name)?;
-        if aging_secs.is_none() && max_macs.is_none() {
+        if aging_secs.is_none() && max_macs.is_none() && icc.is_none() {
             return Err(ControlError::Option(
-                "set bridge: nothing to set (aging=SECS, max-macs=N)",
+                "set bridge: nothing to set (aging=SECS, max-macs=N, icc=true|false)",
             ));
         }
         if let Some(aging) = aging_secs {
@@ -119,9 +122,10 @@ impl Manager {
             let br = txn.bridge_mut(&name)?;
             br.aging_secs = aging_secs.unwrap_or(br.aging_secs);
             br.max_macs = max_macs.unwrap_or(br.max_macs);
+            br.icc = icc.unwrap_or(br.icc);
             Ok(())
         })?;
-        info!(bridge = %name, ?aging_secs, ?max_macs, "bridge settings changed");
+        info!(bridge = %name, ?aging_secs, ?max_macs, ?icc, "bridge settings changed");
         Ok(())
     }
 

@@ -231,6 +231,18 @@ pub struct BridgeConfig {
     /// conntrack zone. Implies routing between the two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink_via: Option<String>,
+    /// Attachments may reach each other (Docker's `enable_icc`); when not,
+    /// the policy stages keep them apart (`pipeline::policy`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub icc: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A bridge's VXLAN tunnel: a member of the bridge whose far side is every
@@ -403,6 +415,7 @@ pub(super) mod tests {
                 name: "br0".into(),
                 aging_secs: 300,
                 max_macs: 10,
+                icc: true,
                 subnet: Some("10.20.0.0/24".parse().unwrap()),
                 gateway: Some("10.20.0.1".parse().unwrap()),
                 ip_range: Some("10.20.0.128/25".parse().unwrap()),

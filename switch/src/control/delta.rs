@@ -194,6 +194,7 @@ pub(super) fn settings(b: &BridgeConfig) -> BridgeConfig {
         published: _,
         vxlan,
         uplink_via,
+        icc,
     } = b;
     BridgeConfig {
         name: name.clone(),
@@ -209,6 +210,7 @@ pub(super) fn settings(b: &BridgeConfig) -> BridgeConfig {
         published: Shared::default(),
         vxlan: vxlan.clone(),
         uplink_via: uplink_via.clone(),
+        icc: *icc,
     }
 }
 

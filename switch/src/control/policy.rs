@@ -19,7 +19,7 @@ use vswitch_nat::table::ConnTable;
 use vswitch_policy::compile::{compile, Member};
 use vswitch_policy::model::{check_label, check_name, Labels, NAMESPACE_NAME_LABEL};
 
-use super::config::{DesiredState, Lease};
+use super::config::{BridgeConfig, DesiredState, Lease};
 use super::{ControlError, Manager};
 use crate::snapshot::PolicyView;
 
@@ -216,9 +216,10 @@ fn check_object_name(name: &str) -> Result<(), ControlError> {
 }
 
 /// The policies compiled against every lease, for the snapshot; None when
-/// no policy isolates anything (the datapath then skips its policy
-/// stages). `zones`: each bridge's policy zone by name; `port_members`
-/// gets the member index of every leased port that is isolated.
+/// no policy isolates anything and no bridge keeps its attachments apart
+/// (`icc` false; the datapath then skips its policy stages). `zones`:
+/// each bridge's policy zone by name; `port_members` gets the member index
+/// of every leased port that is isolated (by a policy or its bridge).
 pub(super) fn policy_view(
     desired: &DesiredState,
     zones: &HashMap<String, u16>,
@@ -226,14 +227,17 @@ pub(super) fn policy_view(
     generation: u64,
     port_members: &mut HashMap<String, u32>,
 ) -> Option<PolicyView> {
-    if desired.policies.is_empty() {
+    let apart = |br: &&BridgeConfig| !br.icc && !br.leases.is_empty();
+    if desired.policies.is_empty() && !desired.bridges.iter().any(|br| apart(&br)) {
         return None;
     }
     let mut members = Vec::new();
     let mut placed: Vec<(u16, Ipv4Addr, &str)> = Vec::new();
-    for br in &desired.bridges {
+    let mut icc = Vec::new();
+    for (index, br) in desired.bridges.iter().enumerate() {
         let Some(&zone) = zones.get(&br.name) else { continue };
         for lease in &br.leases {
+            icc.push((!br.icc).then_some(index as u32));
             members.push(Member {
                 namespace: lease.namespace(),
                 labels: &lease.labels,
@@ -243,20 +247,23 @@ pub(super) fn policy_view(
         }
     }
     let compiled = compile(&desired.policies, &desired.namespaces, &members);
-    if !compiled.any_isolated() {
+    if !compiled.any_isolated() && icc.iter().all(Option::is_none) {
         return None;
     }
     let mut by_addr = HashMap::with_capacity(placed.len());
     for (i, (zone, ip, port)) in placed.into_iter().enumerate() {
         by_addr.insert((zone, ip), i as u32);
         let rules = compiled.endpoint(i);
-        if rules.isolated(vswitch_policy::Direction::Ingress) || rules.isolated(vswitch_policy::Direction::Egress) {
+        let policed =
+            rules.isolated(vswitch_policy::Direction::Ingress) || rules.isolated(vswitch_policy::Direction::Egress);
+        if policed || icc[i].is_some() {
             port_members.insert(port.to_string(), i as u32);
         }
     }
     Some(PolicyView {
         compiled: Arc::new(compiled),
         members: by_addr,
+        apart: icc,
         ct: ct.clone(),
         generation,
     })

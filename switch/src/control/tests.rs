@@ -69,6 +69,7 @@ fn add_br(name: &str, subnet: &str) -> Request {
         gateway: None,
         ip_range: None,
         uplink_via: None,
+        icc: None,
     })
 }
 
@@ -219,6 +220,7 @@ fn an_address_range_must_lie_in_the_subnet() {
             gateway: None,
             ip_range: Some(range.parse().unwrap()),
             uplink_via: None,
+            icc: None,
         })
     };
     for range in ["10.2.0.0/25", "10.1.0.0/23"] {
@@ -348,6 +350,7 @@ fn bridges_leaving_through_one_uplink_share_its_zone_and_published_ports() {
             gateway,
             ip_range,
             uplink_via: Some(via.into()),
+            icc: None,
         }),
         other => other,
     };
@@ -514,6 +517,7 @@ fn set_bridge_changes_the_live_table_and_the_saved_state_or_nothing() {
             name: "br0".into(),
             aging_secs,
             max_macs,
+            icc: None,
         })
     };
     m.handle(set(Some(42), Some(7))).unwrap();

@@ -77,6 +77,7 @@ impl Manager {
                         })
                         .collect(),
                     uplink_via: br.uplink_via.clone(),
+                    icc: br.icc,
                     linked: self
                         .desired
                         .bridges

@@ -32,6 +32,10 @@
 //!   pass (without their first they are nothing).
 //! - Floods reach an isolated attachment only if ARP (`tx`); a unicast
 //!   frame waiting for its next hop is judged before it waits.
+//! - A bridge with `icc` false (Docker's `enable_icc=false`) isolates its
+//!   attachments too, and two of them never reach each other, directly or
+//!   routed through the gateway; the gateway, the host and the outside
+//!   they reach as policies allow.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
@@ -177,7 +181,9 @@ fn place(snap: &Snapshot, bridge: u32) -> (u16, Option<Ipv4Addr>) {
 
 fn isolated(view: &PolicyView, member: u32) -> bool {
     let rules = view.compiled.endpoint(member as usize);
-    rules.isolated(Direction::Ingress) || rules.isolated(Direction::Egress)
+    rules.isolated(Direction::Ingress)
+        || rules.isolated(Direction::Egress)
+        || view.apart.get(member as usize).is_some_and(Option::is_some)
 }
 
 /// May the frame go, `end` being the isolated attachment? `Ok(Some(true))`
@@ -349,15 +355,23 @@ fn protocol_of(t: &Tuple) -> u8 {
 }
 
 /// The opener's egress rules and the acceptor's ingress rules both allow
-/// the connection (an end no policy isolates allows anything).
+/// the connection (an end no policy isolates allows anything), and the two
+/// are not kept apart by their bridge.
 fn allowed(view: &PolicyView, zone: u16, opener: Side, acceptor: Side, protocol: u8, port: u16) -> bool {
     let member = |(addr, known): Side| known.or_else(|| view.members.get(&(zone, addr)).copied());
+    let (from, to) = (member(opener), member(acceptor));
+    if let (Some(a), Some(b)) = (from, to) {
+        let apart = |m: u32| view.apart.get(m as usize).copied().flatten();
+        if apart(a).is_some() && apart(a) == apart(b) {
+            return false;
+        }
+    }
     let c = &view.compiled;
-    let out = member(opener).is_none_or(|m| {
+    let out = from.is_none_or(|m| {
         c.verdict(m as usize, Direction::Egress, acceptor.0, protocol, port)
             .allows()
     });
-    out && member(acceptor).is_none_or(|m| {
+    out && to.is_none_or(|m| {
         c.verdict(m as usize, Direction::Ingress, opener.0, protocol, port)
             .allows()
     })
@@ -432,6 +446,7 @@ mod tests {
         PolicyView {
             compiled: Arc::new(compiled),
             members: [((0, WEB), 0), ((0, CLIENT), 1), ((0, OTHER), 2)].into_iter().collect(),
+            apart: vec![None; 3],
             ct: Arc::new(ConnTable::new(64).without_windows()),
             generation,
         }
@@ -540,6 +555,40 @@ mod tests {
         assert_eq!(inbound(&v, &frame(&raw)), Err(DropReason::PolicyDenied));
         assert_eq!(inbound(&v, &echo(GW, WEB, 1, true)), Ok(()), "the node");
         assert_eq!(inbound(&v, &frame(&arp[..10])), Err(DropReason::Malformed));
+    }
+
+    /// Docker's `enable_icc=false`: web and client share a bridge that
+    /// keeps them apart, other is elsewhere; no policy at all.
+    #[test]
+    fn a_bridge_without_icc_keeps_its_attachments_apart_and_nothing_else() {
+        let v = PolicyView {
+            compiled: Arc::new(compile(&[], &BTreeMap::new(), &[])),
+            apart: vec![Some(7), Some(7), None],
+            ..view(1, true)
+        };
+        assert_eq!(
+            inbound(&v, &tcp(CLIENT, 40000, WEB, 80, true)),
+            Err(DropReason::PolicyDenied)
+        );
+        assert_eq!(
+            outbound(&v, &tcp(WEB, 40001, CLIENT, 22, true)),
+            Err(DropReason::PolicyDenied)
+        );
+        assert_eq!(inbound(&v, &echo(CLIENT, WEB, 5, true)), Err(DropReason::PolicyDenied));
+        assert_eq!(
+            inbound(&v, &tcp(OTHER, 40002, WEB, 80, true)),
+            Ok(()),
+            "another bridge's"
+        );
+        let outside = Ipv4Addr::new(192, 0, 2, 7);
+        assert_eq!(
+            outbound(&v, &tcp(WEB, 40003, outside, 443, true)),
+            Ok(()),
+            "the outside"
+        );
+        assert_eq!(outbound(&v, &echo(WEB, outside, 9, true)), Ok(()));
+        assert_eq!(inbound(&v, &echo(outside, WEB, 9, false)), Ok(()), "and its replies");
+        assert_eq!(inbound(&v, &echo(GW, WEB, 1, true)), Ok(()), "the gateway");
     }
 
     #[test]

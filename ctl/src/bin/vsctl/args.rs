@@ -119,10 +119,11 @@ pub enum Table {
 pub enum Setting {
     Aging(u64),
     MaxMacs(usize),
+    Icc(bool),
 }
 
 /// The keys `set bridge` takes, as they are spelled.
-pub const SETTABLE: &str = "aging=SECS, max-macs=N";
+pub const SETTABLE: &str = "aging=SECS, max-macs=N, icc=true|false";
 
 pub fn parse_setting(text: &str) -> Result<Setting, String> {
     let (key, value) = text
@@ -136,6 +137,11 @@ pub fn parse_setting(text: &str) -> Result<Setting, String> {
     match key {
         "aging" | "aging-secs" => number("aging").map(Setting::Aging),
         "max-macs" | "max_macs" => number("max-macs").map(|n| Setting::MaxMacs(n as usize)),
+        "icc" => match value {
+            "true" | "yes" | "on" | "1" => Ok(Setting::Icc(true)),
+            "false" | "no" | "off" | "0" => Ok(Setting::Icc(false)),
+            _ => Err(format!("icc is true or false, not '{value}'")),
+        },
         other => Err(format!("bridges have no setting '{other}' ({SETTABLE})")),
     }
 }
@@ -150,6 +156,8 @@ mod tests {
         assert_eq!(parse_setting("max-macs=10"), Ok(Setting::MaxMacs(10)));
         assert!(parse_setting("aging").unwrap_err().contains("KEY=VALUE"));
         assert!(parse_setting("aging=soon").unwrap_err().contains("whole number"));
+        assert_eq!(parse_setting("icc=false"), Ok(Setting::Icc(false)));
+        assert!(parse_setting("icc=maybe").unwrap_err().contains("true or false"));
         assert!(parse_setting("colour=red").unwrap_err().contains("no setting 'colour'"));
     }
 }

@@ -45,6 +45,9 @@ pub enum Command {
         /// Leave through the uplink of this other bridge: masquerade and published ports use its address (several bridges may share one uplink).
         #[arg(long, requires = "subnet", value_name = "BRIDGE")]
         uplink_via: Option<String>,
+        /// Keep the bridge's attachments from reaching each other, at L2 and L3 (Docker's enable_icc=false): only the gateway, the host and the outside.
+        #[arg(long)]
+        no_icc: bool,
     },
     /// Delete a bridge and all its ports.
     DelBr {
@@ -60,7 +63,7 @@ pub enum Command {
         table: Table,
         /// Its name.
         name: String,
-        /// KEY=VALUE: aging=SECS, max-macs=N.
+        /// KEY=VALUE: aging=SECS, max-macs=N, icc=true|false.
         #[arg(required = true, value_parser = parse_setting, value_name = "KEY=VALUE")]
         settings: Vec<Setting>,
     },
@@ -71,7 +74,7 @@ pub enum Command {
         table: Table,
         /// Its name.
         name: String,
-        /// aging, max-macs, learned-macs, subnet, gateway, ip-range, masquerade.
+        /// aging, max-macs, learned-macs, subnet, gateway, ip-range, masquerade, icc.
         keys: Vec<String>,
     },
     /// Create a port on a bridge.

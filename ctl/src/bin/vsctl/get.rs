@@ -8,7 +8,7 @@ use vswitch_ctl::{BridgeInfo, Reply, Request};
 use crate::Daemon;
 
 /// The keys `get bridge` knows, in the order `get` with none prints them.
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "aging",
     "max-macs",
     "learned-macs",
@@ -16,6 +16,7 @@ const KEYS: [&str; 7] = [
     "gateway",
     "ip-range",
     "masquerade",
+    "icc",
 ];
 
 fn value(b: &BridgeInfo, key: &str) -> Option<serde_json::Value> {
@@ -28,6 +29,7 @@ fn value(b: &BridgeInfo, key: &str) -> Option<serde_json::Value> {
         "gateway" => text(b.gateway.map(|g| g.to_string())),
         "ip-range" => text(b.ip_range.map(|n| n.to_string())),
         "masquerade" => b.masquerade.into(),
+        "icc" => b.icc.into(),
         _ => return None,
     })
 }

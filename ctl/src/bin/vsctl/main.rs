@@ -274,6 +274,7 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             gateway,
             ip_range,
             uplink_via,
+            no_icc,
         } => Request::AddBr(req::AddBr {
             name,
             aging_secs: aging,
@@ -282,6 +283,7 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
             gateway,
             ip_range,
             uplink_via,
+            icc: no_icc.then_some(false),
             may_exist: idem.may_exist(),
         }),
         Command::DelBr { name } => Request::DelBr(req::DelBr {
@@ -298,11 +300,13 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
                 name,
                 aging_secs: None,
                 max_macs: None,
+                icc: None,
             };
             for setting in settings {
                 match setting {
                     Setting::Aging(secs) => set.aging_secs = Some(secs),
                     Setting::MaxMacs(n) => set.max_macs = Some(n),
+                    Setting::Icc(on) => set.icc = Some(on),
                 }
             }
             Request::SetBridge(set)

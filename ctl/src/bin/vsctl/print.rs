@@ -227,6 +227,9 @@ fn print_show(bridges: &[BridgeInfo]) {
             if br.masquerade {
                 println!("    masquerade: on");
             }
+            if !br.icc {
+                println!("    icc: off (its attachments do not reach each other)");
+            }
             for r in &br.published {
                 println!("    published {} {} -> {}:{}", r.proto, r.port, r.to_ip, r.to_port);
             }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::{bin, remove_scratch, run_ok, Switch};
 
+pub mod world;
+
 /// Debian's docker client (the one in /usr/local/bin may be another).
 const DOCKER: &str = "/usr/bin/docker";
 pub const IMAGE: &str = "vsbox:test";
