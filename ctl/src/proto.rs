@@ -78,6 +78,7 @@ pub enum Reply {
     Networks(Vec<NetworkInfo>),
     Attachments(Vec<AttachmentInfo>),
     Policies(Vec<PolicyInfo>),
+    PolicyChecked(Box<PolicyCheck>),
     Applied(Applied),
     /// Policies deleted by `delete`.
     Deleted(Vec<String>),

@@ -256,6 +256,37 @@ pub struct PolicyInfo {
     pub selects: Vec<String>,
 }
 
+/// What the policies would do to a connection (`check-policy`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    pub allowed: bool,
+    /// The ends as named: `NS/NAME (IP)` for an attachment, else the IP.
+    pub from: String,
+    pub to: String,
+    /// The connection asked about: IP protocol and destination port.
+    pub protocol: u8,
+    pub port: u16,
+    /// The opener's egress, when it is an attachment here.
+    pub egress: Option<SideCheck>,
+    /// The acceptor's ingress, when it is an attachment here.
+    pub ingress: Option<SideCheck>,
+    /// What decides besides the policies: the gateway always passes, a
+    /// bridge with icc off keeps its attachments apart.
+    pub note: Option<String>,
+}
+
+/// One end's side of a [`PolicyCheck`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideCheck {
+    /// The attachment judged, `NS/NAME`.
+    pub attachment: String,
+    /// The policies isolating it in this direction (none: all allowed).
+    pub isolated_by: Vec<String>,
+    pub allowed: bool,
+    /// The policy (`NS/NAME`) and the index of its rule that allows it.
+    pub allowed_by: Option<(String, u16)>,
+}
+
 /// What `apply` did, object by object, as kubectl says it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {

@@ -49,6 +49,9 @@ pub enum Request {
     DeletePolicies(DeletePolicies),
     /// Every network policy, with the attachments it selects.
     ListPolicies,
+    /// What the policies would do to a new connection, and why, without
+    /// traffic (`vsctl check-policy`).
+    CheckPolicy(CheckPolicy),
     /// Allows routing between two bridges.
     LinkBr(LinkBr),
     UnlinkBr(UnlinkBr),
@@ -592,6 +595,27 @@ pub struct SetBridge {
     /// Inter-container communication (see [`AddBr::icc`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icc: Option<bool>,
+}
+
+/// One end of a connection `check-policy` asks about: an attachment by
+/// `namespace`/`name`, or an address (an attachment's, a gateway's, or
+/// one outside).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Attachment { namespace: String, name: String },
+    Address(Ipv4Addr),
+}
+
+/// `vsctl check-policy --from A --to B --port 80/tcp`: a new connection
+/// from A to B, to `port` over IP protocol `protocol` (6 TCP, 17 UDP,
+/// 1 ICMP with port 0).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckPolicy {
+    pub from: Party,
+    pub to: Party,
+    pub protocol: u8,
+    pub port: u16,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -198,6 +198,62 @@ fn ingress_policy_isolates_by_labels_ports_and_keeps_replies() {
     assert!(udp_ok(&client, &web_ip, 5353), "the UDP port, and its reply");
     assert!(!client.ping(&web_ip, 1), "the rule names ports: no ICMP");
     assert!(!tcp_ok(&other, &web_ip, 8080), "app=other is no client");
+    // check-policy answers the same without traffic, naming the rule.
+    let check = |args: &[&str]| {
+        let mut all = vec!["check-policy"];
+        all.extend_from_slice(args);
+        let out = sw.vsctl(&all);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = check(&["--from", "shop/client", "--to", "shop/web", "--port", "8080"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("allowed: shop/client"), "{text}");
+    assert!(
+        text.contains("ingress of shop/web: allowed by shop/allow-client, ingress rule 0"),
+        "{text}"
+    );
+    let (code, text) = check(&["--from", "shop/other", "--to", &web_ip, "--port", "8080/tcp"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("isolated by shop/deny-web, shop/allow-client; no rule allows it"),
+        "{text}"
+    );
+    let (code, _) = check(&["--from", "shop/client", "--to", "shop/web", "--port", "5353/udp"]);
+    assert_eq!(code, Some(0));
+    let (code, _) = check(&["--from", "shop/client", "--to", "shop/web", "--port", "icmp"]);
+    assert_eq!(code, Some(1));
+    let verdict = sw.json(&[
+        "check-policy",
+        "--from",
+        "10.191.0.1",
+        "--to",
+        "shop/web",
+        "--port",
+        "22",
+    ]);
+    assert_eq!(verdict["allowed"], true, "the gateway: {verdict}");
+    sw.expect_error(
+        &[
+            "check-policy",
+            "--from",
+            "shop/nobody",
+            "--to",
+            "shop/web",
+            "--port",
+            "80",
+        ],
+        "no attachment is named shop/nobody",
+    );
+    let bad = sw.vsctl(&[
+        "check-policy",
+        "--from",
+        "shop/client",
+        "--to",
+        "shop/web",
+        "--port",
+        "80/gre",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
     // Changing other's labels makes it a client, at once.
     sw.ok(&["label", "shop/other", "app=client"]);
     assert!(tcp_ok(&other, &web_ip, 8080));
@@ -359,4 +415,26 @@ fn a_bad_manifest_is_refused_whole_with_the_field_named() {
     assert!(!reply.status.success());
     sw.expect_error(&["label", "shop/nobody", "app=x"], "no attachment is named shop/nobody");
     sw.expect_error(&["delete", "service", "x"], "not 'service'");
+}
+
+/// `add-br --no-icc`: two attachments of the bridge never reach each
+/// other (check-policy says why); the gateway still answers them; `set
+/// bridge icc=true` lets them talk, live.
+#[test]
+fn a_bridge_without_icc_keeps_its_attachments_apart() {
+    require_root();
+    let sw = Switch::start("policy-icc", "0");
+    sw.ok(&["add-br", "br0", "--subnet", "10.196.0.0/24", "--no-icc"]);
+    let (one, two) = (Netns::new("pi1"), Netns::new("pi2"));
+    let (one_ip, _) = attach(&sw, &one, "default", "one", &[]);
+    let (two_ip, _) = attach(&sw, &two, "default", "two", &[]);
+    assert!(sw.ok(&["show"]).contains("icc: off"));
+    assert!(!one.ping(&two_ip, 1), "apart");
+    assert!(two.ping("10.196.0.1", 1), "the gateway answers");
+    let out = sw.vsctl(&["check-policy", "--from", "one", "--to", &two_ip, "--port", "icmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("bridge br0 has icc off"), "{text}");
+    sw.ok(&["set", "bridge", "br0", "icc=true"]);
+    assert!(one.ping(&two_ip, 1) && two.ping(&one_ip, 1), "icc on");
 }

@@ -28,6 +28,7 @@
 mod attach;
 mod bridges;
 mod capture;
+mod check;
 pub mod config;
 mod ctfile;
 mod delta;

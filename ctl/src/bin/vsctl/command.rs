@@ -226,6 +226,18 @@ pub enum Command {
         /// NAMESPACE/NAME (or NAME in "default").
         target: String,
     },
+    /// What the policies would do to a new connection, and which policy and rule decide, without sending anything (exit 1: denied).
+    CheckPolicy {
+        /// The opener: NAMESPACE/NAME, NAME (in "default") or an IPv4 address.
+        #[arg(long, value_name = "NS/NAME|IP")]
+        from: String,
+        /// The acceptor: NAMESPACE/NAME, NAME or an IPv4 address.
+        #[arg(long, value_name = "NS/NAME|IP")]
+        to: String,
+        /// PORT[/tcp|udp|sctp] (tcp when not said), or icmp.
+        #[arg(long, value_name = "PORT/PROTO", value_parser = crate::check::port)]
+        port: (u8, u16),
+    },
     /// Allow routing between two bridges (off by default).
     LinkBr {
         /// One bridge.

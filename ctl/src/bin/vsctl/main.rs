@@ -16,6 +16,7 @@ use vswitch_ctl::{req, PublishRule, Reply, Request, DEFAULT_SOCKET};
 
 mod args;
 mod capture;
+mod check;
 mod command;
 mod get;
 mod policy;
@@ -157,7 +158,11 @@ fn transaction(segments: &[&[OsString]]) -> anyhow::Result<()> {
     for (i, cli) in clis.into_iter().enumerate() {
         if matches!(
             cli.command,
-            Command::Trace { .. } | Command::Capture { .. } | Command::Get { .. } | Command::ShowPolicy { .. }
+            Command::Trace { .. }
+                | Command::Capture { .. }
+                | Command::Get { .. }
+                | Command::ShowPolicy { .. }
+                | Command::CheckPolicy { .. }
         ) {
             anyhow::bail!(
                 "command {} ({}): capture and trace stream, get reads as it goes; run them on their own",
@@ -393,6 +398,10 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
         Command::ListPolicies => Request::ListPolicies,
         Command::ShowPolicy { target } => {
             policy::show(daemon, &target, cli.json)?;
+            return Ok(None);
+        }
+        Command::CheckPolicy { from, to, port } => {
+            check::run(daemon, &from, &to, port, cli.json)?;
             return Ok(None);
         }
         Command::ListAttachments => Request::ListAttachments,

@@ -37,7 +37,7 @@ fn changes(words: &[String]) -> anyhow::Result<LabelChange> {
 }
 
 /// `NS/NAME`, or `NAME` in the default namespace.
-fn target(text: &str) -> anyhow::Result<(String, String)> {
+pub fn target(text: &str) -> anyhow::Result<(String, String)> {
     let (ns, name) = text.split_once('/').unwrap_or((DEFAULT_NAMESPACE, text));
     if ns.is_empty() || name.is_empty() || name.contains('/') {
         anyhow::bail!("'{text}' is not NAMESPACE/NAME (or NAME, in namespace \"default\")");
