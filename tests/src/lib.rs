@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub mod cluster;
 pub mod docker;
 pub mod podman;
+pub mod policy;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
