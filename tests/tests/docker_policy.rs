@@ -59,7 +59,7 @@ fn a_network_without_icc_keeps_its_containers_apart_and_driver_options_label_the
     let w = World::new("dkicc");
     let net = w.network(
         "quiet",
-        "10.163.0.0/24",
+        "10.204.0.0/24",
         &[
             "com.docker.network.bridge.enable_icc=false",
             "com.vswitch.uplink=ul",
@@ -119,7 +119,7 @@ fn a_network_without_icc_keeps_its_containers_apart_and_driver_options_label_the
     );
     // The rest is reachable: the gateway, the outside through masquerade,
     // b from the outside through its published port and from the host.
-    assert!(pings(&w, "ca", "10.163.0.1"), "the gateway");
+    assert!(pings(&w, "ca", "10.204.0.1"), "the gateway");
     assert!(pings(&w, "ca", OUTSIDE_IP), "the outside");
     wait_http(|| w.outside.cmd("curl"), &format!("http://{UPLINK_IP}:18190/busybox"));
     wait_http(|| Command::new("curl"), &format!("http://{b_ip}/busybox"));
@@ -130,7 +130,7 @@ fn a_network_without_icc_keeps_its_containers_apart_and_driver_options_label_the
     assert!(fetches(&w, "ca", &format!("http://{b_ip}/busybox")));
 
     // A second network, labels given at connect: a policy selects them.
-    w.network("open", "10.164.0.0/24", &["com.vswitch.namespace=shop"]);
+    w.network("open", "10.205.0.0/24", &["com.vswitch.namespace=shop"]);
     w.run("cc", "open", &[], &["sleep", "600"]);
     w.docker.ok(&[
         "network",

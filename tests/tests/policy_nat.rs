@@ -3,8 +3,27 @@
 //! port, the destination of one that leaves through masquerade (both
 //! before the uplink's address takes their place).
 
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
 use vswitch_tests::policy::{apply, attach, serve_tcp, tcp_ok, tcp_ok_from};
-use vswitch_tests::{require_root, Netns, Switch};
+use vswitch_tests::{bin, require_root, Netns, Switch};
+
+/// `vsctl trace PORT --count N` around `act`; what it printed.
+fn trace(sw: &Switch, port: &str, count: u32, act: impl FnOnce()) -> String {
+    let tracer = Command::new(bin("vsctl"))
+        .arg("--socket")
+        .arg(&sw.socket)
+        .args(["trace", port, "--count", &count.to_string(), "--seconds", "4"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("vsctl trace");
+    sleep(Duration::from_millis(300));
+    act();
+    let out = tracer.wait_with_output().expect("trace");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 const UPLINK_IP: &str = "10.198.0.2";
 /// The outside's two addresses: a block allows .0/24 except .5.
@@ -82,6 +101,21 @@ fn address_blocks_judge_the_real_outside_address_through_published_ports_and_mas
     assert!(
         !tcp_ok(&web, EXCEPTED, 9000),
         "excepted, though it leaves as the uplink's address"
+    );
+    // The trace names the rule that let a connection in, or says none did.
+    let allowed = trace(&sw, "up0", 3, || {
+        tcp_ok_from(&outside, NEAR, UPLINK_IP, 8080);
+    });
+    assert!(
+        allowed.contains("allowed: ingress of default/web by default/outside-but-5 rule 0"),
+        "{allowed}"
+    );
+    let denied = trace(&sw, "up0", 1, || {
+        tcp_ok_from(&outside, EXCEPTED, UPLINK_IP, 8080);
+    });
+    assert!(
+        denied.contains("denied: ingress of default/web: isolated by default/outside-but-5, no rule allows it"),
+        "{denied}"
     );
     let out = sw.vsctl(&[
         "check-policy",

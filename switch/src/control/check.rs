@@ -1,35 +1,49 @@
-//! `vsctl check-policy`: what the policies would do to a new connection
-//! between two parties, and which policy and rule decide, without sending
-//! anything. The answer is the datapath's (`pipeline::policy`): the same
-//! compiler over the same attachments, the same order of questions (the
-//! gateway passes; a bridge with icc off keeps its attachments apart; the
-//! opener's egress and the acceptor's ingress must both allow).
+//! `vsctl check-policy`, and the policy line of `vsctl trace`: what the
+//! policies would do to a new connection between two parties, and which
+//! policy and rule decide, without sending anything. The answer is the
+//! datapath's (`pipeline::policy`): the same compiler over the same
+//! attachments, the same order of questions (the gateway passes; a bridge
+//! with icc off keeps its attachments apart; the opener's egress and the
+//! acceptor's ingress must both allow).
 
 use std::net::Ipv4Addr;
 
 use vswitch_ctl::req::{self, Party};
 use vswitch_ctl::{PolicyCheck, SideCheck};
-use vswitch_policy::compile::{compile, Member, Verdict};
+use vswitch_policy::compile::{compile, Compiled, Member, Verdict};
 use vswitch_policy::Direction;
 
-use super::config::{BridgeConfig, Lease};
+use super::config::{BridgeConfig, DesiredState, Lease};
 use super::{ControlError, Manager};
 
 /// A party found: its address, and its attachment (lease index) if any.
-struct Found {
+pub(super) struct Found {
     ip: Ipv4Addr,
     lease: Option<usize>,
     label: String,
 }
 
+/// The policies compiled against every attachment, to ask about
+/// connections one after the other.
+pub(super) struct Judge<'a> {
+    desired: &'a DesiredState,
+    leases: Vec<(&'a BridgeConfig, &'a Lease)>,
+    compiled: Compiled,
+}
+
 impl Manager {
     pub(super) fn check_policy(&self, r: &req::CheckPolicy) -> Result<PolicyCheck, ControlError> {
-        let leases: Vec<(&BridgeConfig, &Lease)> = (self.desired.bridges.iter())
+        let judge = Judge::new(&self.desired);
+        let (from, to) = (judge.find(&r.from)?, judge.find(&r.to)?);
+        Ok(judge.check(from, to, r.protocol, r.port))
+    }
+}
+
+impl<'a> Judge<'a> {
+    pub(super) fn new(desired: &'a DesiredState) -> Judge<'a> {
+        let leases: Vec<(&BridgeConfig, &Lease)> = (desired.bridges.iter())
             .flat_map(|b| b.leases.iter().map(move |l| (b, l)))
             .collect();
-        let from = find(&leases, &r.from)?;
-        let to = find(&leases, &r.to)?;
-        let gateway = |ip: Ipv4Addr| self.desired.bridges.iter().any(|b| b.gateway == Some(ip));
         let members: Vec<Member> = (leases.iter())
             .map(|(_, l)| Member {
                 namespace: l.namespace(),
@@ -37,35 +51,56 @@ impl Manager {
                 addr: l.ip,
             })
             .collect();
-        let compiled = compile(&self.desired.policies, &self.desired.namespaces, &members);
-        let side = |who: &Found, dir: Direction, peer: Ipv4Addr| {
-            who.lease.map(|i| {
-                let (_, lease) = leases[i];
-                let name_of = |p: u32| {
-                    self.desired
-                        .policies
-                        .get(p as usize)
-                        .map(|p| p.key())
-                        .unwrap_or_default()
-                };
-                let (allowed, allowed_by) = match compiled.verdict(i, dir, peer, r.protocol, r.port) {
-                    Verdict::Open => (true, None),
-                    Verdict::Allowed(rule) => (true, Some((name_of(rule.policy), rule.rule))),
-                    Verdict::Denied => (false, None),
-                };
-                SideCheck {
-                    attachment: format!("{}/{}", lease.namespace(), lease.name()),
-                    isolated_by: compiled.endpoint(i).policies(dir).map(name_of).collect(),
-                    allowed,
-                    allowed_by,
-                }
-            })
-        };
-        let egress = side(&from, Direction::Egress, to.ip);
-        let ingress = side(&to, Direction::Ingress, from.ip);
+        let compiled = compile(&desired.policies, &desired.namespaces, &members);
+        Judge {
+            desired,
+            leases,
+            compiled,
+        }
+    }
+
+    /// Finds `party` among the attachments: one by name must exist; an
+    /// address may be anyone's.
+    pub(super) fn find(&self, party: &Party) -> Result<Found, ControlError> {
+        match party {
+            Party::Attachment { namespace, name } => {
+                let i = (self.leases.iter())
+                    .position(|(_, l)| l.namespace() == namespace && l.name() == name)
+                    .ok_or_else(|| ControlError::NoAttachment {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    })?;
+                Ok(self.found(self.leases[i].1.ip, Some(i)))
+            }
+            Party::Address(ip) => Ok(self.address(*ip)),
+        }
+    }
+
+    /// Whoever has address `ip`.
+    pub(super) fn address(&self, ip: Ipv4Addr) -> Found {
+        self.found(ip, self.leases.iter().position(|(_, l)| l.ip == ip))
+    }
+
+    fn found(&self, ip: Ipv4Addr, lease: Option<usize>) -> Found {
+        let label = lease.map_or_else(
+            || ip.to_string(),
+            |i| {
+                let l = self.leases[i].1;
+                format!("{}/{} ({ip})", l.namespace(), l.name())
+            },
+        );
+        Found { ip, lease, label }
+    }
+
+    /// A new connection from `from` to `to`'s `port` over IP protocol
+    /// `protocol`.
+    pub(super) fn check(&self, from: Found, to: Found, protocol: u8, port: u16) -> PolicyCheck {
+        let egress = self.side(&from, Direction::Egress, to.ip, protocol, port);
+        let ingress = self.side(&to, Direction::Ingress, from.ip, protocol, port);
+        let gateway = |ip: Ipv4Addr| self.desired.bridges.iter().any(|b| b.gateway == Some(ip));
         let apart = match (from.lease, to.lease) {
             (Some(a), Some(b)) => {
-                let (ba, bb) = (leases[a].0, leases[b].0);
+                let (ba, bb) = (self.leases[a].0, self.leases[b].0);
                 (ba.name == bb.name && !ba.icc).then(|| {
                     format!(
                         "bridge {} has icc off: its attachments do not reach each other",
@@ -86,47 +121,58 @@ impl Manager {
             let allows = |s: &Option<SideCheck>| s.as_ref().is_none_or(|s| s.allowed);
             (allows(&egress) && allows(&ingress), None)
         };
-        Ok(PolicyCheck {
+        PolicyCheck {
             allowed,
             from: from.label,
             to: to.label,
-            protocol: r.protocol,
-            port: r.port,
+            protocol,
+            port,
             egress,
             ingress,
             note,
+        }
+    }
+
+    fn side(&self, who: &Found, dir: Direction, peer: Ipv4Addr, protocol: u8, port: u16) -> Option<SideCheck> {
+        let i = who.lease?;
+        let lease = self.leases[i].1;
+        let name_of = |p: u32| (self.desired.policies.get(p as usize)).map_or_else(String::new, |p| p.key());
+        let (allowed, allowed_by) = match self.compiled.verdict(i, dir, peer, protocol, port) {
+            Verdict::Open => (true, None),
+            Verdict::Allowed(rule) => (true, Some((name_of(rule.policy), rule.rule))),
+            Verdict::Denied => (false, None),
+        };
+        Some(SideCheck {
+            attachment: format!("{}/{}", lease.namespace(), lease.name()),
+            isolated_by: self.compiled.endpoint(i).policies(dir).map(name_of).collect(),
+            allowed,
+            allowed_by,
         })
     }
 }
 
-/// Finds `party` among the leases: an attachment by name must exist; an
-/// address may be anyone's.
-fn find(leases: &[(&BridgeConfig, &Lease)], party: &Party) -> Result<Found, ControlError> {
-    let named = |i: usize| {
-        let l = leases[i].1;
-        format!("{}/{} ({})", l.namespace(), l.name(), l.ip)
-    };
-    match party {
-        Party::Attachment { namespace, name } => {
-            let i = (leases.iter())
-                .position(|(_, l)| l.namespace() == namespace && l.name() == name)
-                .ok_or_else(|| ControlError::NoAttachment {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                })?;
-            Ok(Found {
-                ip: leases[i].1.ip,
-                lease: Some(i),
-                label: named(i),
-            })
+/// One line for a trace: the verdict and what decided it.
+pub(super) fn summary(c: &PolicyCheck) -> String {
+    if let Some(note) = &c.note {
+        let verdict = if c.allowed { "allowed" } else { "denied" };
+        return format!("{verdict}: {note}");
+    }
+    let mut why = Vec::new();
+    for (dir, side) in [("egress", &c.egress), ("ingress", &c.ingress)] {
+        let Some(s) = side else { continue };
+        match (&s.allowed_by, s.isolated_by.is_empty()) {
+            (_, true) => {}
+            (Some((policy, rule)), false) => why.push(format!("{dir} of {} by {policy} rule {rule}", s.attachment)),
+            (None, false) => why.push(format!(
+                "{dir} of {}: isolated by {}, no rule allows it",
+                s.attachment,
+                s.isolated_by.join(", ")
+            )),
         }
-        Party::Address(ip) => {
-            let i = leases.iter().position(|(_, l)| l.ip == *ip);
-            Ok(Found {
-                ip: *ip,
-                lease: i,
-                label: i.map_or_else(|| ip.to_string(), named),
-            })
-        }
+    }
+    match (c.allowed, why.is_empty()) {
+        (true, true) => "allowed: no policy isolates either end".to_string(),
+        (true, false) => format!("allowed: {}", why.join("; ")),
+        (false, _) => format!("denied: {}", why.join("; ")),
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use vswitch_ctl::{TraceChunk, TracedFrame};
 
+use super::check::{summary, Judge};
 use super::{ControlError, Manager};
 use crate::snapshot::Snapshot;
 use crate::trace::{Headers, TraceRecord};
@@ -141,6 +142,28 @@ fn changes(before: &Headers, after: &Headers) -> Vec<(String, String)> {
     out
 }
 
+/// What the policies say of a traced frame that opens a connection (a TCP
+/// SYN, a UDP datagram, an echo request): judged from its sender to its
+/// receiver's own address and port (after a published port's
+/// translation). Other packets belong to a connection judged at its first.
+fn policy_line(judge: &Judge<'_>, r: &TraceRecord) -> Option<String> {
+    let (src, _, protocol, _) = r.before.ipv4?;
+    let (_, dst, _, _) = r.after.ipv4?;
+    let opens = match protocol {
+        6 => r.before.tcp_flags.is_some_and(|f| f & 0x12 == 0x02),
+        17 => true,
+        1 => r.before.icmp.is_some_and(|(kind, _)| kind == 8),
+        _ => false,
+    };
+    if !opens {
+        let dropped = r.verdict == Verdict::Drop(crate::stats::DropReason::PolicyDenied);
+        return dropped.then(|| "denied: no allowed connection has this packet".to_string());
+    }
+    let port = r.after.ports.map_or(0, |p| p.1);
+    let check = judge.check(judge.address(src), judge.address(dst), protocol, port);
+    Some(summary(&check))
+}
+
 impl Manager {
     pub(super) fn trace_start(&self, port: &str, count: u64) -> Result<(), ControlError> {
         if !(1..=10_000).contains(&count) {
@@ -164,6 +187,9 @@ impl Manager {
             .drain()
             .ok_or_else(|| ControlError::NoTrace(port.to_string()))?;
         let snap = self.cell.load();
+        // Policies are judged again here, once a trace read, by the same
+        // compiler: only when some are in force.
+        let judge = snap.policy.is_some().then(|| Judge::new(&self.desired));
         let bridge_names = |slot: u32| {
             (self.bridges.iter())
                 .find(|(_, b)| b.slot == slot)
@@ -185,6 +211,9 @@ impl Manager {
                     stages.push(("gateway".into(), format!("answers: {}", describe(&r.after))));
                 } else {
                     stages.extend(changes(&r.before, &r.after));
+                }
+                if let Some(line) = judge.as_ref().and_then(|j| policy_line(j, r)) {
+                    stages.push(("policy".into(), line));
                 }
                 stages.push(("verdict".into(), verdict_words(&snap, &bridge_names, &r.verdict)));
                 if !answered && r.after != r.before && r.after.ipv4.is_some() {
