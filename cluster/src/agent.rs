@@ -231,6 +231,7 @@ impl Agent {
             Request::NetDelete(req::NetDelete { name }) => self.net_delete(client, &name).await.map(|()| Reply::Done),
             Request::NetList => Ok(Reply::Networks(self.view.network_infos())),
             Request::ClusterLeave | Request::ClusterJoin => Ok(Reply::Done),
+            r if r.is_shared_policy() => self.shared_policy(client, r).await,
             other => Err(ClusterError::NotCluster(format!("{other:?}"))),
         };
         respond(result)

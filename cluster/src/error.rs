@@ -47,6 +47,9 @@ pub enum ClusterError {
     NoFreeSlice { subnet: Ipv4Net },
     #[error("the VTEP address {0} is used by another node")]
     VtepClash(Ipv4Addr),
+    /// A policy change the cluster does not take (the message says why).
+    #[error("{0}")]
+    PolicyRefused(String),
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
     #[error("etcd connection: {0}")]

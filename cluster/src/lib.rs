@@ -18,6 +18,7 @@ pub mod error;
 pub mod model;
 mod owned;
 pub mod plan;
+mod policies;
 mod sync;
 
 use std::path::PathBuf;

@@ -7,6 +7,14 @@
 //! | `nets/NAME`                 | `{"subnet","vni","host_prefix","port"}` | none |
 //! | `nodes/NODE`                | `{"vtep":"192.0.2.11"}`        | the node's |
 //! | `slices/NAME/10.200.3.0-24` | `{"node":"NODE"}`              | the node's |
+//! | `policies/NS/NAME`          | a NetworkPolicy (`vswitch_policy::model::Policy`) | none |
+//! | `namespaces/NS`             | the namespace's labels         | none       |
+//! | `members/NODE`              | the node's attachments on cluster networks (address, namespace, name, labels) | the node's |
+//!
+//! Policies and namespaces are the cluster's (`apply` on any host writes
+//! them); `members/NODE` is one record per host, not one per container,
+//! rewritten when the host's attachments change: what a remote selector
+//! needs to know of the addresses behind other hosts (see `policies`).
 //!
 //! A node's records live under one etcd lease it keeps alive, so a node that
 //! dies disappears from etcd when the lease expires, and one that leaves
@@ -19,6 +27,9 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use vswitch_ctl::{check_subnet, HostSlice, Ipv4Net, NetworkInfo, SubnetExt};
+use vswitch_policy::model::{check_name, Labels, Policy};
+
+pub use crate::policies::MemberRecord;
 
 use crate::error::ClusterError;
 
@@ -140,6 +151,18 @@ impl Keys {
         format!("{}slices/{net}/", self.prefix)
     }
 
+    pub fn policy(&self, namespace: &str, name: &str) -> String {
+        format!("{}policies/{namespace}/{name}", self.prefix)
+    }
+
+    pub fn namespace(&self, namespace: &str) -> String {
+        format!("{}namespaces/{namespace}", self.prefix)
+    }
+
+    pub fn members(&self, node: &str) -> String {
+        format!("{}members/{node}", self.prefix)
+    }
+
     pub fn slice(&self, net: &str, slice: &Ipv4Net) -> String {
         format!("{}slices/{net}/{}-{}", self.prefix, slice.network(), slice.prefix_len())
     }
@@ -151,6 +174,15 @@ impl Keys {
         let key = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
             ("nets", Some(name), None, None) if valid_name(name) => Key::Net(name.to_string()),
             ("nodes", Some(node), None, None) if valid_name(node) => Key::Node(node.to_string()),
+            ("members", Some(node), None, None) if valid_name(node) => Key::Members(node.to_string()),
+            ("namespaces", Some(ns), None, None) if check_name("namespace", ns).is_ok() => {
+                Key::Namespace(ns.to_string())
+            }
+            ("policies", Some(ns), Some(name), None)
+                if check_name("namespace", ns).is_ok() && check_name("name", name).is_ok() =>
+            {
+                Key::Policy(ns.to_string(), name.to_string())
+            }
             ("slices", Some(net), Some(slice), None) if valid_name(net) => {
                 let (addr, prefix) = slice.split_once('-')?;
                 let net_slice = format!("{addr}/{prefix}")
@@ -170,6 +202,9 @@ pub enum Key {
     Net(String),
     Node(String),
     Slice(String, Ipv4Net),
+    Policy(String, String),
+    Namespace(String),
+    Members(String),
 }
 
 /// One record as read from etcd: the value and the lease it lives under.
@@ -186,6 +221,12 @@ pub struct View {
     pub nodes: BTreeMap<String, Held<NodeRecord>>,
     /// Per network: slice → holder.
     pub slices: BTreeMap<String, BTreeMap<SliceKey, Held<SliceRecord>>>,
+    /// Network policies by `NS/NAME`.
+    pub policies: BTreeMap<String, Policy>,
+    /// Namespaces' labels.
+    pub namespaces: BTreeMap<String, Labels>,
+    /// Each node's attachments on cluster networks.
+    pub members: BTreeMap<String, Held<Vec<MemberRecord>>>,
     /// Keys under the prefix that are not ours or do not parse.
     pub foreign: usize,
 }
@@ -240,6 +281,12 @@ impl View {
                     bad(err);
                 }
             },
+            Key::Policy(..) | Key::Namespace(_) | Key::Members(_) => {
+                if let Err(why) = self.put_policy_record(parsed, value, lease) {
+                    self.foreign += 1;
+                    warn!(key = %String::from_utf8_lossy(key), %why, "ignoring a cluster record that does not parse");
+                }
+            }
             Key::Slice(net, slice) => match serde_json::from_slice::<SliceRecord>(value) {
                 Ok(value) if valid_name(&value.node) => {
                     self.slices
@@ -272,6 +319,15 @@ impl View {
             }
             Key::Node(node) => {
                 self.nodes.remove(node);
+            }
+            Key::Policy(ns, name) => {
+                self.policies.remove(&format!("{ns}/{name}"));
+            }
+            Key::Namespace(ns) => {
+                self.namespaces.remove(ns);
+            }
+            Key::Members(node) => {
+                self.members.remove(node);
             }
             Key::Slice(net, slice) => {
                 if let Some(slices) = self.slices.get_mut(net) {

@@ -40,6 +40,8 @@ pub(crate) struct Agent {
     pub(crate) synced_at: Option<Instant>,
     pub(crate) resyncs: u64,
     pub(crate) events: u64,
+    /// The policies last handed to vswitchd (`policies`).
+    pub(crate) pushed: Option<vswitch_ctl::req::ClusterPolicies>,
 }
 
 impl Agent {
@@ -62,6 +64,7 @@ impl Agent {
             synced_at: None,
             resyncs: 0,
             events: 0,
+            pushed: None,
         }
     }
 
@@ -94,7 +97,7 @@ impl Agent {
             Ok(Reply::Show(bridges)) => bridges,
             other => {
                 warn!(?other, "cannot read this host's bridges");
-                return Ok(());
+                return self.sync_policies(client, lease).await;
             }
         };
         let owned = &self.owned;
@@ -104,7 +107,7 @@ impl Agent {
             Ok(found) => found,
             Err(why) => {
                 self.publish_status(None, None, Vec::new(), Some(why));
-                return Ok(());
+                return self.sync_policies(client, lease).await;
             }
         };
         self.publish_node(client, lease, vtep).await?;
@@ -196,7 +199,7 @@ impl Agent {
             }
         }
         self.publish_status(Some(underlay), Some(vtep), networks, None);
-        Ok(())
+        self.sync_policies(client, lease).await
     }
 
     /// Applies requests in order, stopping at the first refusal: how many

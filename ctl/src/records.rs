@@ -256,6 +256,20 @@ pub struct PolicyInfo {
     pub selects: Vec<String>,
 }
 
+/// An attachment on another host of the cluster, as policies see it: its
+/// address on a cluster network, its namespace, name and labels.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RemoteMember {
+    pub node: String,
+    /// The cluster network (the bridge of that name on every host).
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "vswitch_policy::model::Labels::is_empty")]
+    pub labels: vswitch_policy::model::Labels,
+}
+
 /// What the policies would do to a connection (`check-policy`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyCheck {

@@ -52,6 +52,11 @@ pub enum Request {
     /// What the policies would do to a new connection, and why, without
     /// traffic (`vsctl check-policy`).
     CheckPolicy(CheckPolicy),
+    /// The cluster's policies, namespaces' labels and other hosts'
+    /// attachments, whole, as etcd holds them: sent by the cluster agent
+    /// only (with `--cluster`, `apply`, `delete` and `label-namespace` go
+    /// to etcd through the agent, and come back to every host this way).
+    ClusterPolicies(ClusterPolicies),
     /// Allows routing between two bridges.
     LinkBr(LinkBr),
     UnlinkBr(UnlinkBr),
@@ -125,12 +130,22 @@ impl Request {
             | Request::TraceRead(_)
             | Request::TraceStop(_) => Some("capture and trace stream; run them on their own"),
             Request::CtSave => Some("ct-save writes the connection table, not the configuration"),
+            Request::ClusterPolicies(_) => Some("cluster policies come from the cluster agent"),
             r if r.is_cluster() => Some("cluster commands go to the cluster agent; run them on their own"),
             _ => None,
         }
     }
 
     /// Requests the cluster agent answers, not the switch's manager.
+    /// Policy changes that, with `--cluster`, are the cluster's: they go
+    /// to etcd through the agent.
+    pub fn is_shared_policy(&self) -> bool {
+        matches!(
+            self,
+            Request::ApplyPolicies(_) | Request::DeletePolicies(_) | Request::LabelNamespace(_)
+        )
+    }
+
     pub fn is_cluster(&self) -> bool {
         matches!(
             self,
@@ -595,6 +610,14 @@ pub struct SetBridge {
     /// Inter-container communication (see [`AddBr::icc`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icc: Option<bool>,
+}
+
+/// See [`Request::ClusterPolicies`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPolicies {
+    pub policies: Vec<Policy>,
+    pub namespaces: std::collections::BTreeMap<String, Labels>,
+    pub remote: Vec<crate::records::RemoteMember>,
 }
 
 /// One end of a connection `check-policy` asks about: an attachment by

@@ -22,6 +22,7 @@ use vswitch::cores::{check_available, parse_core_list};
 use vswitch::pmd::{self, PmdParams};
 use vswitch::snapshot::{Snapshot, SnapshotCell};
 use vswitch_cluster::ClusterConfig;
+use vswitch_ctl::{Request, Response};
 use vswitch_nat::table::{ConnTable, Timeouts};
 
 /// How often learned MACs and neighbours are checked for aging.
@@ -251,8 +252,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     {
         let manager = manager.clone();
         let cluster = cluster.clone();
+        // With --cluster, policy changes are the cluster's: they go to
+        // etcd through the agent, which brings them back to every host.
         let handler: socket::Handler = Arc::new(move |request| match &cluster {
-            Some(agent) if request.is_cluster() => agent.answer(request),
+            Some(agent) if request.is_cluster() || request.is_shared_policy() => agent.answer(request),
+            Some(_) if matches!(&request, Request::Transaction(t) if t.requests.iter().any(Request::is_shared_policy)) => {
+                Response::Error {
+                    message: "with --cluster, apply, delete and label-namespace go to etcd: run them on their own"
+                        .into(),
+                }
+            }
+            _ if matches!(request, Request::ClusterPolicies(_)) => Response::Error {
+                message: "cluster policies come from the cluster agent, not the control socket".into(),
+            },
             _ => socket::answer(&manager, request),
         });
         if let Some(server) = metrics {

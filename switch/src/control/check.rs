@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 
-use vswitch_ctl::req::{self, Party};
+use vswitch_ctl::req;
 use vswitch_ctl::{PolicyCheck, SideCheck};
 use vswitch_policy::compile::{compile, Compiled, Member, Verdict};
 use vswitch_policy::Direction;
@@ -23,11 +23,23 @@ pub(super) struct Found {
     label: String,
 }
 
-/// The policies compiled against every attachment, to ask about
-/// connections one after the other.
+/// An attachment as the judge knows it: this host's (with its bridge) or
+/// another host's of the cluster.
+struct Party<'a> {
+    bridge: Option<&'a BridgeConfig>,
+    namespace: &'a str,
+    name: &'a str,
+    ip: Ipv4Addr,
+    labels: &'a vswitch_policy::model::Labels,
+    /// The other host it is on.
+    node: Option<&'a str>,
+}
+
+/// The policies compiled against every attachment (this host's, then the
+/// other hosts'), to ask about connections one after the other.
 pub(super) struct Judge<'a> {
     desired: &'a DesiredState,
-    leases: Vec<(&'a BridgeConfig, &'a Lease)>,
+    leases: Vec<Party<'a>>,
     compiled: Compiled,
 }
 
@@ -41,14 +53,30 @@ impl Manager {
 
 impl<'a> Judge<'a> {
     pub(super) fn new(desired: &'a DesiredState) -> Judge<'a> {
-        let leases: Vec<(&BridgeConfig, &Lease)> = (desired.bridges.iter())
-            .flat_map(|b| b.leases.iter().map(move |l| (b, l)))
-            .collect();
-        let members: Vec<Member> = (leases.iter())
-            .map(|(_, l)| Member {
+        let local = (desired.bridges.iter()).flat_map(|b| {
+            b.leases.iter().map(move |l: &Lease| Party {
+                bridge: Some(b),
                 namespace: l.namespace(),
+                name: l.name(),
+                ip: l.ip,
                 labels: &l.labels,
-                addr: l.ip,
+                node: None,
+            })
+        });
+        let remote = desired.remote_members.iter().map(|m| Party {
+            bridge: None,
+            namespace: &m.namespace,
+            name: &m.name,
+            ip: m.ip,
+            labels: &m.labels,
+            node: Some(&m.node),
+        });
+        let leases: Vec<Party> = local.chain(remote).collect();
+        let members: Vec<Member> = (leases.iter())
+            .map(|p| Member {
+                namespace: p.namespace,
+                labels: p.labels,
+                addr: p.ip,
             })
             .collect();
         let compiled = compile(&desired.policies, &desired.namespaces, &members);
@@ -61,32 +89,35 @@ impl<'a> Judge<'a> {
 
     /// Finds `party` among the attachments: one by name must exist; an
     /// address may be anyone's.
-    pub(super) fn find(&self, party: &Party) -> Result<Found, ControlError> {
+    pub(super) fn find(&self, party: &req::Party) -> Result<Found, ControlError> {
         match party {
-            Party::Attachment { namespace, name } => {
+            req::Party::Attachment { namespace, name } => {
                 let i = (self.leases.iter())
-                    .position(|(_, l)| l.namespace() == namespace && l.name() == name)
+                    .position(|p| p.namespace == namespace && p.name == name)
                     .ok_or_else(|| ControlError::NoAttachment {
                         namespace: namespace.clone(),
                         name: name.clone(),
                     })?;
-                Ok(self.found(self.leases[i].1.ip, Some(i)))
+                Ok(self.found(self.leases[i].ip, Some(i)))
             }
-            Party::Address(ip) => Ok(self.address(*ip)),
+            req::Party::Address(ip) => Ok(self.address(*ip)),
         }
     }
 
     /// Whoever has address `ip`.
     pub(super) fn address(&self, ip: Ipv4Addr) -> Found {
-        self.found(ip, self.leases.iter().position(|(_, l)| l.ip == ip))
+        self.found(ip, self.leases.iter().position(|p| p.ip == ip))
     }
 
     fn found(&self, ip: Ipv4Addr, lease: Option<usize>) -> Found {
         let label = lease.map_or_else(
             || ip.to_string(),
             |i| {
-                let l = self.leases[i].1;
-                format!("{}/{} ({ip})", l.namespace(), l.name())
+                let p = &self.leases[i];
+                match p.node {
+                    Some(node) => format!("{}/{} ({ip}, on {node})", p.namespace, p.name),
+                    None => format!("{}/{} ({ip})", p.namespace, p.name),
+                }
             },
         );
         Found { ip, lease, label }
@@ -99,15 +130,15 @@ impl<'a> Judge<'a> {
         let ingress = self.side(&to, Direction::Ingress, from.ip, protocol, port);
         let gateway = |ip: Ipv4Addr| self.desired.bridges.iter().any(|b| b.gateway == Some(ip));
         let apart = match (from.lease, to.lease) {
-            (Some(a), Some(b)) => {
-                let (ba, bb) = (self.leases[a].0, self.leases[b].0);
-                (ba.name == bb.name && !ba.icc).then(|| {
+            (Some(a), Some(b)) => match (self.leases[a].bridge, self.leases[b].bridge) {
+                (Some(ba), Some(bb)) => (ba.name == bb.name && !ba.icc).then(|| {
                     format!(
                         "bridge {} has icc off: its attachments do not reach each other",
                         ba.name
                     )
-                })
-            }
+                }),
+                _ => None,
+            },
             _ => None,
         };
         let (allowed, note) = if gateway(from.ip) || gateway(to.ip) {
@@ -135,7 +166,7 @@ impl<'a> Judge<'a> {
 
     fn side(&self, who: &Found, dir: Direction, peer: Ipv4Addr, protocol: u8, port: u16) -> Option<SideCheck> {
         let i = who.lease?;
-        let lease = self.leases[i].1;
+        let party = &self.leases[i];
         let name_of = |p: u32| (self.desired.policies.get(p as usize)).map_or_else(String::new, |p| p.key());
         let (allowed, allowed_by) = match self.compiled.verdict(i, dir, peer, protocol, port) {
             Verdict::Open => (true, None),
@@ -143,7 +174,7 @@ impl<'a> Judge<'a> {
             Verdict::Denied => (false, None),
         };
         Some(SideCheck {
-            attachment: format!("{}/{}", lease.namespace(), lease.name()),
+            attachment: format!("{}/{}", party.namespace, party.name),
             isolated_by: self.compiled.endpoint(i).policies(dir).map(name_of).collect(),
             allowed,
             allowed_by,

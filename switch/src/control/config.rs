@@ -17,7 +17,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use vswitch_ctl::{Ipv4Net, MacAddr};
+use vswitch_ctl::{Ipv4Net, MacAddr, RemoteMember};
 use vswitch_nat::tuple::Proto;
 use vswitch_policy::model::{Labels, Policy, DEFAULT_NAMESPACE};
 
@@ -182,6 +182,10 @@ pub struct DesiredState {
     /// Namespace); a namespace not here has only its name label.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub namespaces: BTreeMap<String, Labels>,
+    /// Attachments of other hosts on cluster networks, as etcd last said
+    /// (kept, so that policies hold with etcd away and across restarts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_members: Vec<RemoteMember>,
 }
 
 impl Default for DesiredState {
@@ -192,6 +196,7 @@ impl Default for DesiredState {
             links: Vec::new(),
             policies: Vec::new(),
             namespaces: BTreeMap::new(),
+            remote_members: Vec::new(),
         }
     }
 }
@@ -411,6 +416,7 @@ pub(super) mod tests {
             links: vec![("br0".into(), "br1".into())],
             policies: Vec::new(),
             namespaces: BTreeMap::new(),
+            remote_members: Vec::new(),
             bridges: vec![BridgeConfig {
                 name: "br0".into(),
                 aging_secs: 300,

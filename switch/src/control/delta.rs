@@ -40,6 +40,9 @@ pub struct Delta {
     /// The namespaces' labels, when they changed (whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<BTreeMap<String, Labels>>,
+    /// Other hosts' attachments, when they changed (whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_members: Option<Vec<vswitch_ctl::RemoteMember>>,
 }
 
 /// What changed in one bridge.
@@ -278,6 +281,7 @@ impl Delta {
             links: (old.links != new.links).then(|| new.links.clone()),
             policies: (old.policies != new.policies).then(|| new.policies.clone()),
             namespaces: (old.namespaces != new.namespaces).then(|| new.namespaces.clone()),
+            remote_members: (old.remote_members != new.remote_members).then(|| new.remote_members.clone()),
         })
     }
 
@@ -309,6 +313,9 @@ impl Delta {
         }
         if let Some(namespaces) = self.namespaces {
             state.namespaces = namespaces;
+        }
+        if let Some(remote) = self.remote_members {
+            state.remote_members = remote;
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ impl Manager {
             Request::ApplyPolicies(r) => self.apply_policies(r).map(Reply::Applied),
             Request::DeletePolicies(r) => self.delete_policies(r).map(Reply::Deleted),
             Request::ListPolicies => Ok(Reply::Policies(self.list_policies())),
+            Request::ClusterPolicies(r) => done(self.cluster_policies(r)),
             Request::CheckPolicy(r) => self.check_policy(&r).map(|c| Reply::PolicyChecked(Box::new(c))),
             Request::LinkBr(r) => done(self.link_br(&r.a, &r.b, true)),
             Request::UnlinkBr(r) => done(self.link_br(&r.a, &r.b, false)),

@@ -135,6 +135,30 @@ impl Manager {
         Ok(deleted)
     }
 
+    /// The cluster's policies, namespaces and remote attachments replace
+    /// this host's (the agent sends them whole; the same again changes
+    /// nothing).
+    pub(super) fn cluster_policies(&mut self, r: req::ClusterPolicies) -> Result<(), ControlError> {
+        for p in &r.policies {
+            p.check().map_err(|why| ControlError::BadPolicy { key: p.key(), why })?;
+        }
+        let changed = self.desired.policies != r.policies
+            || self.desired.namespaces != r.namespaces
+            || self.desired.remote_members != r.remote;
+        if !changed {
+            return Ok(());
+        }
+        let (policies, members) = (r.policies.len(), r.remote.len());
+        self.commit(|txn| {
+            txn.desired.policies = r.policies;
+            txn.desired.namespaces = r.namespaces;
+            txn.desired.remote_members = r.remote;
+            Ok(())
+        })?;
+        info!(policies, remote_members = members, "cluster policies applied");
+        Ok(())
+    }
+
     pub(super) fn list_policies(&self) -> Vec<PolicyInfo> {
         let leases: Vec<&Lease> = self.desired.bridges.iter().flat_map(|b| b.leases.iter()).collect();
         (self.desired.policies.iter())
@@ -246,6 +270,23 @@ pub(super) fn policy_view(
             placed.push((zone, lease.ip, lease.port.as_str()));
         }
     }
+    // Other hosts' attachments: peers selectors match, in the zone of the
+    // network's bridge here; they have no port here ("" is none).
+    for remote in &desired.remote_members {
+        let Some(&zone) = zones.get(&remote.network) else {
+            continue;
+        };
+        if placed.iter().any(|&(z, ip, _)| z == zone && ip == remote.ip) {
+            continue; // an address this host leases wins
+        }
+        icc.push(None);
+        members.push(Member {
+            namespace: &remote.namespace,
+            labels: &remote.labels,
+            addr: remote.ip,
+        });
+        placed.push((zone, remote.ip, ""));
+    }
     let compiled = compile(&desired.policies, &desired.namespaces, &members);
     if !compiled.any_isolated() && icc.iter().all(Option::is_none) {
         return None;
@@ -256,7 +297,7 @@ pub(super) fn policy_view(
         let rules = compiled.endpoint(i);
         let policed =
             rules.isolated(vswitch_policy::Direction::Ingress) || rules.isolated(vswitch_policy::Direction::Egress);
-        if policed || icc[i].is_some() {
+        if (policed || icc[i].is_some()) && !port.is_empty() {
             port_members.insert(port.to_string(), i as u32);
         }
     }

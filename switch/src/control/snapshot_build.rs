@@ -34,6 +34,7 @@ pub(super) fn same_snapshot(old: &DesiredState, new: &DesiredState) -> bool {
     old.links == new.links
         && old.policies == new.policies
         && old.namespaces == new.namespaces
+        && old.remote_members == new.remote_members
         && old.bridges.len() == new.bridges.len()
         && (old.bridges.iter().zip(&new.bridges)).all(|(a, b)| same_bridge(a, b))
 }
