@@ -79,6 +79,7 @@ pub enum Reply {
     Attachments(Vec<AttachmentInfo>),
     Policies(Vec<PolicyInfo>),
     PolicyChecked(Box<PolicyCheck>),
+    Flows(FlowChunk),
     Applied(Applied),
     /// Policies deleted by `delete`.
     Deleted(Vec<String>),

@@ -270,6 +270,35 @@ pub struct RemoteMember {
     pub labels: vswitch_policy::model::Labels,
 }
 
+/// Connection events `observe` read, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowChunk {
+    pub flows: Vec<FlowInfo>,
+    /// The sequence number to read after next time.
+    pub last: u64,
+    /// Events the poll threads could not keep (the reader too slow).
+    pub lost: u64,
+}
+
+/// One connection event, named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowInfo {
+    pub seq: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// `new`, `denied` or `closed`.
+    pub event: String,
+    /// `tcp`, `udp`, `icmp` or `proto N`.
+    pub protocol: String,
+    /// The opener: `NS/NAME (IP)` when an attachment, else the IP; and its port.
+    pub src: String,
+    pub src_port: u16,
+    pub dst: String,
+    pub dst_port: u16,
+    /// What decides, as the policies are when read (`check-policy`'s words).
+    pub reason: String,
+}
+
 /// What the policies would do to a connection (`check-policy`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyCheck {

@@ -52,6 +52,9 @@ pub enum Request {
     /// What the policies would do to a new connection, and why, without
     /// traffic (`vsctl check-policy`).
     CheckPolicy(CheckPolicy),
+    /// The policy stages' connection events after a point (`vsctl
+    /// observe`): new, denied and closed connections, named.
+    ObserveRead(ObserveRead),
     /// The cluster's policies, namespaces' labels and other hosts'
     /// attachments, whole, as etcd holds them: sent by the cluster agent
     /// only (with `--cluster`, `apply`, `delete` and `label-namespace` go
@@ -618,6 +621,30 @@ pub struct ClusterPolicies {
     pub policies: Vec<Policy>,
     pub namespaces: std::collections::BTreeMap<String, Labels>,
     pub remote: Vec<crate::records::RemoteMember>,
+}
+
+/// See [`Request::ObserveRead`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserveRead {
+    /// Events after this sequence number; None: the `last` most recent.
+    #[serde(default)]
+    pub after: Option<u64>,
+    #[serde(default = "twenty")]
+    pub last: usize,
+    /// Only connections allowed (`new`, `closed`) or only those denied.
+    #[serde(default)]
+    pub verdict: Option<FlowVerdict>,
+}
+
+fn twenty() -> usize {
+    20
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowVerdict {
+    Allowed,
+    Denied,
 }
 
 /// One end of a connection `check-policy` asks about: an attachment by

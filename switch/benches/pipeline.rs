@@ -222,6 +222,7 @@ fn isolate_port_1(w: &mut World, count: u16) {
             .into_iter()
             .collect(),
         apart: vec![None, None],
+        flows: Arc::new(vswitch::flows::FlowLogs::default()),
         ct: Arc::new(ConnTable::new(1024).without_windows()),
         generation: w.snap.generation,
     });

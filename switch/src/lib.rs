@@ -14,6 +14,7 @@ pub mod capture;
 pub mod clock;
 pub mod control;
 pub mod cores;
+pub mod flows;
 pub mod metrics;
 pub mod offload;
 pub mod packet;

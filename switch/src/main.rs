@@ -19,6 +19,7 @@ use vswitch::clock;
 use vswitch::control::store::Store;
 use vswitch::control::{socket, Manager};
 use vswitch::cores::{check_available, parse_core_list};
+use vswitch::flows::{FlowEvent, FlowKind};
 use vswitch::pmd::{self, PmdParams};
 use vswitch::snapshot::{Snapshot, SnapshotCell};
 use vswitch_cluster::ClusterConfig;
@@ -291,7 +292,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     .filter(|(_, home)| home.is_gone())
                     .map(|(uid, _)| uid)
                     .collect();
-                let (fdbs, neighs, ct, policy_ct) = {
+                let (fdbs, neighs, ct, policy_ct, flows) = {
                     let mut m = manager.lock().unwrap_or_else(PoisonError::into_inner);
                     // Handoff ports a runtime has moved since (Docker).
                     if m.moves_pending() {
@@ -302,7 +303,14 @@ fn run(args: Args) -> anyhow::Result<()> {
                     }
                     m.expire_captures();
                     m.expire_traces();
-                    (m.fdbs(), m.neigh_tables(), m.conntrack(), m.policy_conntrack())
+                    m.collect_flows();
+                    (
+                        m.fdbs(),
+                        m.neigh_tables(),
+                        m.conntrack(),
+                        m.policy_conntrack(),
+                        m.flow_logs(),
+                    )
                 };
                 let now = clock::now_ms();
                 for fdb in fdbs {
@@ -312,7 +320,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                     neigh.sweep(now);
                 }
                 ct.sweep(now);
-                policy_ct.sweep(now);
+                policy_ct.sweep_each(now, |conn| {
+                    let parts = vswitch::pipeline::policy::parts(&conn.orig);
+                    flows.record(0, FlowEvent::new(FlowKind::Closed, now, parts));
+                });
             })?;
     }
     info!(socket = %args.socket.display(), state_dir = %args.state_dir.display(), cores = ?cores, "vswitchd ready");

@@ -123,6 +123,8 @@ pub struct PolicyView {
     /// attachments (`icc` false), if any. Two members of one such bridge
     /// never reach each other, whatever the policies say.
     pub apart: Vec<Option<u32>>,
+    /// Where the stages note connections allowed and refused (`observe`).
+    pub flows: Arc<crate::flows::FlowLogs>,
     /// Connections allowed so far, each marked with the generation that
     /// allowed it: one of an older generation is judged again.
     pub ct: Arc<ConnTable>,

@@ -450,13 +450,14 @@ impl Switch {
     }
 
     pub fn vsctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("vsctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run vsctl")
+        self.vsctl_cmd(args).output().expect("run vsctl")
+    }
+
+    /// vsctl on this switch's socket, not started yet (to run beside).
+    pub fn vsctl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("vsctl"));
+        cmd.arg("--socket").arg(&self.socket).args(args).stdin(Stdio::null());
+        cmd
     }
 
     /// Runs vsctl; panics with its stderr if it fails.

@@ -135,6 +135,44 @@ fn ingress_policy_isolates_by_labels_ports_and_keeps_replies() {
         "80/gre",
     ]);
     assert_eq!(bad.status.code(), Some(2), "a usage error");
+    // observe: the connections allowed and refused, named, with the rule
+    // or the policies that decided.
+    let flows: Vec<serde_json::Value> = sw
+        .ok(&["observe", "--json", "--last", "500"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let allowed = flows.iter().find(|f| {
+        f["event"] == "new" && f["dst_port"] == 8080 && f["src"].as_str().is_some_and(|s| s.starts_with("shop/client"))
+    });
+    assert!(
+        allowed.is_some_and(|f| f["reason"] == "allowed: ingress of shop/web by shop/allow-client rule 0"),
+        "{flows:?}"
+    );
+    let denied = flows
+        .iter()
+        .find(|f| f["event"] == "denied" && f["src"].as_str().is_some_and(|s| s.starts_with("shop/other")));
+    assert!(
+        denied.is_some_and(|f| f["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("isolated by shop/deny-web"))),
+        "{flows:?}"
+    );
+    let only_denied = sw.ok(&["observe", "--verdict", "denied", "--json", "--last", "500"]);
+    assert!(!only_denied.contains("\"event\":\"new\""), "{only_denied}");
+    let follower = sw
+        .vsctl_cmd(&["observe", "--follow", "--seconds", "3", "--last", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("observe --follow");
+    sleep(Duration::from_millis(500));
+    assert!(!tcp_ok(&other, &web_ip, 8079));
+    let followed = String::from_utf8_lossy(&follower.wait_with_output().expect("observe").stdout).into_owned();
+    assert!(
+        followed.lines().any(|l| l.contains(" denied ") && l.contains(":8079")),
+        "{followed}"
+    );
+
     // Changing other's labels makes it a client, at once.
     sw.ok(&["label", "shop/other", "app=client"]);
     assert!(tcp_ok(&other, &web_ip, 8080));

@@ -499,6 +499,11 @@ impl ConnTable {
 
     /// Removes expired connections, one shard at a time (housekeeping).
     pub fn sweep(&self, now_ms: u64) -> usize {
+        self.sweep_each(now_ms, |_| {})
+    }
+
+    /// [`ConnTable::sweep`], showing `gone` each connection it removes.
+    pub fn sweep_each(&self, now_ms: u64, mut gone: impl FnMut(&Conn)) -> usize {
         let mut removed = 0;
         for i in 0..SHARDS {
             let expired: Vec<Arc<Conn>> = {
@@ -511,6 +516,7 @@ impl ConnTable {
             };
             for conn in expired {
                 self.remove(&conn);
+                gone(&conn);
                 removed += 1;
             }
         }

@@ -42,6 +42,7 @@ impl Manager {
             Request::DeletePolicies(r) => self.delete_policies(r).map(Reply::Deleted),
             Request::ListPolicies => Ok(Reply::Policies(self.list_policies())),
             Request::ClusterPolicies(r) => done(self.cluster_policies(r)),
+            Request::ObserveRead(r) => Ok(Reply::Flows(self.observe_read(&r))),
             Request::CheckPolicy(r) => self.check_policy(&r).map(|c| Reply::PolicyChecked(Box::new(c))),
             Request::LinkBr(r) => done(self.link_br(&r.a, &r.b, true)),
             Request::UnlinkBr(r) => done(self.link_br(&r.a, &r.b, false)),

@@ -37,6 +37,7 @@ mod error;
 mod exists;
 mod ipam;
 mod nat;
+mod observe;
 mod policy;
 mod ports;
 mod restore;
@@ -173,6 +174,10 @@ pub struct Manager {
     /// Connections to and from attachments network policies isolate, in
     /// their policy zones (`pipeline::policy`).
     policy_ct: Arc<ConnTable>,
+    /// The policy stages' connection events, and what was read of them
+    /// (`observe`).
+    flows: Arc<crate::flows::FlowLogs>,
+    flow_history: observe::History,
     /// After a start without a saved connection table, how long
     /// established TCP flows are picked up mid-stream.
     pickup: Duration,
@@ -217,6 +222,8 @@ impl Manager {
             generation: 0,
             next_uid: 1,
             policy_ct: Arc::new(policy_table(&conntrack)),
+            flows: Arc::default(),
+            flow_history: observe::History::default(),
             ct: Arc::new(conntrack),
             pickup: DEFAULT_PICKUP,
             batch: None,

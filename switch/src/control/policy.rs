@@ -21,6 +21,7 @@ use vswitch_policy::model::{check_label, check_name, Labels, NAMESPACE_NAME_LABE
 
 use super::config::{BridgeConfig, DesiredState, Lease};
 use super::{ControlError, Manager};
+use crate::flows::FlowLogs;
 use crate::snapshot::PolicyView;
 
 /// kubectl's names of the kinds `apply` reports on.
@@ -248,6 +249,7 @@ pub(super) fn policy_view(
     desired: &DesiredState,
     zones: &HashMap<String, u16>,
     ct: &Arc<ConnTable>,
+    flows: &Arc<FlowLogs>,
     generation: u64,
     port_members: &mut HashMap<String, u32>,
 ) -> Option<PolicyView> {
@@ -305,6 +307,7 @@ pub(super) fn policy_view(
         compiled: Arc::new(compiled),
         members: by_addr,
         apart: icc,
+        flows: flows.clone(),
         ct: ct.clone(),
         generation,
     })

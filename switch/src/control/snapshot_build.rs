@@ -51,6 +51,7 @@ impl Manager {
             &self.desired,
             &zones,
             &self.policy_ct,
+            &self.flows,
             self.generation,
             &mut port_members,
         );

@@ -16,6 +16,8 @@ pub struct Ingress<'a> {
     /// The input port's counters of this thread.
     pub counters: &'a PortCounters,
     pub now_ms: u64,
+    /// The poll thread's index.
+    pub thread: usize,
     /// What the batch's frames already looked up.
     pub memo: Memo,
 }
@@ -27,6 +29,7 @@ impl<'a> Ingress<'a> {
         let input = snap.port(in_slot)?;
         snap.bridge(input.bridge)?;
         Some(Ingress {
+            thread,
             snap,
             input,
             bridge: input.bridge,

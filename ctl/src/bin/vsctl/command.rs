@@ -21,6 +21,13 @@ use crate::args::{
     IpChoice, NatMode, Setting, Table,
 };
 
+/// `observe --verdict`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CliVerdict {
+    Allowed,
+    Denied,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a bridge (an isolated L2 network; with --subnet also its gateway, addresses and NAT).
@@ -237,6 +244,21 @@ pub enum Command {
         /// PORT[/tcp|udp|sctp] (tcp when not said), or icmp.
         #[arg(long, value_name = "PORT/PROTO", value_parser = crate::check::port)]
         port: (u8, u16),
+    },
+    /// Connection events of the policy stages (new, denied, closed) with both ends' names and what decided, as Hubble's observe.
+    Observe {
+        /// Keep printing events as they come (Ctrl-C stops).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only connections allowed (new, closed) or only those denied.
+        #[arg(long, value_enum)]
+        verdict: Option<CliVerdict>,
+        /// How many recent events to print first.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        last: usize,
+        /// With --follow, stop after this many seconds.
+        #[arg(long, requires = "follow", value_name = "SECS")]
+        seconds: Option<u64>,
     },
     /// Allow routing between two bridges (off by default).
     LinkBr {

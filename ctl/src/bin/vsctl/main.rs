@@ -19,6 +19,7 @@ mod capture;
 mod check;
 mod command;
 mod get;
+mod observe;
 mod policy;
 mod print;
 mod trace;
@@ -163,6 +164,7 @@ fn transaction(segments: &[&[OsString]]) -> anyhow::Result<()> {
                 | Command::Get { .. }
                 | Command::ShowPolicy { .. }
                 | Command::CheckPolicy { .. }
+                | Command::Observe { .. }
         ) {
             anyhow::bail!(
                 "command {} ({}): capture and trace stream, get reads as it goes; run them on their own",
@@ -398,6 +400,26 @@ fn to_request(command: Command, daemon: &Daemon, cli: &Flags) -> anyhow::Result<
         Command::ListPolicies => Request::ListPolicies,
         Command::ShowPolicy { target } => {
             policy::show(daemon, &target, cli.json)?;
+            return Ok(None);
+        }
+        Command::Observe {
+            follow,
+            verdict,
+            last,
+            seconds,
+        } => {
+            let verdict = verdict.map(|v| match v {
+                command::CliVerdict::Allowed => req::FlowVerdict::Allowed,
+                command::CliVerdict::Denied => req::FlowVerdict::Denied,
+            });
+            let options = observe::Options {
+                follow,
+                verdict,
+                last,
+                seconds,
+                json: cli.json,
+            };
+            observe::run(daemon, &options)?;
             return Ok(None);
         }
         Command::CheckPolicy { from, to, port } => {

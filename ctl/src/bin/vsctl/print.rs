@@ -64,6 +64,7 @@ pub fn print_reply(reply: &Reply) {
         Reply::Attachments(list) => print_attachments(list),
         Reply::Policies(list) => crate::policy::print_policies(list),
         Reply::PolicyChecked(c) => crate::check::print(c),
+        Reply::Flows(chunk) => println!("{} connection events", chunk.flows.len()),
         Reply::Applied(a) => crate::policy::print_applied(a),
         Reply::Deleted(keys) => {
             for k in keys {

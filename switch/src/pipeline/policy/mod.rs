@@ -48,6 +48,7 @@ use vswitch_policy::Direction;
 
 use super::ingress::Ingress;
 pub use super::scratch::{End, FlowKey, Recent};
+use crate::flows::{FlowEvent, FlowKind};
 use crate::packet::{Batch, Frame};
 use crate::snapshot::{PolicyView, Snapshot};
 use crate::stats::DropReason;
@@ -116,7 +117,11 @@ pub fn outbound(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict], recen
         if known {
             continue;
         }
-        if let Err(reason) = recent.judged(key, judge(view, frame, zone, gateway, end, at.now_ms), at.now_ms) {
+        if let Err(reason) = recent.judged(
+            key,
+            judge(view, frame, zone, gateway, end, at.now_ms, at.thread),
+            at.now_ms,
+        ) {
             *out = Verdict::Drop(reason);
         }
     }
@@ -166,7 +171,11 @@ pub fn inbound(batch: &Batch, at: &Ingress<'_>, verdicts: &mut [Verdict], recent
             continue;
         }
         let (zone, gateway) = place(at.snap, bridge);
-        if let Err(reason) = recent.judged(key, judge(view, frame, zone, gateway, end, at.now_ms), at.now_ms) {
+        if let Err(reason) = recent.judged(
+            key,
+            judge(view, frame, zone, gateway, end, at.now_ms, at.thread),
+            at.now_ms,
+        ) {
             *out = Verdict::Drop(reason);
         }
     }
@@ -195,6 +204,7 @@ pub fn judge(
     gateway: Option<Ipv4Addr>,
     end: End,
     now_ms: u64,
+    thread: usize,
 ) -> Result<Option<bool>, DropReason> {
     let offset = frame.meta.eth_offset.map_or(0, usize::from);
     let data = frame.data().get(offset..).unwrap_or_default();
@@ -205,7 +215,7 @@ pub fn judge(
         EthernetProtocol::Ipv4 => {}
         _ => return Err(DropReason::PolicyDenied),
     }
-    judge_ipv4(view, eth.payload(), zone, gateway, end, now_ms)
+    judge_ipv4(view, eth.payload(), zone, gateway, end, (now_ms, thread))
 }
 
 /// The bytes that name an unfragmented TCP or UDP packet's connection
@@ -250,7 +260,7 @@ fn judge_ipv4(
     zone: u16,
     gateway: Option<Ipv4Addr>,
     end: End,
-    now_ms: u64,
+    (now_ms, thread): (u64, usize),
 ) -> Result<Option<bool>, DropReason> {
     let ip = Ipv4Packet::new_checked(packet).map_err(|_| DropReason::Malformed)?;
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
@@ -277,11 +287,15 @@ fn judge_ipv4(
         // Nothing to track: judged as a connection of its own.
         let protocol = u8::from(ip.next_header());
         let (opener, acceptor) = ends_of(src, dst, end);
-        return allowed(view, zone, opener, acceptor, protocol, 0)
-            .then_some(None)
-            .ok_or(DropReason::PolicyDenied);
+        if allowed(view, zone, opener, acceptor, protocol, 0) {
+            return Ok(None);
+        }
+        let (src_port, dst_port) = (0, 0);
+        let event = (protocol, src, src_port, dst, dst_port);
+        view.flows.record(thread, flow(FlowKind::Denied, now_ms, event));
+        return Err(DropReason::PolicyDenied);
     };
-    judge_tracked(view, seen, zone, end, now_ms).map(|()| Some(true))
+    judge_tracked(view, seen, zone, end, (now_ms, thread)).map(|()| Some(true))
 }
 
 /// [`judge`] for a packet the connection table tracks.
@@ -290,7 +304,7 @@ fn judge_tracked(
     seen: vswitch_nat::table::Seen,
     zone: u16,
     end: End,
-    now_ms: u64,
+    (now_ms, thread): (u64, usize),
 ) -> Result<(), DropReason> {
     let mark = view.generation + 1;
     match view.ct.track_existing(seen, now_ms) {
@@ -311,6 +325,7 @@ fn judge_tracked(
                 Ok(())
             } else {
                 view.ct.forget(&tracked.conn);
+                view.flows.record(thread, flow(FlowKind::Denied, now_ms, parts(&orig)));
                 Err(DropReason::PolicyDenied)
             }
         }
@@ -319,11 +334,13 @@ fn judge_tracked(
             let t = seen.tuple;
             let (opener, acceptor) = ends_of(t.src, t.dst, end);
             if !allowed(view, zone, opener, acceptor, protocol_of(&t), t.dst_port) {
+                view.flows.record(thread, flow(FlowKind::Denied, now_ms, parts(&t)));
                 return Err(DropReason::PolicyDenied);
             }
             match view.ct.track(seen, now_ms, |_| Nat::default()) {
                 Ok(tracked) => {
                     tracked.conn.mark.store(mark, Ordering::Relaxed);
+                    view.flows.record(thread, flow(FlowKind::New, now_ms, parts(&t)));
                     Ok(())
                 }
                 Err(CtDrop::TableFull) => Err(DropReason::CtTableFull),
@@ -344,6 +361,18 @@ fn ends_of(src: Ipv4Addr, dst: Ipv4Addr, end: End) -> (Side, Side) {
         End::Src(m) => ((src, Some(m)), (dst, None)),
         End::Dst(m) => ((src, None), (dst, Some(m))),
     }
+}
+
+/// A connection's protocol, addresses and ports.
+type Parts = (u8, Ipv4Addr, u16, Ipv4Addr, u16);
+
+/// `t` as a flow event's parts.
+pub fn parts(t: &Tuple) -> Parts {
+    (protocol_of(t), t.src, t.src_port, t.dst, t.dst_port)
+}
+
+fn flow(kind: FlowKind, at_ms: u64, parts: Parts) -> FlowEvent {
+    FlowEvent::new(kind, at_ms, parts)
 }
 
 fn protocol_of(t: &Tuple) -> u8 {

@@ -10,6 +10,7 @@ use vswitch_policy::compile::{compile, Member};
 use vswitch_policy::model::{Labels, Peer, Policy, PortMatch, Protocol, Rule, Selector};
 
 use super::*;
+use crate::flows::FlowLogs;
 use crate::packet::PacketPool;
 
 const GW: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
@@ -69,6 +70,7 @@ fn view(generation: u64, open: bool) -> PolicyView {
         compiled: Arc::new(compiled),
         members: [((0, WEB), 0), ((0, CLIENT), 1), ((0, OTHER), 2)].into_iter().collect(),
         apart: vec![None; 3],
+        flows: Arc::new(FlowLogs::default()),
         ct: Arc::new(ConnTable::new(64).without_windows()),
         generation,
     }
@@ -104,11 +106,11 @@ fn echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16, request: bool) -> Frame {
 }
 
 fn inbound(v: &PolicyView, f: &Frame) -> Result<(), DropReason> {
-    judge(v, f, 0, Some(GW), End::Dst(WEB_M), 0).map(|_| ())
+    judge(v, f, 0, Some(GW), End::Dst(WEB_M), 0, 0).map(|_| ())
 }
 
 fn outbound(v: &PolicyView, f: &Frame) -> Result<(), DropReason> {
-    judge(v, f, 0, Some(GW), End::Src(WEB_M), 0).map(|_| ())
+    judge(v, f, 0, Some(GW), End::Src(WEB_M), 0, 0).map(|_| ())
 }
 
 #[test]
@@ -252,4 +254,22 @@ fn an_icmp_error_passes_only_about_an_allowed_connection() {
         inbound(&v, &error(&other.data()[14..54])),
         Err(DropReason::PolicyDenied)
     );
+}
+
+/// The stages note a connection's verdict once: its first packet, not the
+/// ones after (observe).
+#[test]
+fn connections_allowed_and_refused_are_noted_once() {
+    use crate::flows::{FlowEvent, FlowKind};
+    let v = view(1, false);
+    assert_eq!(inbound(&v, &tcp(CLIENT, 5001, WEB, 80, true)), Ok(()));
+    assert_eq!(inbound(&v, &tcp(CLIENT, 5001, WEB, 80, true)), Ok(()), "its SYN again");
+    assert_eq!(
+        inbound(&v, &tcp(OTHER, 5002, WEB, 80, true)),
+        Err(DropReason::PolicyDenied)
+    );
+    let mut events: Vec<FlowEvent> = Vec::new();
+    v.flows.drain_into(&mut events);
+    let kinds: Vec<(FlowKind, Ipv4Addr, u16)> = events.iter().map(|e| (e.kind, e.src, e.dst_port)).collect();
+    assert_eq!(kinds, vec![(FlowKind::New, CLIENT, 80), (FlowKind::Denied, OTHER, 80)]);
 }
